@@ -1,0 +1,182 @@
+package signing
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestKeyRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sub", "key")
+	key, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WritePrivateKey(path, key); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("mode = %v, want 0600", st.Mode().Perm())
+	}
+	if err := WritePrivateKey(path, key); !errors.Is(err, ErrKeyExists) {
+		t.Errorf("second write: got %v, want ErrKeyExists", err)
+	}
+	got, err := ReadPrivateKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Equal(key) {
+		t.Error("read key differs from written key")
+	}
+	os.Chmod(path, 0o644)
+	if _, err := ReadPrivateKey(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Errorf("world-readable key: got %v", err)
+	}
+	line := FormatPublicKey(Public(key))
+	if !strings.HasPrefix(line, PublicKeyPrefix) || strings.ContainsAny(line, "\n ") {
+		t.Errorf("public key line %q", line)
+	}
+	pub, err := ParsePublicKey(line + "\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if KeyID(pub) != KeyID(Public(key)) {
+		t.Error("key id changed through text form")
+	}
+}
+
+func TestParsePublicKeyErrors(t *testing.T) {
+	for _, tc := range []struct{ name, in string }{
+		{"empty", ""},
+		{"no prefix", "AAAA"},
+		{"ssh key", "ssh-ed25519 AAAAC3Nza"},
+		{"bad base64", PublicKeyPrefix + "!!!"},
+		{"short", PublicKeyPrefix + "AAAA"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := ParsePublicKey(tc.in); err == nil {
+				t.Errorf("ParsePublicKey(%q) succeeded", tc.in)
+			}
+		})
+	}
+}
+
+func TestVerify(t *testing.T) {
+	key, _ := GenerateKey()
+	other, _ := GenerateKey()
+	v, err := NewVerifier([]string{FormatPublicKey(Public(key))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := []byte("intent bytes")
+	id, sig := Sign(key, payload)
+	otherID, otherSig := Sign(other, payload)
+	flipped := append([]byte(nil), sig...)
+	flipped[3] ^= 1
+	for _, tc := range []struct {
+		name    string
+		id      string
+		payload []byte
+		sig     []byte
+		want    error
+	}{
+		{"good", id, payload, sig, nil},
+		{"unknown key", otherID, payload, otherSig, ErrUnknownKey},
+		{"other key claims trusted id", id, payload, otherSig, ErrBadSignature},
+		{"flipped bit", id, payload, flipped, ErrBadSignature},
+		{"changed payload", id, []byte("intent bytez"), sig, ErrBadSignature},
+		{"short sig", id, payload, sig[:10], ErrMalformed},
+		{"empty payload", id, nil, sig, ErrMalformed},
+		{"no key id", "", payload, sig, ErrMalformed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := v.Verify(tc.id, tc.payload, tc.sig)
+			if !errors.Is(err, tc.want) && !(tc.want == nil && err == nil) {
+				t.Errorf("Verify = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestSignatureIsDomainSeparated(t *testing.T) {
+	key, _ := GenerateKey()
+	payload := []byte("x")
+	_, sig := Sign(key, payload)
+	// A plain ed25519 signature over the payload (no context) must not verify.
+	v, _ := NewVerifier([]string{FormatPublicKey(Public(key))})
+	if err := v.Verify(KeyID(Public(key)), append([]byte(Context), payload...), sig); err == nil {
+		t.Error("signature verified over a different message")
+	}
+}
+
+func TestPolicyCheck(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	p := Policy{Host: "yoga"}
+	good := Claims{Host: "yoga", Action: "switch", Nonce: make([]byte, 16), IssuedAt: now.Add(-time.Minute), ExpiresAt: now.Add(4 * time.Minute)}
+	mod := func(f func(*Claims)) Claims { c := good; f(&c); return c }
+	for _, tc := range []struct {
+		name string
+		c    Claims
+		want error
+	}{
+		{"good", good, nil},
+		{"other host", mod(func(c *Claims) { c.Host = "zephyrus" }), ErrWrongHost},
+		{"other action", mod(func(c *Claims) { c.Action = "boot" }), ErrWrongAction},
+		{"short nonce", mod(func(c *Claims) { c.Nonce = []byte{1} }), ErrNonceTooShort},
+		{"expired", mod(func(c *Claims) { c.IssuedAt = now.Add(-5 * time.Minute); c.ExpiresAt = now.Add(-time.Minute) }), ErrExpired},
+		{"expired within skew", mod(func(c *Claims) { c.IssuedAt = now.Add(-5 * time.Minute); c.ExpiresAt = now.Add(-10 * time.Second) }), nil},
+		{"future", mod(func(c *Claims) { c.IssuedAt = now.Add(2 * time.Minute) }), ErrNotYetValid},
+		{"future within skew", mod(func(c *Claims) { c.IssuedAt = now.Add(10 * time.Second) }), nil},
+		{"too long", mod(func(c *Claims) { c.ExpiresAt = now.Add(48 * time.Hour) }), ErrLifetime},
+		{"no times", mod(func(c *Claims) { c.IssuedAt = time.Time{} }), ErrMalformed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := p.Check(tc.c, "switch", now)
+			if (tc.want == nil) != (err == nil) || (tc.want != nil && !errors.Is(err, tc.want)) {
+				t.Errorf("Check = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestReplayCacheSurvivesRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nonces")
+	now := time.Now()
+	c, err := OpenReplayCache(path, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1 := []byte("0123456789abcdef")
+	n2 := []byte("fedcba9876543210")
+	if err := c.Use(n1, now.Add(time.Minute), now); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Use(n2, now.Add(-time.Hour), now); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Use(n1, now.Add(time.Minute), now); !errors.Is(err, ErrReplay) {
+		t.Fatalf("reuse: %v", err)
+	}
+	c.Close()
+
+	c2, err := OpenReplayCache(path, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if err := c2.Use(n1, now.Add(time.Minute), now); !errors.Is(err, ErrReplay) {
+		t.Errorf("after restart: %v, want ErrReplay", err)
+	}
+	// The expired nonce was compacted away (its intent would fail expiry anyway).
+	if err := c2.Use(n2, now.Add(time.Minute), now); err != nil {
+		t.Errorf("expired nonce still remembered: %v", err)
+	}
+}
