@@ -1,0 +1,301 @@
+// Package journal persists the agent's deployment records and logs in its
+// state directory. A record is written (and fsynced, file and directory)
+// before the system is touched, so that whatever happens next — a crash, the
+// agent restarted by its own switch, a reboot — the agent knows on start what
+// it was doing, what to restore and by when it must be confirmed.
+package journal
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"sync"
+	"time"
+)
+
+// State is where a deployment stands.
+type State string
+
+// States. The final ones never change again.
+const (
+	StateRunning       State = "running"        // validating, building, dry-activating
+	StateSwitching     State = "switching"      // the switch unit may be running
+	StateAwaiting      State = "awaiting"       // switched; waiting for confirmation
+	StateRollingBack   State = "rolling-back"   // the previous system is being restored
+	StateBuilt         State = "built"          // final: build-only
+	StateDryActivated  State = "dry-activated"  // final: dry-run
+	StateBootScheduled State = "boot-scheduled" // final: boot default set
+	StateConfirmed     State = "confirmed"      // final
+	StateRolledBack    State = "rolled-back"    // final
+	StateFailed        State = "failed"         // final: failed before changing anything
+	StateManual        State = "manual"         // final: rollback failed, a person must act
+)
+
+// Final reports whether s never changes again.
+func (s State) Final() bool {
+	switch s {
+	case StateRunning, StateSwitching, StateAwaiting, StateRollingBack:
+		return false
+	}
+	return true
+}
+
+// Record is one deployment as the agent remembers it.
+type Record struct {
+	ID           string `json:"id"`
+	Action       string `json:"action"`
+	Host         string `json:"host"`
+	FlakeAttr    string `json:"flakeAttr,omitempty"`
+	SourceDigest string `json:"sourceDigest,omitempty"`
+	RequestedBy  string `json:"requestedBy,omitempty"`
+	KeyID        string `json:"keyId,omitempty"`
+
+	State  State  `json:"state"`
+	Phase  string `json:"phase,omitempty"`  // current phase, or where it failed
+	Reason string `json:"reason,omitempty"` // one human line: why it failed or rolled back
+
+	PreviousPath       string `json:"previousPath,omitempty"`
+	PreviousGeneration int64  `json:"previousGeneration,omitempty"`
+	NewPath            string `json:"newPath,omitempty"`
+	NewGeneration      int64  `json:"newGeneration,omitempty"`
+	// RollbackGeneration is the generation the rollback created, if any.
+	RollbackGeneration int64 `json:"rollbackGeneration,omitempty"`
+
+	SwitchMode     string        `json:"switchMode,omitempty"` // switch or boot
+	SwitchUnit     string        `json:"switchUnit,omitempty"`
+	SwitchExitCode *int          `json:"switchExitCode,omitempty"`
+	ConfirmTimeout time.Duration `json:"confirmTimeout,omitempty"`
+	Deadline       time.Time     `json:"deadline,omitzero"`
+	// BootToken identifies the boot the switch happened in; a different
+	// token at agent start means the host rebooted.
+	BootToken string `json:"bootToken,omitempty"`
+
+	CriticalUnits    []string  `json:"criticalUnits,omitempty"`
+	RecoveryCommands []string  `json:"recoveryCommands,omitempty"`
+	Started          time.Time `json:"started"`
+	Updated          time.Time `json:"updated"`
+	Finished         time.Time `json:"finished,omitzero"`
+}
+
+// Errors.
+var (
+	ErrNotFound  = errors.New("deployment not found")
+	ErrBadID     = errors.New("invalid deployment id")
+	ErrDuplicate = errors.New("deployment id already used")
+)
+
+var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$`)
+
+// ValidID reports whether id is acceptable as a deployment id (it names a directory).
+func ValidID(id string) bool { return idRE.MatchString(id) }
+
+// Journal stores records under <dir>/deployments/<id>/{record.json,log}.
+type Journal struct {
+	dir string
+	now func() time.Time
+	mu  sync.Mutex
+}
+
+// Open opens (creating) the journal under stateDir.
+func Open(stateDir string) (*Journal, error) {
+	dir := filepath.Join(stateDir, "deployments")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	return &Journal{dir: dir, now: time.Now}, nil
+}
+
+func (j *Journal) recordDir(id string) string { return filepath.Join(j.dir, id) }
+
+// LogPath is where the deployment's full log lives.
+func (j *Journal) LogPath(id string) string { return filepath.Join(j.recordDir(id), "log") }
+
+// Dir returns the deployment's directory (for files that belong to it).
+func (j *Journal) Dir(id string) string { return j.recordDir(id) }
+
+// Create writes a new record; the id must be unused.
+func (j *Journal) Create(r *Record) error {
+	if !ValidID(r.ID) {
+		return fmt.Errorf("%w: %q", ErrBadID, r.ID)
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := os.Mkdir(j.recordDir(r.ID), 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("%w: %s", ErrDuplicate, r.ID)
+		}
+		return fmt.Errorf("journal: %w", err)
+	}
+	if err := syncDir(j.dir); err != nil {
+		return err
+	}
+	if r.Started.IsZero() {
+		r.Started = j.now()
+	}
+	return j.write(r)
+}
+
+// Update rewrites the record durably.
+func (j *Journal) Update(r *Record) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.write(r)
+}
+
+func (j *Journal) write(r *Record) error {
+	r.Updated = j.now()
+	if r.State.Final() && r.Finished.IsZero() {
+		r.Finished = r.Updated
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	d := j.recordDir(r.ID)
+	tmp := filepath.Join(d, "record.json.tmp")
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return fmt.Errorf("journal: write record: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("journal: sync record: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(d, "record.json")); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	return syncDir(d)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("journal: sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Get reads one record.
+func (j *Journal) Get(id string) (*Record, error) {
+	if !ValidID(id) {
+		return nil, fmt.Errorf("%w: %q", ErrBadID, id)
+	}
+	b, err := os.ReadFile(filepath.Join(j.recordDir(id), "record.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("journal: record %s: %w", id, err)
+	}
+	return &r, nil
+}
+
+// List returns every readable record, newest first.
+func (j *Journal) List() ([]*Record, error) {
+	ents, err := os.ReadDir(j.dir)
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	var out []*Record
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		r, err := j.Get(e.Name())
+		if err != nil {
+			continue // a directory without a record: created, then crashed before the first write
+		}
+		out = append(out, r)
+	}
+	sort.Slice(out, func(a, b int) bool {
+		if !out[a].Started.Equal(out[b].Started) {
+			return out[a].Started.After(out[b].Started)
+		}
+		return out[a].ID > out[b].ID
+	})
+	return out, nil
+}
+
+// Unfinished returns the records that are not in a final state, oldest first.
+func (j *Journal) Unfinished() ([]*Record, error) {
+	all, err := j.List()
+	if err != nil {
+		return nil, err
+	}
+	var out []*Record
+	for i := len(all) - 1; i >= 0; i-- {
+		if !all[i].State.Final() {
+			out = append(out, all[i])
+		}
+	}
+	return out, nil
+}
+
+// OpenLog opens the deployment's log for appending.
+func (j *Journal) OpenLog(id string) (*os.File, error) {
+	f, err := os.OpenFile(j.LogPath(id), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("journal: open log: %w", err)
+	}
+	return f, nil
+}
+
+// ReadLog opens the deployment's log for reading.
+func (j *Journal) ReadLog(id string) (io.ReadCloser, error) {
+	if !ValidID(id) {
+		return nil, fmt.Errorf("%w: %q", ErrBadID, id)
+	}
+	f, err := os.Open(j.LogPath(id))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	return f, nil
+}
+
+// Prune removes the oldest finished deployments beyond keep. Unfinished ones
+// are never removed.
+func (j *Journal) Prune(keep int) error {
+	if keep <= 0 {
+		return nil
+	}
+	all, err := j.List()
+	if err != nil {
+		return err
+	}
+	kept := 0
+	for _, r := range all {
+		if !r.State.Final() {
+			continue
+		}
+		kept++
+		if kept > keep {
+			if err := os.RemoveAll(j.recordDir(r.ID)); err != nil {
+				return fmt.Errorf("journal: prune %s: %w", r.ID, err)
+			}
+		}
+	}
+	return nil
+}
