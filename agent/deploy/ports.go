@@ -1,0 +1,55 @@
+package deploy
+
+import (
+	"context"
+	"time"
+)
+
+// Nix is what the engine needs from nix (pkg/nix implements it through an
+// adapter in the agent's wiring).
+type Nix interface {
+	Build(ctx context.Context, installable string, onLine func(string)) (string, error)
+	Hosts(ctx context.Context, flakeRef string) ([]string, error)
+	Warnings(ctx context.Context, flakeRef, host string) ([]string, error)
+	DiffClosures(ctx context.Context, oldPath, newPath string) ([]ClosureChange, error)
+	SetProfile(ctx context.Context, profile, storePath string) error
+	Generations(ctx context.Context, profile string) ([]Generation, error)
+}
+
+// Generation is one generation of the system profile.
+type Generation struct {
+	Number  int64
+	Created time.Time
+	Current bool
+	Path    string
+}
+
+// Activator runs a system's switch-to-configuration.
+type Activator interface {
+	// DryActivate runs "<toplevel>/bin/switch-to-configuration dry-activate",
+	// passing each output line to onLine.
+	DryActivate(ctx context.Context, toplevel string, onLine func(string)) error
+	// StartSwitch starts "<toplevel>/bin/switch-to-configuration <mode>" in the
+	// transient unit named unit, appending its output to logPath and writing
+	// its exit code to exitPath when it ends. It returns once the unit started;
+	// the unit outlives the agent.
+	StartSwitch(ctx context.Context, unit, toplevel, mode, logPath, exitPath string) error
+	// UnitActive reports whether the transient unit is still running.
+	UnitActive(ctx context.Context, unit string) (bool, error)
+}
+
+// HealthReport is one health check result.
+type HealthReport struct {
+	Name   string
+	OK     bool
+	Detail string
+}
+
+// Health checks the system after a switch.
+type Health interface {
+	// Baseline is taken before the switch (e.g. units already failed).
+	Baseline(ctx context.Context) (any, error)
+	// Check runs every check, reporting each result as it comes; ok is the
+	// overall verdict and reason one line explaining a failure.
+	Check(ctx context.Context, baseline any, extraCritical []string, report func(HealthReport)) (ok bool, reason string, err error)
+}

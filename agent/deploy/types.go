@@ -1,0 +1,153 @@
+// Package deploy is the agent's deployment engine: it validates, builds and
+// dry-activates a host's flake, switches to it in a transient systemd unit,
+// checks health, and runs the dead-man switch that rolls the host back when
+// the controller does not confirm in time. Every step is recorded in the
+// journal before it changes the system, so the engine resumes after its own
+// restart and after a reboot.
+//
+// The engine talks to the OS only through the small interfaces in ports.go;
+// it knows nothing about gRPC.
+package deploy
+
+import (
+	"errors"
+	"time"
+
+	"github.com/pantheros/panther/agent/journal"
+)
+
+// Action is what a request asks for.
+type Action string
+
+// Actions.
+const (
+	ActionBuild       Action = "build"
+	ActionDryActivate Action = "dry-activate"
+	ActionSwitch      Action = "switch"
+	ActionBoot        Action = "boot"
+	ActionRollback    Action = "rollback"
+)
+
+// Phase is a step of a deployment.
+type Phase string
+
+// Phases, in order.
+const (
+	PhaseValidate    Phase = "validate"
+	PhaseBuild       Phase = "build"
+	PhaseDryActivate Phase = "dry-activate"
+	PhaseSwitch      Phase = "switch"
+	PhaseHealth      Phase = "health"
+	PhaseConfirm     Phase = "confirm"
+	PhaseRollback    Phase = "rollback"
+)
+
+// Request is a verified deployment request.
+type Request struct {
+	ID             string
+	Action         Action
+	FlakeRef       string // e.g. path:/var/lib/panther-agent/sources/<hex>
+	FlakeAttr      string
+	SourceDigest   string
+	ExpectedPath   string        // "" = whatever the source builds (bound by the digest)
+	ConfirmTimeout time.Duration // 0 = the agent's default
+	FailOnWarnings bool
+	ExtraCritical  []string
+	Generation     int64 // rollback: target generation, 0 = previous
+	RequestedBy    string
+	KeyID          string
+}
+
+// EventKind says which fields of an Event are set.
+type EventKind int
+
+// Event kinds.
+const (
+	EventPhaseStarted EventKind = iota + 1
+	EventPhaseFinished
+	EventLog
+	EventWarning
+	EventHealth
+	EventSummary
+	EventAwaiting
+	EventResult
+)
+
+// Event is one thing that happened during a deployment.
+type Event struct {
+	Time         time.Time
+	DeploymentID string
+	Kind         EventKind
+	Phase        Phase
+	OK           bool          // PhaseFinished, Health
+	Elapsed      time.Duration // PhaseFinished
+	Err          string        // PhaseFinished
+	Line         string        // Log, Warning
+	Name, Detail string        // Health
+	Summary      *Summary
+	Awaiting     *Awaiting
+	Result       *Result
+}
+
+// Summary is what the operator sees before a switch.
+type Summary struct {
+	CurrentPath       string
+	CurrentGeneration int64
+	CurrentVersion    string
+	NewPath           string
+	NewVersion        string
+	Changes           []ClosureChange
+	WouldStop         []string
+	WouldRestart      []string
+	WouldStart        []string
+	WouldReload       []string
+	Warnings          []string
+}
+
+// ClosureChange is one package version change between two systems.
+type ClosureChange struct {
+	Name, OldVersion, NewVersion, SizeDelta string
+}
+
+// Awaiting is sent when a switch waits for confirmation.
+type Awaiting struct {
+	Deadline      time.Time
+	NewPath       string
+	NewGeneration int64
+}
+
+// Outcome is how a deployment ended.
+type Outcome = journal.State
+
+// Result is the end of a deployment (or where it stands).
+type Result struct {
+	Outcome          journal.State
+	FailedPhase      Phase
+	Message          string
+	StorePath        string
+	Generation       int64
+	SwitchExitCode   int
+	RecoveryCommands []string
+	LogPath          string
+}
+
+// Domain errors; the gRPC layer maps them to status codes in one place.
+var (
+	ErrBusy            = errors.New("another deployment is in progress")
+	ErrUnknownHost     = errors.New("host not in the flake's nixosConfigurations")
+	ErrPathMismatch    = errors.New("built store path differs from the dry-activated one")
+	ErrNotPending      = errors.New("deployment is not awaiting confirmation")
+	ErrDeadlinePassed  = errors.New("confirmation deadline has passed")
+	ErrTimeoutTooLong  = errors.New("confirm timeout exceeds the agent's maximum")
+	ErrNoSuchGen       = errors.New("no such generation")
+	ErrInvalidRequest  = errors.New("invalid request")
+	ErrFailed          = errors.New("deployment failed")
+	ErrSourceMissing   = errors.New("source archive not uploaded")
+	ErrClosed          = errors.New("agent is shutting down")
+)
+
+// BusyError names the running deployment.
+type BusyError struct{ ID string }
+
+func (e *BusyError) Error() string { return "deployment " + e.ID + " is in progress; wait for it to finish" }
+func (e *BusyError) Unwrap() error { return ErrBusy }
