@@ -1,0 +1,258 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/pantheros/panther/controller/client"
+	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
+)
+
+// followed is what a deployment's event stream told us.
+type followed struct {
+	summary  *agentv1.Summary
+	awaiting *agentv1.AwaitingConfirmation
+	result   *agentv1.Result
+	started  map[agentv1.Phase]bool
+}
+
+// reporter prints events for people (or as JSON lines) and writes them all
+// to the controller-side log file.
+type reporter struct {
+	c     *CLI
+	host  string
+	mu    sync.Mutex
+	logw  io.Writer
+	start time.Time
+}
+
+func (r *reporter) line(format string, args ...any) {
+	s := fmt.Sprintf(format, args...)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.logw != nil {
+		fmt.Fprintf(r.logw, "%s %s\n", time.Now().UTC().Format(time.RFC3339Nano), s)
+	}
+	if !r.c.g.json {
+		fmt.Fprintf(r.c.io.Stdout, "%s: %s\n", r.host, s)
+	}
+}
+
+func (r *reporter) event(ev *agentv1.DeployEvent) {
+	if r.c.g.json {
+		b, _ := protojson.Marshal(ev)
+		r.mu.Lock()
+		fmt.Fprintf(r.c.io.Stdout, `{"host":%q,"event":%s}`+"\n", r.host, b)
+		r.mu.Unlock()
+	}
+	switch e := ev.Event.(type) {
+	case *agentv1.DeployEvent_PhaseStarted:
+		r.line("==> %s", phaseName(e.PhaseStarted.Phase))
+	case *agentv1.DeployEvent_PhaseFinished:
+		f := e.PhaseFinished
+		if f.Ok {
+			r.line("    %s done in %s", phaseName(f.Phase), f.Elapsed.AsDuration())
+		} else {
+			r.line("!!  %s FAILED after %s: %s", phaseName(f.Phase), f.Elapsed.AsDuration(), f.Error)
+		}
+	case *agentv1.DeployEvent_Log:
+		r.line("    │ %s", e.Log.Line)
+	case *agentv1.DeployEvent_Warning:
+		r.line("warning: %s", e.Warning.Message)
+	case *agentv1.DeployEvent_Health:
+		v := "ok"
+		if !e.Health.Ok {
+			v = "FAILED"
+		}
+		r.line("    health %s: %s %s", e.Health.Name, v, e.Health.Detail)
+	case *agentv1.DeployEvent_Summary:
+		s := e.Summary
+		r.line("    current system: %s (generation %d) %s", orDash(s.CurrentStorePath), s.CurrentGeneration, s.CurrentVersion)
+		r.line("    new system:     %s %s", s.NewStorePath, s.NewVersion)
+		for _, ch := range s.ClosureChanges {
+			r.line("    package %s: %s → %s %s", ch.Name, orDash(ch.OldVersion), orDash(ch.NewVersion), ch.SizeDelta)
+		}
+		for _, l := range []struct {
+			verb  string
+			units []string
+		}{{"stop", s.WouldStop}, {"restart", s.WouldRestart}, {"reload", s.WouldReload}, {"start", s.WouldStart}} {
+			if len(l.units) > 0 {
+				r.line("    would %s: %s", l.verb, strings.Join(l.units, ", "))
+			}
+		}
+	case *agentv1.DeployEvent_AwaitingConfirmation:
+		a := e.AwaitingConfirmation
+		r.line("==> switched to generation %d; confirming before %s", a.NewGeneration, a.Deadline.AsTime().Local().Format(time.TimeOnly))
+	case *agentv1.DeployEvent_Result:
+		res := e.Result
+		msg := outcomeName(res.Outcome)
+		if res.Message != "" {
+			msg += ": " + res.Message
+		}
+		r.line("result: %s", msg)
+		for _, cmd := range res.RecoveryCommands {
+			r.line("    recover with: %s", cmd)
+		}
+	}
+}
+
+// follow reads a stream until the deployment awaits confirmation or ends.
+// A broken stream returns the events so far and the error.
+func (r *reporter) follow(st client.Stream, f *followed) error {
+	for {
+		ev, err := st.Recv()
+		if err == io.EOF {
+			if f.result != nil || f.awaiting != nil {
+				return nil
+			}
+			return status.Error(codes.Unavailable, "the agent closed the stream before the deployment ended")
+		}
+		if err != nil {
+			return err
+		}
+		r.event(ev)
+		switch e := ev.Event.(type) {
+		case *agentv1.DeployEvent_Summary:
+			f.summary = e.Summary
+		case *agentv1.DeployEvent_AwaitingConfirmation:
+			f.awaiting = e.AwaitingConfirmation
+		case *agentv1.DeployEvent_Result:
+			f.result = e.Result
+		}
+	}
+}
+
+// retriable reports whether a broken stream is worth reattaching to: the
+// agent may be restarting (by its own switch) or the network blinking.
+func retriable(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok {
+		return !errors.Is(err, context.Canceled)
+	}
+	switch st.Code() {
+	case codes.Unavailable, codes.Internal, codes.Unknown, codes.DeadlineExceeded, codes.Canceled:
+		return true
+	}
+	return false
+}
+
+// finishSwitch follows a switch to its end: it reattaches with Watch while
+// the agent is unreachable, confirms over a fresh connection once the agent
+// awaits confirmation, and returns the final result.
+func (c *CLI) finishSwitch(ctx context.Context, n *network, r *reporter, s client.Signer, host, id string, st client.Stream, window time.Duration, noConfirm bool) (*agentv1.Result, error) {
+	f := &followed{}
+	err := r.follow(st, f)
+	giveUp := time.Now().Add(window + 2*time.Minute)
+	for err != nil && f.result == nil && f.awaiting == nil {
+		if !retriable(err) || time.Now().After(giveUp) {
+			return nil, rpcError(host, err)
+		}
+		r.line("lost the stream (%v); reattaching…", shortErr(err))
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+		err = func() error {
+			conn, err := c.dial(ctx, n, host)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			w, err := conn.Watch(ctx, id)
+			if err != nil {
+				return err
+			}
+			return r.follow(w, f)
+		}()
+	}
+	if f.result != nil {
+		return f.result, nil
+	}
+	if noConfirm {
+		r.line("not confirming (--no-confirm): the agent rolls back at %s", f.awaiting.Deadline.AsTime().Local().Format(time.TimeOnly))
+		return &agentv1.Result{Outcome: agentv1.Outcome_OUTCOME_AWAITING_CONFIRMATION}, nil
+	}
+	// A fresh tailnet connection, opened after the switch: proof that the new
+	// system still lets the operator in.
+	for {
+		res, err := func() (*agentv1.Result, error) {
+			conn, err := c.dial(ctx, n, host)
+			if err != nil {
+				return nil, err
+			}
+			defer conn.Close()
+			cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			defer cancel()
+			return conn.Confirm(cctx, s, id)
+		}()
+		if err == nil {
+			r.line("result: %s", outcomeName(res.Outcome))
+			return res, nil
+		}
+		if !retriable(err) || time.Now().After(f.awaiting.Deadline.AsTime()) {
+			r.line("confirmation failed: %s", shortErr(err))
+			return c.awaitOutcome(ctx, n, r, host, id, err)
+		}
+		r.line("confirm did not get through (%s); retrying", shortErr(err))
+		time.Sleep(time.Second)
+	}
+}
+
+// awaitOutcome waits for the agent's own verdict after a failed confirm.
+func (c *CLI) awaitOutcome(ctx context.Context, n *network, r *reporter, host, id string, cause error) (*agentv1.Result, error) {
+	deadline := time.Now().Add(3 * time.Minute)
+	for time.Now().Before(deadline) {
+		f := &followed{}
+		err := func() error {
+			conn, err := c.dial(ctx, n, host)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			w, err := conn.Watch(ctx, id)
+			if err != nil {
+				return err
+			}
+			return r.follow(w, f)
+		}()
+		if f.result != nil {
+			return f.result, nil
+		}
+		if err != nil && !retriable(err) {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	return nil, rpcError(host, cause)
+}
+
+func shortErr(err error) string {
+	if st, ok := status.FromError(err); ok {
+		return st.Message()
+	}
+	return err.Error()
+}
+
+// exitFor maps a final result to pantherctl's exit code.
+func exitFor(res *agentv1.Result) int {
+	switch res.GetOutcome() {
+	case agentv1.Outcome_OUTCOME_CONFIRMED, agentv1.Outcome_OUTCOME_BUILT, agentv1.Outcome_OUTCOME_DRY_ACTIVATED,
+		agentv1.Outcome_OUTCOME_BOOT_SCHEDULED, agentv1.Outcome_OUTCOME_AWAITING_CONFIRMATION:
+		return ExitOK
+	case agentv1.Outcome_OUTCOME_ROLLED_BACK:
+		return ExitRolledBack
+	case agentv1.Outcome_OUTCOME_MANUAL_INTERVENTION:
+		return ExitManual
+	}
+	return ExitFailed
+}
