@@ -57,4 +57,6 @@ func (r *run) next(i int) ([]Event, bool, <-chan struct{}) {
 }
 
 // elapsedSince is a tiny helper for phase timing.
-func elapsedSince(t time.Time, now time.Time) time.Duration { return now.Sub(t).Round(time.Millisecond) }
+func elapsedSince(t time.Time, now time.Time) time.Duration {
+	return now.Sub(t).Round(time.Millisecond)
+}

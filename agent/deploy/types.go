@@ -133,21 +133,23 @@ type Result struct {
 
 // Domain errors; the gRPC layer maps them to status codes in one place.
 var (
-	ErrBusy            = errors.New("another deployment is in progress")
-	ErrUnknownHost     = errors.New("host not in the flake's nixosConfigurations")
-	ErrPathMismatch    = errors.New("built store path differs from the dry-activated one")
-	ErrNotPending      = errors.New("deployment is not awaiting confirmation")
-	ErrDeadlinePassed  = errors.New("confirmation deadline has passed")
-	ErrTimeoutTooLong  = errors.New("confirm timeout exceeds the agent's maximum")
-	ErrNoSuchGen       = errors.New("no such generation")
-	ErrInvalidRequest  = errors.New("invalid request")
-	ErrFailed          = errors.New("deployment failed")
-	ErrSourceMissing   = errors.New("source archive not uploaded")
-	ErrClosed          = errors.New("agent is shutting down")
+	ErrBusy           = errors.New("another deployment is in progress")
+	ErrUnknownHost    = errors.New("host not in the flake's nixosConfigurations")
+	ErrPathMismatch   = errors.New("built store path differs from the dry-activated one")
+	ErrNotPending     = errors.New("deployment is not awaiting confirmation")
+	ErrDeadlinePassed = errors.New("confirmation deadline has passed")
+	ErrTimeoutTooLong = errors.New("confirm timeout exceeds the agent's maximum")
+	ErrNoSuchGen      = errors.New("no such generation")
+	ErrInvalidRequest = errors.New("invalid request")
+	ErrFailed         = errors.New("deployment failed")
+	ErrSourceMissing  = errors.New("source archive not uploaded")
+	ErrClosed         = errors.New("agent is shutting down")
 )
 
 // BusyError names the running deployment.
 type BusyError struct{ ID string }
 
-func (e *BusyError) Error() string { return "deployment " + e.ID + " is in progress; wait for it to finish" }
+func (e *BusyError) Error() string {
+	return "deployment " + e.ID + " is in progress; wait for it to finish"
+}
 func (e *BusyError) Unwrap() error { return ErrBusy }
