@@ -25,8 +25,8 @@ func (c *Config) Validate() error {
 	switch {
 	case c.FlakeHost == "":
 		v.add("flakeHost", "required")
-	case !plainName(c.FlakeHost):
-		v.add("flakeHost", fmt.Sprintf("%q is not a plain nixosConfigurations attribute name: use letters, digits, '-', '_' and '.'", c.FlakeHost))
+	case !attrName(c.FlakeHost):
+		v.add("flakeHost", fmt.Sprintf("%q is not a plain nixosConfigurations attribute name: use letters, digits, '-' and '_', not starting with a digit", c.FlakeHost))
 	}
 	v.absPath("stateDir", c.StateDir, true)
 	v.absPath("profile", c.Profile, true)
@@ -212,8 +212,21 @@ func validTag(t string) bool {
 	return true
 }
 
-// plainName admits hostnames and attribute names the agent can put in a
-// flake reference without quoting trouble.
+// attrName admits the nixosConfigurations attribute names the agent can put
+// in an installable without quoting (the deploy engine's rule).
+func attrName(s string) bool {
+	if s == "" || len(s) > 128 || isDigit(rune(s[0])) {
+		return false
+	}
+	for _, r := range s {
+		if !isLetter(r) && !isDigit(r) && r != '-' && r != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// plainName admits hostnames: letters, digits, '-', '_' and '.'.
 func plainName(s string) bool {
 	if len(s) > 253 {
 		return false
