@@ -502,6 +502,7 @@ func (d *deployment) rollback(ctx context.Context, reason string) {
 		e.log.Error("journal update", "id", rec.ID, "error", err)
 	}
 	d.emit(Event{Kind: EventWarning, Line: "rolling back: " + reason})
+	failedPhase := rec.Phase // the rollback phase below overwrites it
 	prev := rec.PreviousPath
 	err := d.phase(PhaseRollback, func() error {
 		if prev == "" {
@@ -548,6 +549,7 @@ func (d *deployment) rollback(ctx context.Context, reason string) {
 		d.finish(journal.StateManual, fmt.Sprintf("%s; rollback failed: %v", reason, err))
 		return
 	}
+	rec.Phase = failedPhase
 	d.finish(journal.StateRolledBack, reason)
 }
 
