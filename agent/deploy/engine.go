@@ -456,7 +456,7 @@ func (e *Engine) resume(rec *journal.Record) {
 				d.rollback(e.ctx, "the host rebooted during the switch")
 				return
 			}
-			d.afterSwitchStarted(e.ctx, 0)
+			d.afterSwitchStarted(e.ctx, nil) // the baseline did not survive the restart
 		case journal.StateAwaiting:
 			switch {
 			case rebooted:
