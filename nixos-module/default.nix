@@ -362,7 +362,9 @@ in
         #   The switch runs in a transient unit created by PID 1, which does
         #   not inherit NNP, so activation scripts and setuid wrappers behave
         #   as under nixos-rebuild.
-        # Not set, on purpose: ProtectSystem (the agent writes the system
+        # Not set, on purpose: RuntimeDirectory (systemd would empty
+        # /run/panther-agent on every stop, and the agent tells a reboot from
+        # its own restart by what survives there), ProtectSystem (the agent writes the system
         # profile under /nix/var/nix/profiles and a local-store nix remounts
         # /nix/store read-write), PrivateDevices, PrivateNetwork and the
         # Restrict*/SystemCallFilter family (nix and systemd-run need

@@ -20,6 +20,8 @@ const (
 	DefaultStateDir          = "/var/lib/panther-agent"
 	DefaultPort              = 7443
 	DefaultProfile           = "/nix/var/nix/profiles/system"
+	DefaultCurrentSystem     = "/run/current-system"
+	DefaultRuntimeDir        = "/run/panther-agent"
 	DefaultConfirmTimeout    = 60 * time.Second
 	DefaultMaxConfirmTimeout = 15 * time.Minute
 	DefaultHealthSettle      = 5 * time.Second
@@ -28,6 +30,8 @@ const (
 	DefaultLogLevel          = "info"
 	DefaultUnitName          = "panther-agent.service"
 	DefaultSystemdRunPath    = "systemd-run"
+	DefaultCurrentSystem     = "/run/current-system"
+	DefaultRuntimeDir        = "/run/panther-agent"
 	DefaultAgentTag          = "tag:panther-agent"
 	DefaultControllerTag     = "tag:panther-controller"
 
@@ -86,6 +90,13 @@ type Config struct {
 	// Profile is the nix profile of the system. Default:
 	// "/nix/var/nix/profiles/system".
 	Profile string `json:"profile"`
+	// CurrentSystem is the link to the running system. Default:
+	// "/run/current-system".
+	CurrentSystem string `json:"currentSystem"`
+	// RuntimeDir is a directory that a reboot empties (a tmpfs) and an
+	// agent restart does not; the agent tells a reboot from a restart by it.
+	// Default: "/run/panther-agent".
+	RuntimeDir string `json:"runtimeDir"`
 	// ConfirmTimeout is how long a switched generation waits for the
 	// controller's confirmation when the request names no timeout before the
 	// agent rolls back. Default: 60s.
@@ -121,6 +132,14 @@ type Config struct {
 	// SystemdRunPath is the systemd-run binary; a bare name is looked up in
 	// PATH. Default: "systemd-run".
 	SystemdRunPath string `json:"systemdRunPath"`
+
+	// CurrentSystem is the link to the running system that a switch must
+	// point at the new toplevel. Default /run/current-system.
+	CurrentSystem string `json:"currentSystem"`
+
+	// RuntimeDir is a directory on a tmpfs cleared by a reboot; the agent
+	// keeps its boot token there to notice reboots. Default /run/panther-agent.
+	RuntimeDir string `json:"runtimeDir"`
 }
 
 // HealthCheck is one check run after a switch. Type selects which of URL
@@ -201,9 +220,13 @@ func (c *Config) ApplyDefaults() {
 	}
 	setString(&c.StateDir, DefaultStateDir)
 	setString(&c.Profile, DefaultProfile)
+	setString(&c.CurrentSystem, DefaultCurrentSystem)
+	setString(&c.RuntimeDir, DefaultRuntimeDir)
 	setString(&c.LogLevel, DefaultLogLevel)
 	setString(&c.UnitName, DefaultUnitName)
 	setString(&c.SystemdRunPath, DefaultSystemdRunPath)
+	setString(&c.CurrentSystem, DefaultCurrentSystem)
+	setString(&c.RuntimeDir, DefaultRuntimeDir)
 	if c.Tags == nil {
 		c.Tags = []string{DefaultAgentTag}
 	}

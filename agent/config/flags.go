@@ -38,6 +38,8 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 	bindList(f, "trusted-key", func(c *Config) *[]string { return &c.TrustedKeys }, "trusted controller key panther-ed25519:<base64>, repeatable (required)")
 	bind(f, "port", &s.Port, func(c *Config) *int { return &c.Port }, fmt.Sprintf("tailnet gRPC port (default %d)", DefaultPort))
 	bind(f, "profile", &s.Profile, func(c *Config) *string { return &c.Profile }, "system nix profile (default "+DefaultProfile+")")
+	bind(f, "current-system", &s.CurrentSystem, func(c *Config) *string { return &c.CurrentSystem }, "link to the running system (default "+DefaultCurrentSystem+")")
+	bind(f, "runtime-dir", &s.RuntimeDir, func(c *Config) *string { return &c.RuntimeDir }, "directory emptied by a reboot but not by a restart (default "+DefaultRuntimeDir+")")
 	bind(f, "confirm-timeout", &s.ConfirmTimeout, func(c *Config) *Duration { return &c.ConfirmTimeout }, fmt.Sprintf("confirmation wait before rollback (default %v)", DefaultConfirmTimeout))
 	bind(f, "max-confirm-timeout", &s.MaxConfirmTimeout, func(c *Config) *Duration { return &c.MaxConfirmTimeout }, fmt.Sprintf("longest confirmation wait a request may ask for (default %v)", DefaultMaxConfirmTimeout))
 	bind(f, "health-settle", &s.HealthSettle, func(c *Config) *Duration { return &c.HealthSettle }, fmt.Sprintf("pause after a switch before health checks (default %v)", DefaultHealthSettle))
@@ -50,6 +52,8 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 	bind(f, "log-json", &s.LogJSON, func(c *Config) *bool { return &c.LogJSON }, "log JSON lines (default false)")
 	bind(f, "unit-name", &s.UnitName, func(c *Config) *string { return &c.UnitName }, "the agent's own systemd unit (default "+DefaultUnitName+")")
 	bind(f, "systemd-run-path", &s.SystemdRunPath, func(c *Config) *string { return &c.SystemdRunPath }, "systemd-run binary (default "+DefaultSystemdRunPath+" from PATH)")
+	bind(f, "current-system", &s.CurrentSystem, func(c *Config) *string { return &c.CurrentSystem }, "link to the running system (default "+DefaultCurrentSystem+")")
+	bind(f, "runtime-dir", &s.RuntimeDir, func(c *Config) *string { return &c.RuntimeDir }, "tmpfs directory cleared by a reboot (default "+DefaultRuntimeDir+")")
 	return f
 }
 

@@ -99,6 +99,7 @@ func TestFlagsOverrideFile(t *testing.T) {
 			name: "strings",
 			args: []string{"-flake-host", "web", "-state-dir", "/srv/panther", "-control-url", "https://hs.example.com", "-auth-key-file", "/run/key",
 				"-allowed-tag", "tag:ops", "-allowed-user", "alice@example.com", "-profile", "/nix/var/nix/profiles/test",
+				"-current-system", "/run/booted-system", "-runtime-dir", "/run/panther-test",
 				"-max-confirm-timeout", "1h", "-log-retention", "5", "-nix-extra-config", "max-jobs = 1",
 				"-unit-name", "agent.service", "-systemd-run-path", "/bin/systemd-run"},
 			check: func(t *testing.T, c *Config) {
@@ -108,6 +109,7 @@ func TestFlagsOverrideFile(t *testing.T) {
 				want.Profile, want.ConfirmTimeout, want.MaxConfirmTimeout = "/nix/var/nix/profiles/test", Duration{2 * time.Minute}, Duration{time.Hour}
 				want.CriticalUnits, want.LogRetention, want.NixExtraConfig, want.LogJSON = []string{"nginx.service"}, 5, "max-jobs = 1", true
 				want.UnitName, want.SystemdRunPath = "agent.service", "/bin/systemd-run"
+				want.CurrentSystem, want.RuntimeDir = "/run/booted-system", "/run/panther-test"
 				if !reflect.DeepEqual(c, want) {
 					t.Errorf("\n got %+v\nwant %+v", c, want)
 				}

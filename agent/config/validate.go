@@ -30,6 +30,8 @@ func (c *Config) Validate() error {
 	}
 	v.absPath("stateDir", c.StateDir, true)
 	v.absPath("profile", c.Profile, true)
+	v.absPath("currentSystem", c.CurrentSystem, true)
+	v.absPath("runtimeDir", c.RuntimeDir, true)
 	v.absPath("authKeyFile", c.AuthKeyFile, false)
 	if c.ControlURL != "" {
 		u, err := url.Parse(c.ControlURL)
