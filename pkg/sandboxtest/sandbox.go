@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -209,19 +210,29 @@ func (s *Sandbox) start(ctx context.Context) (state string, err error) {
 		UseCgroupFD: true,
 		CgroupFD:    int(cgfd.Fd()),
 	}
-	err = cmd.Start()
+	// Pdeathsig fires when the thread that forked the child exits, and the
+	// Go runtime ends threads that a goroutine locked and left. So the
+	// child is started and waited for by a goroutine pinned to its thread
+	// for the child's whole life. The goroutine is owned by inst: it ends
+	// when the sandbox's PID 1 exits, which teardown guarantees.
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		inst.err = cmd.Wait()
+		close(inst.done)
+	}()
+	err = <-started
 	goR.Close()
 	if err != nil {
 		return "", fmt.Errorf("start init: %w", err)
 	}
 	inst.cmd, inst.pid = cmd, cmd.Process.Pid
 	s.cur = inst
-	// Owned by inst: it ends when the sandbox's PID 1 exits, which
-	// teardown guarantees.
-	go func() {
-		inst.err = cmd.Wait()
-		close(inst.done)
-	}()
 
 	line := "go\n"
 	if s.net != nil {

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -494,4 +495,51 @@ func hostVeth(t *testing.T, s *sandboxtest.Sandbox) string {
 	}
 	t.Fatalf("no host interface has %v", s.HostIP())
 	return ""
+}
+
+// TestSandboxDiesWithTestBinary kills a test process that booted a sandbox,
+// as a test timeout would, and expects the sandbox to go with it.
+func TestSandboxDiesWithTestBinary(t *testing.T) {
+	if os.Getenv("SANDBOXTEST_HELPER") == "boot-and-hang" {
+		s := sandboxtest.Boot(t, sandboxtest.Options{Name: "orphan"})
+		fmt.Printf("PID=%d\n", s.PID())
+		time.Sleep(time.Minute)
+		return
+	}
+	sandboxtest.Require(t, false)
+	t.Parallel()
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestSandboxDiesWithTestBinary$", "-test.v")
+	cmd.Env = append(os.Environ(), "SANDBOXTEST_HELPER=boot-and-hang")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := 0
+	sc := bufio.NewScanner(out)
+	for pid == 0 && sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "PID="); ok {
+			pid, _ = strconv.Atoi(v)
+		}
+	}
+	if pid == 0 {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatal("helper did not boot a sandbox")
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("sandbox systemd (pid %d) outlived its test binary", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
