@@ -30,8 +30,6 @@ const (
 	DefaultLogLevel          = "info"
 	DefaultUnitName          = "panther-agent.service"
 	DefaultSystemdRunPath    = "systemd-run"
-	DefaultCurrentSystem     = "/run/current-system"
-	DefaultRuntimeDir        = "/run/panther-agent"
 	DefaultAgentTag          = "tag:panther-agent"
 	DefaultControllerTag     = "tag:panther-controller"
 
@@ -132,14 +130,6 @@ type Config struct {
 	// SystemdRunPath is the systemd-run binary; a bare name is looked up in
 	// PATH. Default: "systemd-run".
 	SystemdRunPath string `json:"systemdRunPath"`
-
-	// CurrentSystem is the link to the running system that a switch must
-	// point at the new toplevel. Default /run/current-system.
-	CurrentSystem string `json:"currentSystem"`
-
-	// RuntimeDir is a directory on a tmpfs cleared by a reboot; the agent
-	// keeps its boot token there to notice reboots. Default /run/panther-agent.
-	RuntimeDir string `json:"runtimeDir"`
 }
 
 // HealthCheck is one check run after a switch. Type selects which of URL
@@ -225,8 +215,6 @@ func (c *Config) ApplyDefaults() {
 	setString(&c.LogLevel, DefaultLogLevel)
 	setString(&c.UnitName, DefaultUnitName)
 	setString(&c.SystemdRunPath, DefaultSystemdRunPath)
-	setString(&c.CurrentSystem, DefaultCurrentSystem)
-	setString(&c.RuntimeDir, DefaultRuntimeDir)
 	if c.Tags == nil {
 		c.Tags = []string{DefaultAgentTag}
 	}

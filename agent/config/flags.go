@@ -52,8 +52,6 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 	bind(f, "log-json", &s.LogJSON, func(c *Config) *bool { return &c.LogJSON }, "log JSON lines (default false)")
 	bind(f, "unit-name", &s.UnitName, func(c *Config) *string { return &c.UnitName }, "the agent's own systemd unit (default "+DefaultUnitName+")")
 	bind(f, "systemd-run-path", &s.SystemdRunPath, func(c *Config) *string { return &c.SystemdRunPath }, "systemd-run binary (default "+DefaultSystemdRunPath+" from PATH)")
-	bind(f, "current-system", &s.CurrentSystem, func(c *Config) *string { return &c.CurrentSystem }, "link to the running system (default "+DefaultCurrentSystem+")")
-	bind(f, "runtime-dir", &s.RuntimeDir, func(c *Config) *string { return &c.RuntimeDir }, "tmpfs directory cleared by a reboot (default "+DefaultRuntimeDir+")")
 	return f
 }
 

@@ -1,0 +1,101 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/pantheros/panther/agent/config"
+	"github.com/pantheros/panther/agent/deploy"
+	"github.com/pantheros/panther/agent/health"
+	"github.com/pantheros/panther/pkg/nix"
+)
+
+// nixAdapter presents pkg/nix as the engine's Nix port.
+type nixAdapter struct{ n *nix.Nix }
+
+func newNix(cfg *config.Config, log hclog.Logger) nixAdapter {
+	var extra []string
+	for _, l := range strings.Split(cfg.NixExtraConfig, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			extra = append(extra, l)
+		}
+	}
+	return nixAdapter{n: nix.New(nix.Options{ExtraConfig: extra}, log)}
+}
+
+func (a nixAdapter) Build(ctx context.Context, installable string, onLine func(string)) (string, error) {
+	return a.n.Build(ctx, installable, onLine)
+}
+
+func (a nixAdapter) Hosts(ctx context.Context, flakeRef string) ([]string, error) {
+	return a.n.Hosts(ctx, flakeRef)
+}
+
+func (a nixAdapter) Warnings(ctx context.Context, flakeRef, host string) ([]string, error) {
+	return a.n.Warnings(ctx, flakeRef, host)
+}
+
+func (a nixAdapter) SetProfile(ctx context.Context, profile, storePath string) error {
+	return a.n.SetProfile(ctx, profile, storePath)
+}
+
+func (a nixAdapter) DiffClosures(ctx context.Context, oldPath, newPath string) ([]deploy.ClosureChange, error) {
+	chs, err := a.n.DiffClosures(ctx, oldPath, newPath)
+	out := make([]deploy.ClosureChange, 0, len(chs))
+	for _, c := range chs {
+		d := deploy.ClosureChange{Name: c.Name, OldVersion: strings.Join(c.Old, ", "), NewVersion: strings.Join(c.New, ", ")}
+		if c.SizeDelta != 0 {
+			d.SizeDelta = fmt.Sprintf("%+.1f KiB", float64(c.SizeDelta)/1024)
+		}
+		out = append(out, d)
+	}
+	return out, err
+}
+
+func (a nixAdapter) Generations(ctx context.Context, profile string) ([]deploy.Generation, error) {
+	gens, err := a.n.Generations(ctx, profile)
+	out := make([]deploy.Generation, 0, len(gens))
+	for _, g := range gens {
+		out = append(out, deploy.Generation{Number: int64(g.Number), Created: g.Created, Current: g.Current, Path: g.Path})
+	}
+	return out, err
+}
+
+// healthAdapter presents agent/health as the engine's Health port and the
+// server's SystemStatus.
+type healthAdapter struct {
+	c   *health.Checker
+	cfg *config.Config
+}
+
+func newHealth(ctx context.Context, cfg *config.Config, log hclog.Logger) (*healthAdapter, error) {
+	c, err := health.New(health.Config{Connect: health.BusConnector(""), Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return &healthAdapter{c: c, cfg: cfg}, nil
+}
+
+func (h *healthAdapter) Close() {}
+
+func (h *healthAdapter) Baseline(ctx context.Context) (any, error) {
+	return h.c.Baseline(ctx)
+}
+
+func (h *healthAdapter) Check(ctx context.Context, baseline any, extraCritical []string, report func(deploy.HealthReport)) (bool, string, error) {
+	base, _ := baseline.(health.Snapshot)
+	rep, err := h.c.Check(ctx, base, health.SpecFromConfig(h.cfg, extraCritical), func(r health.Result) {
+		report(deploy.HealthReport{Name: r.Kind + " " + r.Name, OK: r.OK, Detail: r.Detail})
+	})
+	if err != nil {
+		return false, "", err
+	}
+	return rep.OK, rep.Reason(), nil
+}
+
+func (h *healthAdapter) Status(ctx context.Context) (string, []string, error) {
+	return h.c.Status(ctx)
+}

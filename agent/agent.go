@@ -1,0 +1,178 @@
+// Package agent wires panther-agent together: it loads the config, opens the
+// journal and replay cache, starts the deploy engine (which resumes any
+// unfinished deployment), joins the tailnet and serves the agent API on the
+// tailnet listener only.
+package agent
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+
+	"github.com/pantheros/panther/agent/activation"
+	"github.com/pantheros/panther/agent/config"
+	"github.com/pantheros/panther/agent/deploy"
+	"github.com/pantheros/panther/agent/journal"
+	"github.com/pantheros/panther/agent/server"
+	"github.com/pantheros/panther/pkg/archive"
+	"github.com/pantheros/panther/pkg/signing"
+	"github.com/pantheros/panther/pkg/tailnet"
+	"github.com/pantheros/panther/pkg/version"
+	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
+)
+
+// Run runs panther-agent with args (without the program name) and returns
+// the process exit code.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	usage := func() {
+		fmt.Fprintln(stderr, `panther-agent applies signed NixOS deployments on this host, over the tailnet.
+
+Usage:
+  panther-agent run --config FILE [flags]   serve the agent API on the tailnet
+  panther-agent check-config --config FILE  validate a config file and print it with defaults
+  panther-agent version                     print the version
+
+Run 'panther-agent run --help' for the flags; each overrides the config file.`)
+	}
+	if len(args) == 0 {
+		usage()
+		return 2
+	}
+	switch args[0] {
+	case "version", "--version":
+		fmt.Fprintln(stdout, "panther-agent "+version.Version)
+		return 0
+	case "-h", "--help", "help":
+		usage()
+		return 0
+	case "run", "check-config":
+	default:
+		fmt.Fprintf(stderr, "panther-agent: unknown command %q\n", args[0])
+		usage()
+		return 2
+	}
+	fs := flag.NewFlagSet("panther-agent "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "agent config file (JSON, as written by the NixOS module)")
+	flags := config.RegisterFlags(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	cfg, err := flags.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "panther-agent: %v\n", err)
+		return 1
+	}
+	if args[0] == "check-config" {
+		fmt.Fprintf(stdout, "%+v\n", *cfg)
+		return 0
+	}
+	log := hclog.New(&hclog.LoggerOptions{
+		Name: "panther-agent", Level: hclog.LevelFromString(cfg.LogLevel), JSONFormat: cfg.LogJSON, Output: stderr,
+	})
+	if err := serve(ctx, cfg, log); err != nil {
+		log.Error("agent stopped", "error", err)
+		return 1
+	}
+	return 0
+}
+
+// serve runs the agent until ctx ends.
+func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
+	log.Info("starting", "version", version.Version, "host", cfg.HostName, "state", cfg.StateDir)
+	j, err := journal.Open(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	replay, err := signing.OpenReplayCache(filepath.Join(cfg.StateDir, "nonces"), time.Now())
+	if err != nil {
+		return err
+	}
+	defer replay.Close()
+	verifier, err := signing.NewVerifier(cfg.TrustedKeys)
+	if err != nil {
+		return err
+	}
+	nixRunner := newNix(cfg, log)
+	sys, err := newHealth(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer sys.Close()
+	engine, err := deploy.New(deploy.Options{
+		Host: cfg.HostName, Profile: cfg.Profile, CurrentSystem: cfg.CurrentSystem, RuntimeDir: cfg.RuntimeDir,
+		DefaultConfirm: cfg.ConfirmTimeout.Duration, MaxConfirm: cfg.MaxConfirmTimeout.Duration,
+		Retention: cfg.LogRetention,
+	}, deploy.Deps{
+		Nix:       nixRunner,
+		Activator: activation.New(activation.Options{SystemdRun: cfg.SystemdRunPath}, activation.ExecRunner{}, log),
+		Health:    sys,
+		Journal:   j,
+		Log:       log,
+	})
+	if err != nil {
+		return err
+	}
+	// Resume before serving: a deployment interrupted by a restart or a
+	// reboot is decided by the journal, not by whoever calls first.
+	if err := engine.Start(); err != nil {
+		return fmt.Errorf("resuming deployments: %w", err)
+	}
+	defer engine.Close()
+
+	node, err := tailnet.New(tailnet.Config{
+		Hostname: cfg.HostName, StateDir: filepath.Join(cfg.StateDir, "tsnet"), ControlURL: cfg.ControlURL,
+		AuthKeyFile: cfg.AuthKeyFile, Tags: cfg.Tags, NoLogsNoSupport: cfg.NoLogsNoSupport,
+	}, log)
+	if err != nil {
+		return err
+	}
+	defer node.Close()
+	if err := node.Up(ctx); err != nil {
+		return fmt.Errorf("joining the tailnet: %w", err)
+	}
+	// The only listener: on the tailnet, never on the host's interfaces.
+	ln, err := node.Listen("tcp", fmt.Sprintf(":%d", cfg.Port))
+	if err != nil {
+		return err
+	}
+	authz, err := tailnet.NewAuthorizer(tailnet.AuthorizerConfig{AllowedTags: cfg.AllowedTags, AllowedUsers: cfg.AllowedUsers}, node, log)
+	if err != nil {
+		return err
+	}
+	opts := append(tailnet.ServerKeepalive(), authz.ServerOptions()...)
+	opts = append(opts, grpc.MaxRecvMsgSize(4<<20))
+	gs := grpc.NewServer(opts...)
+	agentv1.RegisterAgentServiceServer(gs, server.New(server.Config{
+		Host: cfg.HostName, Verifier: verifier, Policy: signing.Policy{Host: cfg.HostName}, Replay: replay,
+		Engine: engine, Journal: j, Sources: archive.Store{Dir: filepath.Join(cfg.StateDir, "sources")},
+		Limits: archive.Limits{MaxBytes: cfg.MaxUploadBytes}, System: sys, Log: log,
+	}))
+	log.Info("serving on the tailnet", "port", cfg.Port, "allowedTags", cfg.AllowedTags, "allowedUsers", cfg.AllowedUsers)
+	errc := make(chan error, 1)
+	go func() { errc <- gs.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		log.Info("stopping")
+		stopped := make(chan struct{})
+		go func() { gs.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(5 * time.Second):
+			gs.Stop()
+		}
+		return nil
+	case err := <-errc:
+		return err
+	}
+}
