@@ -1,0 +1,469 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Recording fakes for the engine's three ports. They keep state the way the
+// real parts do (a profile with generations, a current-system symlink,
+// transient units that outlive the engine) so that restart and rollback
+// behave as on a host.
+
+// fakeNix is a scripted nix with an in-memory system profile.
+type fakeNix struct {
+	mu sync.Mutex
+
+	hosts       []string
+	hostsErr    error
+	warnings    []string
+	builds      map[string]string // installable -> store path
+	buildLines  []string
+	buildErr    error
+	buildGate   chan struct{} // when set, Build waits for it (or ctx)
+	diff        []ClosureChange
+	setErr      error
+	profileName string // the profile the engine must use
+
+	gens  []Generation
+	calls []string
+}
+
+func newFakeNix(profile string) *fakeNix {
+	return &fakeNix{profileName: profile, builds: map[string]string{}}
+}
+
+func (n *fakeNix) record(format string, args ...any) {
+	n.calls = append(n.calls, fmt.Sprintf(format, args...))
+}
+
+// scriptBuild makes Build of ref#attr return path.
+func (n *fakeNix) scriptBuild(ref, attr, path string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.builds[toplevelInstallable(ref, attr)] = path
+}
+
+func toplevelInstallable(ref, attr string) string {
+	return ref + "#nixosConfigurations." + attr + ".config.system.build.toplevel"
+}
+
+func (n *fakeNix) Build(ctx context.Context, installable string, onLine func(string)) (string, error) {
+	n.mu.Lock()
+	n.record("build %s", installable)
+	gate, lines, err := n.buildGate, n.buildLines, n.buildErr
+	path, ok := n.builds[installable]
+	n.mu.Unlock()
+	for _, l := range lines {
+		onLine(l)
+	}
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return "", fmt.Errorf("nix build: %w", ctx.Err())
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("nix build: %w", err)
+	}
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", fmt.Errorf("nix build %s: no scripted store path", installable)
+	}
+	return path, nil
+}
+
+func (n *fakeNix) Hosts(ctx context.Context, flakeRef string) ([]string, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.record("hosts %s", flakeRef)
+	return slices.Clone(n.hosts), n.hostsErr
+}
+
+func (n *fakeNix) Warnings(ctx context.Context, flakeRef, host string) ([]string, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.record("warnings %s %s", flakeRef, host)
+	return slices.Clone(n.warnings), nil
+}
+
+func (n *fakeNix) DiffClosures(ctx context.Context, oldPath, newPath string) ([]ClosureChange, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.record("diff-closures %s %s", oldPath, newPath)
+	return slices.Clone(n.diff), nil
+}
+
+// SetProfile behaves like nix-env --set: a new generation unless the newest
+// one already holds storePath; either way it becomes current.
+func (n *fakeNix) SetProfile(ctx context.Context, profile, storePath string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.record("set-profile %s %s", profile, storePath)
+	if profile != n.profileName {
+		return fmt.Errorf("fake nix: unexpected profile %s", profile)
+	}
+	if n.setErr != nil {
+		return n.setErr
+	}
+	n.setLocked(storePath)
+	return nil
+}
+
+func (n *fakeNix) setLocked(storePath string) {
+	for i := range n.gens {
+		n.gens[i].Current = false
+	}
+	if k := len(n.gens); k > 0 && n.gens[k-1].Path == storePath {
+		n.gens[k-1].Current = true
+		return
+	}
+	num := int64(1)
+	if k := len(n.gens); k > 0 {
+		num = n.gens[k-1].Number + 1
+	}
+	n.gens = append(n.gens, Generation{Number: num, Created: time.Now(), Current: true, Path: storePath})
+}
+
+// seed adds generations without recording calls (the host's history).
+func (n *fakeNix) seed(paths ...string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, p := range paths {
+		n.setLocked(p)
+	}
+}
+
+func (n *fakeNix) Generations(ctx context.Context, profile string) ([]Generation, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if profile != n.profileName {
+		return nil, fmt.Errorf("fake nix: unexpected profile %s", profile)
+	}
+	return slices.Clone(n.gens), nil
+}
+
+// callsWith returns the recorded calls starting with prefix.
+func (n *fakeNix) callsWith(prefix string) []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []string
+	for _, c := range n.calls {
+		if strings.HasPrefix(c, prefix) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (n *fakeNix) setGate(g chan struct{}) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.buildGate = g
+}
+
+// switchScript says how a fake switch-to-configuration of one toplevel ends.
+type switchScript struct {
+	Code   int           // exit code written to the exit file
+	NoLink bool          // leave the current-system link alone (implied by exit 1)
+	Hold   chan struct{} // when set, the unit runs until it is closed
+	Lines  []string      // output appended to the log; default two lines
+	Killed bool          // the unit ends without writing an exit code
+}
+
+// fakeActivator runs switches asynchronously like systemd-run: the unit
+// outlives the call (and the engine), points the current-system link at the
+// toplevel, appends output to the log and writes "<code>\n" to the exit
+// file.
+type fakeActivator struct {
+	current string // the current-system symlink
+	// delay is how long a switch runs before its first output. With no
+	// delay, output written before the engine starts following the log
+	// is not streamed (it is still in the log file); see waitUnit.
+	delay time.Duration
+
+	mu       sync.Mutex
+	dry      map[string][]string // toplevel -> dry-activate output
+	dryErr   error
+	startErr error
+	scripts  map[string]switchScript // toplevel -> script
+	units    map[string]*fakeUnit
+	started  map[string]chan struct{} // unit -> closed when it starts
+	calls    []string
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+type fakeUnit struct {
+	active bool
+	done   chan struct{}
+}
+
+func newFakeActivator(t *testing.T, current string) *fakeActivator {
+	t.Helper()
+	a := &fakeActivator{
+		current: current, delay: 10 * time.Millisecond,
+		dry: map[string][]string{}, scripts: map[string]switchScript{}, units: map[string]*fakeUnit{},
+		started: map[string]chan struct{}{}, stop: make(chan struct{}),
+	}
+	t.Cleanup(func() {
+		close(a.stop)
+		a.wg.Wait()
+	})
+	return a
+}
+
+func (a *fakeActivator) script(toplevel string, s switchScript) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.scripts[toplevel] = s
+}
+
+func (a *fakeActivator) DryActivate(ctx context.Context, toplevel string, onLine func(string)) error {
+	a.mu.Lock()
+	a.calls = append(a.calls, "dry-activate "+toplevel)
+	lines, err := a.dry[toplevel], a.dryErr
+	a.mu.Unlock()
+	for _, l := range lines {
+		onLine(l)
+	}
+	return err
+}
+
+func (a *fakeActivator) StartSwitch(ctx context.Context, unit, toplevel, mode, logPath, exitPath string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.calls = append(a.calls, fmt.Sprintf("start-switch %s %s %s", unit, toplevel, mode))
+	if a.startErr != nil {
+		return a.startErr
+	}
+	switch mode {
+	case "switch", "boot", "test":
+	default:
+		return fmt.Errorf("unknown switch mode %q", mode)
+	}
+	if u := a.units[unit]; u != nil && u.active {
+		return fmt.Errorf("unit %s already exists", unit)
+	}
+	s := a.scripts[toplevel]
+	u := &fakeUnit{active: true, done: make(chan struct{})}
+	a.units[unit] = u
+	if c := a.startedLocked(unit); !isClosed(c) {
+		close(c)
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.runSwitch(u, toplevel, mode, logPath, exitPath, s)
+	}()
+	return nil
+}
+
+func (a *fakeActivator) runSwitch(u *fakeUnit, toplevel, mode, logPath, exitPath string, s switchScript) {
+	defer func() {
+		a.mu.Lock()
+		u.active = false
+		a.mu.Unlock()
+		close(u.done)
+	}()
+	select {
+	case <-time.After(a.delay):
+	case <-a.stop:
+		return
+	}
+	if s.Hold != nil {
+		select {
+		case <-s.Hold:
+		case <-a.stop:
+			return
+		}
+	}
+	lines := s.Lines
+	if lines == nil {
+		lines = []string{"activating the configuration...", "setting up /etc..."}
+	}
+	if f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600); err == nil {
+		for _, l := range lines {
+			fmt.Fprintln(f, l)
+		}
+		f.Close()
+	}
+	if mode != "boot" && !s.NoLink && s.Code != 1 && !s.Killed {
+		tmp := a.current + ".tmp"
+		os.Remove(tmp)
+		if err := os.Symlink(toplevel, tmp); err == nil {
+			os.Rename(tmp, a.current)
+		}
+	}
+	if s.Killed {
+		return
+	}
+	tmp := exitPath + ".tmp"
+	if err := os.WriteFile(tmp, []byte(fmt.Sprintf("%d\n", s.Code)), 0o600); err == nil {
+		os.Rename(tmp, exitPath)
+	}
+}
+
+func (a *fakeActivator) UnitActive(ctx context.Context, unit string) (bool, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	u := a.units[unit]
+	return u != nil && u.active, nil
+}
+
+func (a *fakeActivator) startedLocked(unit string) chan struct{} {
+	c := a.started[unit]
+	if c == nil {
+		c = make(chan struct{})
+		a.started[unit] = c
+	}
+	return c
+}
+
+// waitStarted waits until unit has been started.
+func (a *fakeActivator) waitStarted(t *testing.T, unit string) {
+	t.Helper()
+	a.mu.Lock()
+	c := a.startedLocked(unit)
+	a.mu.Unlock()
+	select {
+	case <-c:
+	case <-time.After(waitTimeout):
+		t.Fatalf("unit %s was not started", unit)
+	}
+}
+
+// finished returns a channel closed when unit has ended.
+func (a *fakeActivator) finished(t *testing.T, unit string) <-chan struct{} {
+	t.Helper()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	u := a.units[unit]
+	if u == nil {
+		t.Fatalf("unit %s was never started", unit)
+	}
+	return u.done
+}
+
+func (a *fakeActivator) callsWith(prefix string) []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []string
+	for _, c := range a.calls {
+		if strings.HasPrefix(c, prefix) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// fakeHealth answers from a script and records what it was asked.
+type fakeHealth struct {
+	mu          sync.Mutex
+	ok          bool
+	reason      string
+	err         error
+	reports     []HealthReport
+	baselineErr error
+
+	baselines int
+	checks    []healthCall
+}
+
+type healthCall struct {
+	Baseline      any
+	ExtraCritical []string
+}
+
+func newFakeHealth() *fakeHealth {
+	return &fakeHealth{ok: true, reports: []HealthReport{
+		{Name: "system", OK: true, Detail: "running"},
+		{Name: "sshd.service", OK: true, Detail: "active"},
+	}}
+}
+
+// fakeBaseline is what Baseline returns; Check must get it back.
+const fakeBaseline = "baseline: no failed units"
+
+func (h *fakeHealth) Baseline(ctx context.Context) (any, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.baselines++
+	if h.baselineErr != nil {
+		return nil, h.baselineErr
+	}
+	return fakeBaseline, nil
+}
+
+func (h *fakeHealth) Check(ctx context.Context, baseline any, extraCritical []string, report func(HealthReport)) (bool, string, error) {
+	h.mu.Lock()
+	h.checks = append(h.checks, healthCall{Baseline: baseline, ExtraCritical: slices.Clone(extraCritical)})
+	ok, reason, err, reports := h.ok, h.reason, h.err, slices.Clone(h.reports)
+	h.mu.Unlock()
+	for _, r := range reports {
+		report(r)
+	}
+	return ok, reason, err
+}
+
+func (h *fakeHealth) script(ok bool, reason string, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ok, h.reason, h.err = ok, reason, err
+}
+
+func (h *fakeHealth) calls() (int, []healthCall) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.baselines, slices.Clone(h.checks)
+}
+
+// fakeClock is time.Now shifted by an offset a test moves forward.
+type fakeClock struct{ off atomic.Int64 }
+
+func (c *fakeClock) now() time.Time { return time.Now().Add(time.Duration(c.off.Load())) }
+
+func (c *fakeClock) advance(d time.Duration) { c.off.Add(int64(d)) }
+
+// errFake is a scripted failure.
+var errFake = errors.New("fake failure")
+
+// storePath makes a fake toplevel under dir with a nixos-version file and
+// returns its resolved path (what /run/current-system resolves to).
+func storePath(t *testing.T, dir, name, version string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(p, "nixos-version"), []byte(version+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
