@@ -37,7 +37,7 @@ buildGo126Module {
   #     and copy the hash from the "got:" line;
   #   - offline, from a filled module cache: in a scratch copy of the repo run
   #     `GOFLAGS=-mod=mod go mod vendor -o /tmp/vendor && nix hash path /tmp/vendor`.
-  vendorHash = "sha256-hF0Xo07BSZPTfTpd8E+gqcYS3lXQW03Tfc8XY3X1kN8=";
+  vendorHash = "sha256-ScW/tyflMHxdEC8BCjXAYv9Sr1xisByqz/N+XDOW/jg=";
 
   subPackages = [ subPackages.${command} ];
   env.CGO_ENABLED = "0";
