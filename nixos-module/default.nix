@@ -361,11 +361,16 @@ in
         #   (build users) and installs seccomp filters, which NNP permits.
         #   The switch runs in a transient unit created by PID 1, which does
         #   not inherit NNP, so activation scripts and setuid wrappers behave
-        #   as under nixos-rebuild.
+        #   as under nixos-rebuild. (dry-activate does run as the agent's
+        #   child, under NNP; it only reports, as root.)
+        # agent/config's TestModuleUnitHardeningKeepsAgentWorking checks
+        # these in a real systemd: build via the daemon, profile switch,
+        # systemd-run switch without NNP, private /tmp, read-only /root.
         # Not set, on purpose: RuntimeDirectory (systemd would empty
         # /run/panther-agent on every stop, and the agent tells a reboot from
-        # its own restart by what survives there), ProtectSystem (the agent writes the system
-        # profile under /nix/var/nix/profiles and a local-store nix remounts
+        # its own restart by what survives there), ProtectSystem (the agent
+        # writes the system profile under /nix/var/nix/profiles and a
+        # local-store nix remounts
         # /nix/store read-write), PrivateDevices, PrivateNetwork and the
         # Restrict*/SystemCallFilter family (nix and systemd-run need
         # namespaces, sockets and D-Bus).
