@@ -1,0 +1,308 @@
+// Package fleettest runs a fleet for integration tests: an in-process
+// tailnet, hosts that are real systemd sandboxes (each in its own network
+// namespace) running the real panther-agent as a unit with real nix, and the
+// real pantherctl binary run as a separate process against them.
+package fleettest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pantheros/panther/pkg/nixtest"
+	"github.com/pantheros/panther/pkg/sandboxtest"
+	"github.com/pantheros/panther/pkg/signing"
+	"github.com/pantheros/panther/pkg/tailnettest"
+)
+
+// Binaries are the built pantherctl and panther-agent.
+type Binaries struct {
+	Ctl, Agent string
+}
+
+var (
+	buildOnce sync.Once
+	built     Binaries
+	buildErr  error
+)
+
+// Build compiles pantherctl and panther-agent once per test process (into a
+// directory removed at exit by the caller's TestMain, or left in the OS temp
+// dir).
+func Build(t testing.TB) Binaries {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "panther-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		root, err := moduleRoot()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		built = Binaries{Ctl: filepath.Join(dir, "pantherctl"), Agent: filepath.Join(dir, "panther-agent")}
+		for out, pkg := range map[string]string{built.Ctl: "./controller/cmd/pantherctl", built.Agent: "./agent/cmd/panther-agent"} {
+			cmd := exec.Command("go", "build", "-ldflags", "-X github.com/pantheros/panther/pkg/version.Version=test", "-o", out, pkg)
+			cmd.Dir = root
+			if b, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("fleettest: %v", buildErr)
+	}
+	return built
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Dir(strings.TrimSpace(string(out))), nil
+}
+
+// Options configure a fleet.
+type Options struct {
+	// Hosts maps host name to the nixtest variant its flake builds first.
+	Hosts map[string]string
+	// ConfirmTimeout is the agents' default confirmation window; default 60s.
+	ConfirmTimeout time.Duration
+	// HealthChecks are added to every agent's config (JSON objects).
+	HealthChecks []map[string]any
+	// NoSandboxNetNS keeps hosts in the test's network namespace.
+	NoSandboxNetNS bool
+}
+
+// Fleet is a running test fleet.
+type Fleet struct {
+	t       testing.TB
+	Bin     Binaries
+	Tailnet *tailnettest.Tailnet
+	Dir     string // working dir of pantherctl (logs/ lands here)
+	Flake   string // flake directory deployed from
+	KeyPath string
+	PubKey  string
+	Hosts   map[string]*Host
+	opts    Options
+}
+
+// Host is one sandboxed host running panther-agent.
+type Host struct {
+	Name string
+	SB   *sandboxtest.Sandbox
+}
+
+// New starts the tailnet and boots every host with its agent.
+func New(t testing.TB, opts Options) *Fleet {
+	t.Helper()
+	sandboxtest.Require(t, !opts.NoSandboxNetNS)
+	nixtest.Env(t)
+	if opts.ConfirmTimeout == 0 {
+		opts.ConfirmTimeout = 60 * time.Second
+	}
+	f := &Fleet{t: t, Bin: Build(t), Dir: t.TempDir(), Hosts: map[string]*Host{}, opts: opts}
+	f.Tailnet = tailnettest.New(t, tailnettest.Options{BindAll: true})
+	f.Flake = nixtest.Flake(t, opts.Hosts)
+	f.KeyPath = filepath.Join(f.Dir, "operator.key")
+	key, err := signing.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := signing.WritePrivateKey(f.KeyPath, key); err != nil {
+		t.Fatal(err)
+	}
+	f.PubKey = signing.FormatPublicKey(signing.Public(key))
+
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for name := range opts.Hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h := f.boot(name)
+			mu.Lock()
+			f.Hosts[name] = h
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	return f
+}
+
+// AgentConfig is the agent.json a host gets.
+func (f *Fleet) AgentConfig(name string) map[string]any {
+	cfg := map[string]any{
+		"hostName":        name,
+		"stateDir":        "/var/lib/panther-agent",
+		"controlUrl":      f.Tailnet.ControlURL,
+		"trustedKeys":     []string{f.PubKey},
+		"tags":            []string{"tag:panther-agent"},
+		"allowedTags":     []string{"tag:panther-controller"},
+		"noLogsNoSupport": true,
+		"nixExtraConfig":  "sandbox = false\nsubstituters =",
+		"healthSettle":    "0s",
+		"confirmTimeout":  f.opts.ConfirmTimeout.String(),
+		"logLevel":        "debug",
+	}
+	if len(f.opts.HealthChecks) > 0 {
+		cfg["healthChecks"] = f.opts.HealthChecks
+	}
+	return cfg
+}
+
+func (f *Fleet) boot(name string) *Host {
+	t := f.t
+	cfg, _ := json.MarshalIndent(f.AgentConfig(name), "", "  ")
+	unit := fmt.Sprintf(`[Unit]
+Description=panther agent
+After=dbus.service
+
+[Service]
+ExecStart=%s run --config /etc/panther/agent.json
+Restart=always
+RestartSec=200ms
+KillMode=process
+Environment=TS_NO_LOGS_NO_SUPPORT=true
+Environment=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+[Install]
+WantedBy=multi-user.target
+`, f.Bin.Agent)
+	sb := sandboxtest.Boot(t, sandboxtest.Options{
+		Name:   name,
+		NetNS:  !f.opts.NoSandboxNetNS,
+		Units:  map[string]string{"panther-agent.service": unit},
+		Enable: []string{"panther-agent.service"},
+		Files:  map[string]string{"/etc/panther/agent.json": string(cfg)},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := sb.WaitUnit(ctx, "panther-agent.service", "active"); err != nil {
+		t.Errorf("fleettest: %s: agent unit: %v\n%s", name, err, sb.Journal(context.Background(), "panther-agent.service"))
+	}
+	return &Host{Name: name, SB: sb}
+}
+
+// Result is one pantherctl run.
+type Result struct {
+	Code           int
+	Stdout, Stderr string
+	Elapsed        time.Duration
+}
+
+func (r Result) String() string {
+	return fmt.Sprintf("exit %d after %v\n--- stdout\n%s--- stderr\n%s", r.Code, r.Elapsed, r.Stdout, r.Stderr)
+}
+
+// Env is the environment pantherctl runs with.
+func (f *Fleet) Env() []string {
+	return append(os.Environ(),
+		"PANTHER_CONTROL_URL="+f.Tailnet.ControlURL,
+		"PANTHER_STATE_DIR="+filepath.Join(f.Dir, "ctl-tsnet"),
+		"PANTHER_KEY="+f.KeyPath,
+		"PANTHER_HOSTNAME=ctl",
+		"PANTHER_NO_LOGS_NO_SUPPORT=true",
+		"TS_NO_LOGS_NO_SUPPORT=true",
+	)
+}
+
+// Ctl runs pantherctl with args in the fleet's directory and returns what
+// it did. It never fails the test by itself.
+func (f *Fleet) Ctl(args ...string) Result {
+	return f.CtlContext(context.Background(), args...)
+}
+
+// CtlContext is Ctl with a context (cancelling it kills pantherctl).
+func (f *Fleet) CtlContext(ctx context.Context, args ...string) Result {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, f.Bin.Ctl, args...)
+	cmd.Dir = f.Dir
+	cmd.Env = f.Env()
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	err := cmd.Run()
+	r := Result{Stdout: out.String(), Stderr: errb.String(), Elapsed: time.Since(start)}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.Code = ee.ExitCode()
+	} else if err != nil {
+		r.Code = -1
+		r.Stderr += "\n" + err.Error()
+	}
+	f.t.Logf("pantherctl %s: exit %d in %v", strings.Join(args, " "), r.Code, r.Elapsed.Round(time.Millisecond))
+	return r
+}
+
+// MustCtl runs pantherctl and fails the test unless it exits with want.
+func (f *Fleet) MustCtl(want int, args ...string) Result {
+	f.t.Helper()
+	r := f.Ctl(args...)
+	if r.Code != want {
+		f.t.Fatalf("pantherctl %s: want exit %d, got %s", strings.Join(args, " "), want, r)
+	}
+	return r
+}
+
+// SetVariant changes what host's flake attribute builds.
+func (f *Fleet) SetVariant(host, variant string) {
+	f.t.Helper()
+	f.opts.Hosts[host] = variant
+	nixtest.WriteHosts(f.t, f.Flake, f.opts.Hosts)
+}
+
+// CurrentSystem is where host's /run/current-system points ("" if nowhere).
+func (h *Host) CurrentSystem(t testing.TB) string {
+	t.Helper()
+	out, err := h.SB.Exec(context.Background(), "readlink", "-f", "/run/current-system")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// ReadFile reads a file inside the host.
+func (h *Host) ReadFile(t testing.TB, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(h.SB.Path(path))
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// Record reads the agent's journal record of a deployment.
+func (h *Host) Record(t testing.TB, id string) map[string]any {
+	t.Helper()
+	var rec map[string]any
+	b := h.ReadFile(t, "/var/lib/panther-agent/deployments/"+id+"/record.json")
+	if b == "" {
+		t.Fatalf("%s: no journal record for %s", h.Name, id)
+	}
+	if err := json.Unmarshal([]byte(b), &rec); err != nil {
+		t.Fatalf("%s: record %s: %v", h.Name, id, err)
+	}
+	return rec
+}
+
+// AgentJournal is the agent unit's journal, for failure messages.
+func (h *Host) AgentJournal() string {
+	return h.SB.Journal(context.Background(), "panther-agent.service")
+}
