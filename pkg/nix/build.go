@@ -1,0 +1,96 @@
+package nix
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+)
+
+// hostRE is what Hosts may return and Warnings/Toplevel accept: a name that
+// needs no quoting in a flake attribute path.
+var hostRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_-]*$`)
+
+// CheckHost returns ErrBadHost unless host can be used as an attribute of
+// nixosConfigurations without quoting.
+func CheckHost(host string) error {
+	if !hostRE.MatchString(host) {
+		return fmt.Errorf("%q: %w", host, ErrBadHost)
+	}
+	return nil
+}
+
+// Toplevel returns the installable of a host's system closure:
+// <flakeRef>#nixosConfigurations.<host>.config.system.build.toplevel.
+func Toplevel(flakeRef, host string) (string, error) {
+	if err := CheckHost(host); err != nil {
+		return "", err
+	}
+	return flakeRef + "#nixosConfigurations." + host + ".config.system.build.toplevel", nil
+}
+
+// Build runs `nix build --json --no-link -L <installable>` and returns the
+// out path. Every stderr line (build logs included) goes to onLine, which
+// may be nil.
+func (n *Nix) Build(ctx context.Context, installable string, onLine func(string)) (string, error) {
+	out, err := n.run(ctx, []string{n.nix, "build", "--json", "--no-link", "-L", installable}, onLine)
+	if err != nil {
+		return "", fmt.Errorf("build %s: %w", installable, err)
+	}
+	p, err := ParseBuildJSON(out)
+	if err != nil {
+		return "", fmt.Errorf("build %s: %w", installable, err)
+	}
+	return p, nil
+}
+
+// ParseBuildJSON returns outputs.out of the first result printed by
+// `nix build --json`.
+func ParseBuildJSON(out []byte) (string, error) {
+	var res []struct {
+		Outputs map[string]string `json:"outputs"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		return "", fmt.Errorf("%w: build json: %v", ErrParse, err)
+	}
+	if len(res) == 0 || res[0].Outputs["out"] == "" {
+		return "", ErrNoOutput
+	}
+	return res[0].Outputs["out"], nil
+}
+
+// Hosts returns the names of the flake's nixosConfigurations, sorted (as
+// nix sorts attribute names).
+func (n *Nix) Hosts(ctx context.Context, flakeRef string) ([]string, error) {
+	var hosts []string
+	if err := n.evalJSON(ctx, &hosts, flakeRef+"#nixosConfigurations", "--apply", "builtins.attrNames"); err != nil {
+		return nil, fmt.Errorf("list hosts of %s: %w", flakeRef, err)
+	}
+	return hosts, nil
+}
+
+// Warnings returns config.warnings of one host: what NixOS would print as
+// "trace: warning:" lines while building it.
+func (n *Nix) Warnings(ctx context.Context, flakeRef, host string) ([]string, error) {
+	if err := CheckHost(host); err != nil {
+		return nil, err
+	}
+	var warnings []string
+	if err := n.evalJSON(ctx, &warnings, flakeRef+"#nixosConfigurations."+host+".config.warnings"); err != nil {
+		return nil, fmt.Errorf("warnings of %s: %w", host, err)
+	}
+	return warnings, nil
+}
+
+// evalJSON runs `nix eval --json <installable> [args]` into v.
+func (n *Nix) evalJSON(ctx context.Context, v any, installable string, args ...string) error {
+	argv := append([]string{n.nix, "eval", "--json", installable}, args...)
+	out, err := n.run(ctx, argv, nil)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(out, v); err != nil {
+		return fmt.Errorf("%w: eval json: %v", ErrParse, err)
+	}
+	return nil
+}

@@ -1,0 +1,159 @@
+package nix_test
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/pantheros/panther/pkg/nix"
+	"github.com/pantheros/panther/pkg/nixtest"
+)
+
+// realNix returns a Nix running the real binaries with the test settings,
+// or skips (see nixtest.Env).
+func realNix(t *testing.T) *nix.Nix {
+	t.Helper()
+	env := nixtest.Env(t)
+	log := hclog.New(&hclog.LoggerOptions{
+		Name:  t.Name(),
+		Level: hclog.LevelFromString(cmp.Or(os.Getenv("PANTHER_TEST_LOG_LEVEL"), "warn")),
+	})
+	return nix.New(nix.Options{ExtraConfig: env.ExtraConfig}, log)
+}
+
+func TestRealBuildAndEval(t *testing.T) {
+	n := realNix(t)
+	dir := nixtest.Flake(t, map[string]string{
+		"alpha": nixtest.Good, "beta": nixtest.Warnings, "gamma": nixtest.BuildFail, "delta": nixtest.EvalError,
+	})
+	ref := nixtest.Ref(dir)
+	ctx := t.Context()
+
+	hosts, err := n.Hosts(ctx, ref)
+	if err != nil || !slices.Equal(hosts, []string{"alpha", "beta", "delta", "gamma"}) {
+		t.Fatalf("Hosts = %q, %v", hosts, err)
+	}
+	warnings, err := n.Warnings(ctx, ref, "beta")
+	if err != nil || len(warnings) != 2 {
+		t.Errorf("Warnings(beta) = %q, %v", warnings, err)
+	}
+
+	top := func(host string) string {
+		i, err := nix.Toplevel(ref, host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return i
+	}
+	start := time.Now()
+	out, err := n.Build(ctx, top("alpha"), nil)
+	if err != nil {
+		t.Fatalf("Build(alpha): %v", err)
+	}
+	t.Logf("build of alpha took %v", time.Since(start).Round(time.Millisecond))
+	if !strings.HasPrefix(out, "/nix/store/") {
+		t.Errorf("out path %q", out)
+	}
+	if v, err := nix.NixOSVersion(out); err != nil || v != nixtest.Version(nixtest.Good) {
+		t.Errorf("NixOSVersion = %q, %v", v, err)
+	}
+
+	var lines []string
+	_, err = n.Build(ctx, top("gamma"), func(l string) { lines = append(lines, l) })
+	var ne *nix.Error
+	if !errors.As(err, &ne) || ne.ExitCode != 1 {
+		t.Fatalf("Build(gamma) = %v, want an *Error with exit code 1", err)
+	}
+	if !strings.Contains(ne.StderrTail, "lab-broken.c:3:1: error") || !strings.Contains(ne.Summary(), "builder for") {
+		t.Errorf("StderrTail:\n%s\nSummary: %s", ne.StderrTail, ne.Summary())
+	}
+	if !slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, "compiling lab-broken") }) {
+		t.Errorf("build log not streamed: %q", lines)
+	}
+	if ne.Argv[0] != "nix" || ne.Argv[1] != "build" {
+		t.Errorf("Argv = %q", ne.Argv)
+	}
+
+	_, err = n.Build(ctx, top("delta"), nil)
+	if !errors.As(err, &ne) || !strings.Contains(ne.Summary(), "fails on purpose") {
+		t.Errorf("Build(delta) = %v", err)
+	}
+}
+
+func TestRealProfile(t *testing.T) {
+	n := realNix(t)
+	dir := nixtest.Flake(t, map[string]string{"alpha": nixtest.Good})
+	ctx := t.Context()
+	build := func(variant string) string {
+		t.Helper()
+		nixtest.WriteHosts(t, dir, map[string]string{"alpha": variant})
+		i, _ := nix.Toplevel(nixtest.Ref(dir), "alpha")
+		out, err := n.Build(ctx, i, nil)
+		if err != nil {
+			t.Fatalf("build %s: %v", variant, err)
+		}
+		return out
+	}
+	good, v2 := build(nixtest.Good), build(nixtest.GoodV2)
+
+	profile := filepath.Join(t.TempDir(), "system")
+	if gens, err := n.Generations(ctx, profile); err != nil || len(gens) != 0 {
+		t.Fatalf("Generations of a new profile = %+v, %v", gens, err)
+	}
+	if err := n.SetProfile(ctx, profile, good); err != nil {
+		t.Fatalf("SetProfile: %v", err)
+	}
+	if err := n.SetProfile(ctx, profile, v2); err != nil {
+		t.Fatalf("SetProfile: %v", err)
+	}
+	gens, err := n.Generations(ctx, profile)
+	if err != nil {
+		t.Fatalf("Generations: %v", err)
+	}
+	type gen struct {
+		Number  int
+		Current bool
+		Path    string
+	}
+	var got []gen
+	for _, g := range gens {
+		got = append(got, gen{g.Number, g.Current, g.Path})
+		if time.Since(g.Created) > time.Hour || time.Since(g.Created) < -time.Minute {
+			t.Errorf("generation %d created %v", g.Number, g.Created)
+		}
+	}
+	want := []gen{{1, false, good}, {2, true, v2}}
+	if !slices.Equal(got, want) {
+		t.Errorf("generations %+v, want %+v", got, want)
+	}
+
+	if err := n.SwitchGeneration(ctx, profile, 1); err != nil {
+		t.Fatalf("SwitchGeneration: %v", err)
+	}
+	if target, _ := filepath.EvalSymlinks(profile); target != good {
+		t.Errorf("profile points at %s after switching back, want %s", target, good)
+	}
+	if err := n.SwitchGeneration(ctx, profile, 7); err == nil {
+		t.Errorf("SwitchGeneration to a missing generation succeeded")
+	}
+
+	changes, err := n.DiffClosures(ctx, good, v2)
+	if err != nil {
+		t.Fatalf("DiffClosures: %v", err)
+	}
+	wantDiff := []nix.ClosureChange{{Name: "nixos-system-alpha", Old: []string{"26.05.lab_good"}, New: []string{"26.05.lab_good_v2"}}}
+	if fmt.Sprintf("%#v", changes) != fmt.Sprintf("%#v", wantDiff) {
+		t.Errorf("diff-closures of good and good-v2:\n%#v\nwant\n%#v", changes, wantDiff)
+	}
+	if changes, err := n.DiffClosures(ctx, "", v2); err != nil || changes != nil {
+		t.Errorf("DiffClosures of a first deploy = %+v, %v", changes, err)
+	}
+}
