@@ -1,0 +1,188 @@
+// Package nixtest provides the panther lab flake, a NixOS-shaped flake
+// without nixpkgs or any input whose hosts build in ~0.1 s with real nix, and
+// the helpers tests use to get a private copy of it and a nix environment.
+//
+// Each host deploys one variant (good, build-fail, web-ok, ...), read from
+// hosts.json in the flake so a test changes what a host deploys by
+// rewriting that file. Every toplevel holds nixos-version, unit files under
+// etc/systemd/system and a bin/switch-to-configuration that does real
+// systemd work inside a systemd sandbox (see pkg/sandboxtest); the flake's
+// switch-to-configuration.sh documents its behaviour.
+package nixtest
+
+import (
+	"embed"
+	"encoding/json"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// Variants of the lab flake.
+const (
+	Good           = "good"            // two units, lab-hello and lab-greeter
+	GoodV2         = "good-v2"         // as good, lab-hello changed
+	BuildFail      = "build-fail"      // the builder prints lines, then exits 1
+	EvalError      = "eval-error"      // the toplevel is a throw
+	Warnings       = "warnings"        // builds; config.warnings has 2 entries
+	DryFail        = "dry-fail"        // dry-activate exits 1
+	UnitFail       = "unit-fail"       // adds lab-broken, which fails: switch exits 4
+	ActivationFail = "activation-fail" // switch exits 2
+	RebootRequired = "reboot-required" // switch exits 100
+	RestartAgent   = "restart-agent"   // switch restarts panther-agent.service (no-block)
+	CutNetwork     = "cut-network"     // switch takes every link but lo down
+	WebOK          = "web-ok"          // adds lab-web: HTTP 200 on WebAddr
+	WebBroken      = "web-broken"      // lab-web answers 500 and stays active
+)
+
+// Names the lab flake's systems use.
+const (
+	HelloUnit   = "lab-hello.service"
+	GreeterUnit = "lab-greeter.service"
+	BrokenUnit  = "lab-broken.service"
+	WebUnit     = "lab-web.service"
+	// WebAddr is where lab-web listens (python3's http.server, from Debian's
+	// python3 package at /usr/bin/python3).
+	WebAddr = "127.0.0.1:8080"
+	// FailActivationFile, when it exists on the host, makes switch and test
+	// of every variant exit 2: a test makes a rollback fail with it.
+	FailActivationFile = "/etc/panther-lab/fail-activation"
+	// BootEntry is written by switch and boot; it names the toplevel.
+	BootEntry = "/boot/loader/entries/panther.conf"
+	// CurrentSystem points at the active toplevel after switch and test.
+	CurrentSystem = "/run/current-system"
+)
+
+// Variants returns every variant name, sorted.
+func Variants() []string {
+	return []string{ActivationFail, BuildFail, CutNetwork, DryFail, EvalError, Good, GoodV2,
+		RebootRequired, RestartAgent, UnitFail, Warnings, WebBroken, WebOK}
+}
+
+// Version returns the nixos-version text of a variant's toplevel.
+func Version(variant string) string {
+	return "26.05.lab-" + variant + " (Panther Lab)"
+}
+
+// Units returns the unit files a variant's toplevel installs, sorted.
+func Units(variant string) []string {
+	switch variant {
+	case UnitFail:
+		return []string{BrokenUnit, GreeterUnit, HelloUnit}
+	case WebOK, WebBroken:
+		return []string{GreeterUnit, HelloUnit, WebUnit}
+	}
+	return []string{GreeterUnit, HelloUnit}
+}
+
+// Ref returns the flake reference of a flake directory: "path:<dir>", so nix
+// reads the files as they are even inside a git checkout.
+func Ref(dir string) string { return "path:" + dir }
+
+//go:embed testdata/flake
+var flakeFS embed.FS
+
+// Flake copies the lab flake into a new t.TempDir() and returns its
+// directory. hosts maps host name to variant and replaces the default
+// hosts.json ({"alpha": "good", "beta": "web-ok"}) unless nil. It also
+// records the test runner's network namespace, where switch never touches
+// links.
+func Flake(t testing.TB, hosts map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	sub, err := fs.Sub(flakeFS, "testdata/flake")
+	if err != nil {
+		t.Fatalf("nixtest: %v", err)
+	}
+	if err := os.CopyFS(dir, sub); err != nil {
+		t.Fatalf("nixtest: copy flake: %v", err)
+	}
+	netns, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatalf("nixtest: read network namespace: %v", err)
+	}
+	writeJSON(t, filepath.Join(dir, "lab.json"), map[string]string{"system": nixSystem(), "runnerNetns": netns})
+	if hosts != nil {
+		WriteHosts(t, dir, hosts)
+	}
+	return dir
+}
+
+// WriteHosts rewrites hosts.json of a flake made by Flake.
+func WriteHosts(t testing.TB, dir string, hosts map[string]string) {
+	t.Helper()
+	writeJSON(t, filepath.Join(dir, "hosts.json"), hosts)
+}
+
+func writeJSON(t testing.TB, path string, v any) {
+	t.Helper()
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		t.Fatalf("nixtest: %v", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		t.Fatalf("nixtest: %v", err)
+	}
+}
+
+func nixSystem() string {
+	arch := map[string]string{"amd64": "x86_64", "arm64": "aarch64", "386": "i686", "riscv64": "riscv64"}[runtime.GOARCH]
+	if arch == "" {
+		arch = runtime.GOARCH
+	}
+	return arch + "-linux"
+}
+
+// NixEnv is what a test needs to run the real nix.
+type NixEnv struct {
+	// ExtraConfig are the nix.conf lines tests add to
+	// "experimental-features = nix-command flakes": no build sandbox, no
+	// substituters (no network).
+	ExtraConfig []string
+	// Environ is os.Environ() with NIX_CONFIG holding all those lines, for
+	// tests that start nix themselves.
+	Environ []string
+}
+
+// RequireEnv names the environment variable that turns a missing
+// prerequisite from a skip into a failure; CI sets it to "1" (the same
+// variable as pkg/sandboxtest's).
+const RequireEnv = "PANTHER_REQUIRE_INTEGRATION"
+
+// Env returns the nix environment for tests, or skips the test with the
+// reason when nix cannot run here (fails it instead when RequireEnv=1): nix
+// missing (Debian package nix-bin) or not root (without a daemon, nix writes
+// /nix/store itself).
+func Env(t testing.TB) NixEnv {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		skipOrFail(t, "needs root: nix without a daemon writes /nix/store itself")
+	}
+	for _, bin := range []string{"nix", "nix-env"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			skipOrFail(t, bin+" is not installed (Debian package nix-bin)")
+		}
+	}
+	extra := []string{"sandbox = false", "substituters ="}
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "NIX_CONFIG=") {
+			env = append(env, kv)
+		}
+	}
+	cfg := append([]string{"experimental-features = nix-command flakes"}, extra...)
+	env = append(env, "NIX_CONFIG="+strings.Join(cfg, "\n"))
+	return NixEnv{ExtraConfig: extra, Environ: env}
+}
+
+func skipOrFail(t testing.TB, reason string) {
+	t.Helper()
+	if os.Getenv(RequireEnv) == "1" {
+		t.Fatalf("nixtest: %s (%s=1 forbids skipping)", reason, RequireEnv)
+	}
+	t.Skipf("nixtest: %s", reason)
+}

@@ -1,0 +1,302 @@
+package nixtest_test
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pantheros/panther/pkg/nix"
+	"github.com/pantheros/panther/pkg/nixtest"
+	"github.com/pantheros/panther/pkg/sandboxtest"
+)
+
+// runScript runs a toplevel's switch-to-configuration on this machine and
+// returns its combined output. Only for dry-activate: switch changes the
+// machine.
+func runScript(t *testing.T, top, action string) (string, error) {
+	t.Helper()
+	out, err := exec.CommandContext(t.Context(), top+"/bin/switch-to-configuration", action).CombinedOutput()
+	return string(out), err
+}
+
+// buildAll builds the toplevel of every listed variant (host "h-<variant>")
+// and returns them by variant.
+func buildAll(t *testing.T, n *nix.Nix, variants ...string) map[string]string {
+	t.Helper()
+	hosts := map[string]string{}
+	for _, v := range variants {
+		hosts["h-"+v] = v
+	}
+	dir := nixtest.Flake(t, hosts)
+	tops := map[string]string{}
+	for _, v := range variants {
+		installable, err := nix.Toplevel(nixtest.Ref(dir), "h-"+v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tops[v], err = n.Build(t.Context(), installable, nil); err != nil {
+			t.Fatalf("build %s: %v", v, err)
+		}
+	}
+	return tops
+}
+
+// TestSwitchInSandbox runs the lab switch-to-configuration of several
+// variants, one after the other, inside a real systemd with its own network
+// namespace, and checks what each did to units, links, the boot entry and
+// /run/current-system.
+func TestSwitchInSandbox(t *testing.T) {
+	n := newNix(t)
+	sandboxtest.Require(t, true)
+	tops := buildAll(t, n, nixtest.Good, nixtest.GoodV2, nixtest.UnitFail, nixtest.WebOK, nixtest.WebBroken,
+		nixtest.ActivationFail, nixtest.RebootRequired, nixtest.RestartAgent, nixtest.CutNetwork, nixtest.DryFail)
+	s := sandboxtest.Boot(t, sandboxtest.Options{
+		Name:  "lab",
+		NetNS: true,
+		Units: map[string]string{
+			"panther-agent.service": "[Service]\nExecStart=/bin/sleep infinity\n",
+		},
+		Enable: []string{"panther-agent.service"},
+	})
+	if err := s.WaitUnit(t.Context(), "panther-agent.service", "active"); err != nil {
+		t.Fatal(err)
+	}
+
+	show := func(t *testing.T, unit, prop string) string {
+		t.Helper()
+		return s.Run(t, "systemctl", "show", "--value", "--property="+prop, unit)
+	}
+	current := func(t *testing.T) string {
+		t.Helper()
+		return s.Run(t, "readlink", nixtest.CurrentSystem)
+	}
+	httpStatus := func(t *testing.T) string {
+		t.Helper()
+		return s.Run(t, "python3", "-c", `import urllib.request as r, urllib.error as e
+try: print(r.urlopen("http://`+nixtest.WebAddr+`/", timeout=5).status)
+except e.HTTPError as x: print(x.code)`)
+	}
+	// linksUp reports, for every link but lo, whether it is administratively up.
+	linksUp := func(t *testing.T) map[string]bool {
+		t.Helper()
+		links := map[string]bool{}
+		for _, line := range strings.Split(s.Run(t, "ip", "-o", "link", "show"), "\n") {
+			f := strings.SplitN(line, ": ", 3)
+			if len(f) < 3 {
+				continue
+			}
+			name, _, _ := strings.Cut(f[1], "@")
+			flags, _, _ := strings.Cut(strings.TrimPrefix(f[2], "<"), ">")
+			if name != "lo" {
+				links[name] = strings.Contains(","+flags+",", ",UP,")
+			}
+		}
+		return links
+	}
+	var pids struct{ hello, greeter, agent string }
+
+	steps := []struct {
+		name     string
+		variant  string
+		action   string // default "switch"
+		before   func(t *testing.T)
+		wantExit int
+		wantOut  []string
+		notOut   []string
+		check    func(t *testing.T, top string)
+	}{
+		{
+			name: "first switch starts every unit", variant: nixtest.Good,
+			wantOut: []string{"starting the following units: lab-greeter.service, lab-hello.service"},
+			check: func(t *testing.T, top string) {
+				for _, u := range nixtest.Units(nixtest.Good) {
+					if st := show(t, u, "ActiveState"); st != "active" {
+						t.Errorf("%s is %s", u, st)
+					}
+				}
+				if got := current(t); got != top {
+					t.Errorf("current-system = %s, want %s", got, top)
+				}
+				if entry := s.Run(t, "cat", nixtest.BootEntry); !strings.Contains(entry, top) {
+					t.Errorf("boot entry does not name %s:\n%s", top, entry)
+				}
+				pids.hello, pids.greeter = show(t, nixtest.HelloUnit, "MainPID"), show(t, nixtest.GreeterUnit, "MainPID")
+			},
+		},
+		{
+			name: "dry-activate names only the changed unit", variant: nixtest.GoodV2, action: "dry-activate",
+			wantOut: []string{"would restart the following units: lab-hello.service"},
+			notOut:  []string{"lab-greeter", "would start", "would stop"},
+			check: func(t *testing.T, top string) {
+				if got := current(t); got == top {
+					t.Errorf("dry-activate switched")
+				}
+			},
+		},
+		{
+			name: "switch restarts only the changed unit", variant: nixtest.GoodV2,
+			wantOut: []string{"restarting the following units: lab-hello.service"},
+			notOut:  []string{"lab-greeter"},
+			check: func(t *testing.T, top string) {
+				if got := show(t, nixtest.HelloUnit, "Environment"); got != "LAB_HELLO_VERSION=2" {
+					t.Errorf("lab-hello environment %q", got)
+				}
+				if show(t, nixtest.HelloUnit, "MainPID") == pids.hello {
+					t.Errorf("lab-hello was not restarted")
+				}
+				if show(t, nixtest.GreeterUnit, "MainPID") != pids.greeter {
+					t.Errorf("lab-greeter was restarted")
+				}
+				if got := current(t); got != top {
+					t.Errorf("current-system = %s, want %s", got, top)
+				}
+			},
+		},
+		{
+			name: "boot only writes the boot entry", variant: nixtest.Good, action: "boot",
+			check: func(t *testing.T, top string) {
+				if entry := s.Run(t, "cat", nixtest.BootEntry); !strings.Contains(entry, top) {
+					t.Errorf("boot entry does not name %s:\n%s", top, entry)
+				}
+				if got := current(t); got != tops[nixtest.GoodV2] {
+					t.Errorf("boot changed current-system to %s", got)
+				}
+			},
+		},
+		{
+			name: "a unit that fails to start", variant: nixtest.UnitFail, wantExit: 4,
+			wantOut: []string{"the following units failed: lab-broken.service"},
+			check: func(t *testing.T, top string) {
+				if st := show(t, nixtest.BrokenUnit, "ActiveState"); st != "failed" {
+					t.Errorf("lab-broken is %s, want failed", st)
+				}
+			},
+		},
+		{
+			name: "rollback stops and removes the extra unit", variant: nixtest.Good,
+			wantOut: []string{"stopping the following units: lab-broken.service"},
+			check: func(t *testing.T, top string) {
+				if out, err := s.Exec(t.Context(), "test", "-e", "/etc/systemd/system/"+nixtest.BrokenUnit); err == nil {
+					t.Errorf("lab-broken.service still installed: %s", out)
+				}
+			},
+		},
+		{
+			name: "web-ok answers 200", variant: nixtest.WebOK,
+			check: func(t *testing.T, top string) {
+				if got := httpStatus(t); got != "200" {
+					t.Errorf("HTTP status %s, want 200", got)
+				}
+			},
+		},
+		{
+			name: "web-broken answers 500 and stays active", variant: nixtest.WebBroken,
+			wantOut: []string{"restarting the following units: lab-web.service"},
+			check: func(t *testing.T, top string) {
+				if got := httpStatus(t); got != "500" {
+					t.Errorf("HTTP status %s, want 500", got)
+				}
+				if st := show(t, nixtest.WebUnit, "ActiveState"); st != "active" {
+					t.Errorf("lab-web is %s", st)
+				}
+			},
+		},
+		{name: "activation-fail", variant: nixtest.ActivationFail, wantExit: 2, wantOut: []string{"activation script failed"}},
+		{name: "reboot-required", variant: nixtest.RebootRequired, wantExit: 100},
+		{
+			name: "fail-activation marker fails any switch", variant: nixtest.Good, wantExit: 2,
+			before: func(t *testing.T) {
+				s.Run(t, "sh", "-c", "mkdir -p /etc/panther-lab && touch "+nixtest.FailActivationFile)
+			},
+			check: func(t *testing.T, top string) { s.Run(t, "rm", nixtest.FailActivationFile) },
+		},
+		{
+			name: "restart-agent restarts the agent and completes", variant: nixtest.RestartAgent,
+			before:  func(t *testing.T) { pids.agent = show(t, "panther-agent.service", "InvocationID") },
+			wantOut: []string{"restarting panther-agent.service"},
+			check: func(t *testing.T, top string) {
+				deadline := time.Now().Add(10 * time.Second)
+				for show(t, "panther-agent.service", "InvocationID") == pids.agent {
+					if time.Now().After(deadline) {
+						t.Fatalf("panther-agent.service was not restarted")
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+			},
+		},
+		{
+			name: "cut-network takes the links down", variant: nixtest.CutNetwork,
+			check: func(t *testing.T, top string) {
+				links := linksUp(t)
+				if len(links) == 0 {
+					t.Fatal("no links besides lo in the sandbox")
+				}
+				for name, up := range links {
+					if up {
+						t.Errorf("link %s still up", name)
+					}
+				}
+			},
+		},
+		{
+			name: "good brings links and routes back", variant: nixtest.Good,
+			check: func(t *testing.T, top string) {
+				for name, up := range linksUp(t) {
+					if !up {
+						t.Errorf("link %s still down", name)
+					}
+				}
+				if routes := s.Run(t, "ip", "route", "show", "default"); !strings.Contains(routes, "default via") {
+					t.Errorf("default route not restored: %q", routes)
+				}
+			},
+		},
+		{name: "dry-fail", variant: nixtest.DryFail, action: "dry-activate", wantExit: 1, wantOut: []string{"dry activation failed"}},
+	}
+	for _, st := range steps {
+		if !t.Run(st.name, func(t *testing.T) {
+			top := tops[st.variant]
+			action := st.action
+			if action == "" {
+				action = "switch"
+			}
+			if st.before != nil {
+				st.before(t)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+			defer cancel()
+			start := time.Now()
+			out, err := s.Command(ctx, top+"/bin/switch-to-configuration", action).CombinedOutput()
+			t.Logf("%s %s took %v", st.variant, action, time.Since(start).Round(time.Millisecond))
+			code := 0
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatalf("run: %v", err)
+			}
+			if code != st.wantExit {
+				t.Errorf("exit %d, want %d\n%s", code, st.wantExit, out)
+			}
+			for _, w := range st.wantOut {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			for _, w := range st.notOut {
+				if strings.Contains(string(out), w) {
+					t.Errorf("output has %q:\n%s", w, out)
+				}
+			}
+			if st.check != nil {
+				st.check(t, top)
+			}
+		}) {
+			t.Logf("journal:\n%s", s.Journal(t.Context(), ""))
+			return // later steps build on this one
+		}
+	}
+}

@@ -1,0 +1,91 @@
+# The panther lab flake: NixOS-shaped hosts without nixpkgs or any input.
+#
+# hosts.json maps each host to a variant; lab.json holds the system and the
+# network namespace of the test runner (switch never touches links there).
+# nixosConfigurations.<host>.config.system.build.toplevel is a real
+# derivation built by /bin/sh in ~0.1 s; its bin/switch-to-configuration
+# does real systemd work (see switch-to-configuration.sh).
+{
+  description = "panther lab test flake (no inputs)";
+
+  outputs = { self }:
+    let
+      lab = builtins.fromJSON (builtins.readFile ./lab.json);
+      hosts = builtins.fromJSON (builtins.readFile ./hosts.json);
+
+      # unit <name> <file>: a unit file stored under its unit name.
+      unit = name: file: builtins.path { path = file; inherit name; };
+      hello = unit "lab-hello.service" ./units/lab-hello.service;
+      helloV2 = unit "lab-hello.service" ./units/lab-hello-v2.service;
+      greeter = unit "lab-greeter.service" ./units/lab-greeter.service;
+      broken = unit "lab-broken.service" ./units/lab-broken.service;
+      web = unit "lab-web.service" ./units/lab-web.service;
+      webBroken = unit "lab-web.service" ./units/lab-web-broken.service;
+      base = [ hello greeter ];
+
+      # Every variant: the units it installs plus what makes it special.
+      variants = {
+        good = { units = base; };
+        good-v2 = { units = [ helloV2 greeter ]; };
+        build-fail = { units = base; failBuild = true; };
+        eval-error = { units = base; evalError = true; };
+        warnings = {
+          units = base;
+          warnings = [
+            "lab warning one: services.lab-hello uses a deprecated option"
+            "lab warning two: networking.lab is not set"
+          ];
+        };
+        dry-fail = { units = base; };
+        unit-fail = { units = base ++ [ broken ]; };
+        activation-fail = { units = base; };
+        reboot-required = { units = base; };
+        restart-agent = { units = base; };
+        cut-network = { units = base; };
+        web-ok = { units = base ++ [ web ]; };
+        web-broken = { units = base ++ [ webBroken ]; };
+      };
+
+      toplevel = host: variant: v:
+        let
+          drv = derivation {
+            # No "-<letters>" at the end: nix would read it as an output
+            # name (diff-closures strips it from the version).
+            name = "nixos-system-${host}-26.05.lab_${builtins.replaceStrings [ "-" ] [ "_" ] variant}";
+            system = lab.system;
+            builder = "/bin/sh";
+            args = [ ./builder.sh ];
+            inherit host variant;
+            version = "26.05.lab-${variant} (Panther Lab)";
+            units = v.units;
+            switchScript = ./switch-to-configuration.sh;
+            webServer = ./web/server.py;
+            failBuild = if v.failBuild or false then "1" else "";
+            runnerNetns = lab.runnerNetns;
+          };
+          # Print the warnings as NixOS does when the toplevel is forced
+          # (foldl' is strict, so they come out in list order).
+          warn = x: w: builtins.trace "warning: ${w}" x;
+        in
+        if v.evalError or false
+        then throw "panther lab: evaluation of ${host} fails on purpose (variant eval-error)"
+        else builtins.foldl' warn drv (v.warnings or [ ]);
+
+      host = name: variant:
+        let
+          v = variants.${variant} or (throw "panther lab: host ${name} has unknown variant ${variant}");
+        in
+        {
+          config = {
+            networking.hostName = name;
+            system.nixos.version = "26.05.lab-${variant}";
+            warnings = v.warnings or [ ];
+            system.build.toplevel = toplevel name variant v;
+          };
+        };
+    in
+    {
+      nixosConfigurations = builtins.mapAttrs host hosts;
+      lab.variants = builtins.attrNames variants;
+    };
+}
