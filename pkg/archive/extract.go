@@ -163,7 +163,7 @@ func (x *extractor) entry(ctx context.Context, cr *countingReader, tr *tar.Reade
 	switch hdr.Typeflag {
 	case tar.TypeXGlobalHeader:
 		return nil // archive-wide metadata (git archive writes one); nothing to create
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg: // the reader already turned legacy TypeRegA into TypeReg or TypeDir
 		k = kindFile
 	case tar.TypeDir:
 		k = kindDir

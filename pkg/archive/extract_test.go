@@ -94,6 +94,7 @@ func TestExtractRefuses(t *testing.T) {
 		{name: "block device", data: makeTar(t, ent{name: "sda", typ: tar.TypeBlock, mode: 0o660}), wantErr: ErrUnsupportedType, wantIn: "sda"},
 		{name: "fifo", data: makeTar(t, ent{name: "pipe", typ: tar.TypeFifo, mode: 0o644}), wantErr: ErrUnsupportedType, wantIn: "pipe"},
 		{name: "hard link", data: makeTar(t, file("a", "x"), ent{name: "h", typ: tar.TypeLink, link: "a"}), wantErr: ErrUnsupportedType, wantIn: `"h"`},
+		{name: "gnu sparse file", data: makeTar(t, ent{name: "holes", typ: tar.TypeGNUSparse, mode: 0o644}), wantErr: ErrUnsupportedType, wantIn: "holes"},
 		{name: "hard link outside", data: makeTar(t, ent{name: "h", typ: tar.TypeLink, link: "/etc/shadow"}), wantErr: ErrUnsupportedType},
 		{name: "duplicate file", data: makeTar(t, file("a", "1"), file("a", "2")), wantErr: ErrUnsafePath, wantIn: `"a"`},
 		{name: "file then child", data: makeTar(t, file("a", "1"), file("a/b", "2")), wantErr: ErrUnsafePath, wantIn: "a/b"},

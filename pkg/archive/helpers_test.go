@@ -36,13 +36,16 @@ func makeTar(t testing.TB, ents ...ent) []byte {
 	tw := tar.NewWriter(&buf)
 	for _, e := range ents {
 		size := int64(len(e.body))
-		if e.typ != tar.TypeReg && e.typ != tar.TypeRegA {
+		if e.typ != tar.TypeReg {
 			size = 0
 		}
 		if e.size != 0 {
 			size = e.size
 		}
 		hdr := &tar.Header{Name: e.name, Typeflag: e.typ, Linkname: e.link, Mode: e.mode, Size: size, Format: tar.FormatPAX}
+		if e.typ == tar.TypeGNUSparse {
+			hdr.Format = tar.FormatGNU
+		}
 		if e.typ == tar.TypeChar || e.typ == tar.TypeBlock {
 			hdr.Devmajor, hdr.Devminor = 1, 3
 		}
