@@ -256,6 +256,9 @@ func (x *extractor) file(cr *countingReader, tr *tar.Reader, hdr *tar.Header, na
 	// (sparse maps, lying sizes), so the copy itself is bounded.
 	n, err := io.Copy(f, io.LimitReader(tr, remaining+1))
 	x.st.Bytes += n
+	if err == nil {
+		err = f.Chmod(mode) // umask may have narrowed it; set it exactly
+	}
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -264,10 +267,6 @@ func (x *extractor) file(cr *countingReader, tr *tar.Reader, hdr *tar.Header, na
 	}
 	if n > remaining {
 		return fmt.Errorf("%q: content over the %d byte budget: %w", hdr.Name, x.lim.MaxBytes, ErrTooLarge)
-	}
-	// Umask may have narrowed the mode; set it exactly.
-	if err := x.root.Chmod(name, mode); err != nil {
-		return fmt.Errorf("%q: %w", hdr.Name, err)
 	}
 	return nil
 }
