@@ -79,6 +79,7 @@ func Run(ctx context.Context, args []string, stdio IO) int {
 	c := &CLI{io: stdio}
 	c.commands = []*command{
 		c.deployCmd(), c.rollbackCmd(), c.statusCmd(), c.logsCmd(),
+		c.buildAllCmd(), c.preflightCmd(),
 		c.keygenCmd(), c.pubkeyCmd(), c.versionCmd(),
 	}
 	err := c.run(ctx, args)

@@ -7,24 +7,32 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/pantheros/panther/controller/client"
+	"github.com/pantheros/panther/controller/inventory"
 	"github.com/pantheros/panther/pkg/archive"
 	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
 )
 
 type deployOpts struct {
 	flake          string
+	all            bool
 	dryRun         bool
 	buildOnly      bool
 	boot           bool
 	yes            bool
 	noConfirm      bool
 	failOnWarnings bool
+	keepGoing      bool
+	jobs           int
+	canary         int
 	confirmTimeout time.Duration
 	critical       string
 	logDir         string
@@ -33,28 +41,33 @@ type deployOpts struct {
 func (c *CLI) deployCmd() *command {
 	o := &deployOpts{}
 	return &command{
-		name: "deploy", usage: "deploy <host> [--dry-run | --build-only | --boot] [--yes] [--flake DIR]",
-		short: "Build, dry-activate and (after you agree) switch a host to its flake configuration.",
-		long: `The agent on the host builds nixosConfigurations.<host> from the flake source you
+		name: "deploy", usage: "deploy <host|@tag>... | --all [--dry-run | --build-only | --boot] [--yes] [--jobs N] [--canary N]",
+		short: "Build, dry-activate and (after you agree) switch hosts to their flake configuration.",
+		long: `The agent on each host builds nixosConfigurations.<host> from the flake source you
 upload, dry-activates it and shows what would change; after you agree it switches,
 checks health, and pantherctl confirms over a new tailnet connection. Without that
-confirmation the host rolls itself back when --confirm-timeout runs out.`,
+confirmation the host rolls itself back when --confirm-timeout runs out.
+
+Several hosts are deployed in parallel (--jobs); after the first failure no new host
+is started unless --keep-going. --canary N deploys N hosts first and the rest only if
+they were confirmed. Tags and per-host settings come from panther.json at the flake root.`,
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&o.flake, "flake", ".", "flake directory")
+			fs.BoolVar(&o.all, "all", false, "every host of the flake")
 			fs.BoolVar(&o.dryRun, "dry-run", false, "build and dry-activate only; change nothing")
 			fs.BoolVar(&o.buildOnly, "build-only", false, "build only")
 			fs.BoolVar(&o.boot, "boot", false, "make it the boot default; it becomes active at the next boot")
 			fs.BoolVar(&o.yes, "yes", false, "switch without asking (for CI)")
 			fs.BoolVar(&o.noConfirm, "no-confirm", false, "do not confirm: let the dead-man roll the host back (to test it)")
 			fs.BoolVar(&o.failOnWarnings, "fail-on-warnings", false, "abort when the configuration has warnings")
-			fs.DurationVar(&o.confirmTimeout, "confirm-timeout", 0, "confirmation window after the switch (default: the agent's, 60s)")
+			fs.BoolVar(&o.keepGoing, "keep-going", false, "keep starting hosts after one failed")
+			fs.IntVar(&o.jobs, "jobs", runtime.NumCPU(), "hosts deployed at once")
+			fs.IntVar(&o.canary, "canary", 0, "deploy this many hosts first; the rest only if they were confirmed")
+			fs.DurationVar(&o.confirmTimeout, "confirm-timeout", 0, "confirmation window after the switch (default: the inventory's, else the agent's 60s)")
 			fs.StringVar(&o.critical, "critical-units", "", "comma-separated units that must be active after the switch")
 			fs.StringVar(&o.logDir, "log-dir", "logs", "where the controller-side logs go (logs/deploy/<mode>-<host>-<time>.log)")
 		},
 		run: func(ctx context.Context, args []string) error {
-			if len(args) != 1 {
-				return exitf(ExitUsage, "deploy needs exactly one host name")
-			}
 			modes := 0
 			for _, b := range []bool{o.dryRun, o.buildOnly, o.boot} {
 				if b {
@@ -64,7 +77,10 @@ confirmation the host rolls itself back when --confirm-timeout runs out.`,
 			if modes > 1 {
 				return exitf(ExitUsage, "--dry-run, --build-only and --boot exclude each other")
 			}
-			return c.deploy(ctx, args[0], o)
+			if o.jobs < 1 {
+				return exitf(ExitUsage, "--jobs must be at least 1")
+			}
+			return c.deploy(ctx, args, o)
 		},
 	}
 }
@@ -100,10 +116,6 @@ func (c *CLI) packSource(ctx context.Context, dir string) (*os.File, archive.Pac
 		f.Close()
 		return nil, archive.Packed{}, exitf(ExitError, "packing %s: %v", abs, err)
 	}
-	if _, err := f.Seek(0, 0); err != nil {
-		f.Close()
-		return nil, archive.Packed{}, err
-	}
 	return f, p, nil
 }
 
@@ -121,7 +133,63 @@ func (c *CLI) openLog(dir, mode, host string) (*os.File, string) {
 	return f, p
 }
 
-func (c *CLI) deploy(ctx context.Context, host string, o *deployOpts) error {
+// selectHosts resolves the command line's hosts against the inventory.
+// Plain names need no local nix; @tag and --all read the flake's host list
+// with the local nix when there is one, else the inventory's hosts.
+func (c *CLI) selectHosts(ctx context.Context, flakeDir string, args []string, all bool) ([]inventory.Host, error) {
+	inv, err := inventory.Load(flakeDir)
+	if err != nil {
+		return nil, exitf(ExitError, "%v", err)
+	}
+	var flakeHosts []string
+	needList := all
+	for _, a := range args {
+		needList = needList || strings.HasPrefix(a, "@")
+	}
+	if needList {
+		flakeHosts = c.localFlakeHosts(ctx, flakeDir)
+	}
+	hosts, err := inv.Select(flakeHosts, args, all)
+	if err != nil {
+		return nil, exitf(ExitUsage, "%v", err)
+	}
+	return hosts, nil
+}
+
+// hostRun is one host's deployment in a batch.
+type hostRun struct {
+	host     inventory.Host
+	r        *reporter
+	logPath  string
+	logf     *os.File
+	conn     *client.Conn
+	summary  *agentv1.Summary
+	result   *agentv1.Result
+	err      error
+	phase    string // where it stopped, for the table
+	skipped  bool
+	started  time.Time
+	duration time.Duration
+}
+
+func (h *hostRun) close() {
+	if h.conn != nil {
+		h.conn.Close()
+	}
+	if h.logf != nil {
+		h.logf.Close()
+	}
+}
+
+func (h *hostRun) failed() bool {
+	return h.skipped || h.err != nil || exitFor(h.result) != ExitOK
+}
+
+func (c *CLI) deploy(ctx context.Context, args []string, o *deployOpts) error {
+	hosts, err := c.selectHosts(ctx, o.flake, args, o.all)
+	if err != nil {
+		return err
+	}
 	s, err := c.signer()
 	if err != nil {
 		return err
@@ -131,164 +199,352 @@ func (c *CLI) deploy(ctx context.Context, host string, o *deployOpts) error {
 		return err
 	}
 	defer src.Close()
-	logf, logPath := c.openLog(o.logDir, o.mode(), host)
-	if logf != nil {
-		defer logf.Close()
+	for _, u := range packed.Untracked {
+		fmt.Fprintf(c.io.Stderr, "warning: %s is not tracked by git; nix ignores it (git add it to include it)\n", u)
 	}
-	r := &reporter{c: c, host: host, logw: logf, start: time.Now()}
-	res, err := c.deployHost(ctx, r, s, host, src, packed, o)
-	if logPath != "" {
-		if !c.g.json {
-			fmt.Fprintf(c.io.Stdout, "%s: full log: %s\n", host, logPath)
-		}
-	}
-	if c.g.json {
-		c.jsonSummary(host, res, err, logPath)
-	}
+	n, err := c.connectTailnet(ctx)
 	if err != nil {
 		return err
 	}
-	code := exitFor(res)
-	if code != ExitOK {
-		msg := fmt.Sprintf("%s: %s", host, outcomeName(res.Outcome))
-		if res.Message != "" {
-			msg += ": " + res.Message
+	defer n.close()
+
+	runs := make([]*hostRun, len(hosts))
+	for i, h := range hosts {
+		hr := &hostRun{host: h}
+		hr.logf, hr.logPath = c.openLog(o.logDir, o.mode(), h.Name)
+		hr.r = &reporter{c: c, host: h.Name, logw: hr.logf}
+		runs[i] = hr
+		defer hr.close()
+	}
+
+	b := &batch{c: c, n: n, s: s, o: o, src: src, packed: packed}
+	if o.mode() == "switch" || o.mode() == "boot" {
+		if !o.yes {
+			if !c.io.IsTerminal() {
+				return exitf(ExitUsage, "no terminal to ask whether to switch %s: pass --yes to switch without asking, or --dry-run to look first", hostNames(hosts))
+			}
+			// One prompt for the whole batch, after every host dry-activated.
+			b.each(ctx, runs, func(hr *hostRun) { b.prepare(ctx, hr) }, true)
+			var ready []*hostRun
+			for _, hr := range runs {
+				if hr.err == nil && hr.result.GetOutcome() == agentv1.Outcome_OUTCOME_DRY_ACTIVATED {
+					ready = append(ready, hr)
+				}
+			}
+			if len(ready) == 0 {
+				return c.finishBatch(runs, o)
+			}
+			verb := "switch"
+			if o.boot {
+				verb = "make the boot default on"
+			}
+			if !c.ask(fmt.Sprintf("%s %d host(s) (%s)? [y/N] ", verb, len(ready), hostNames(hostsOf(ready)))) {
+				return exitf(ExitFailed, "not switched (you said no); nothing changed")
+			}
+			for _, hr := range runs {
+				if hr.result.GetOutcome() == agentv1.Outcome_OUTCOME_DRY_ACTIVATED {
+					hr.result = nil
+				} else if hr.err == nil && hr.result == nil {
+					hr.skipped = true
+				}
+			}
 		}
-		if logPath != "" {
-			msg += " (full log: " + logPath + ")"
+	}
+	canary := o.canary
+	if canary > len(runs) {
+		canary = len(runs)
+	}
+	if canary > 0 {
+		b.each(ctx, runs[:canary], func(hr *hostRun) { b.apply(ctx, hr) }, o.keepGoing)
+		for _, hr := range runs[:canary] {
+			if hr.failed() {
+				for _, rest := range runs[canary:] {
+					rest.skipped = true
+					rest.phase = "canary " + hr.host.Name + " was not confirmed"
+				}
+				return c.finishBatch(runs, o)
+			}
 		}
-		return exitf(code, "%s", msg)
+		b.each(ctx, runs[canary:], func(hr *hostRun) { b.apply(ctx, hr) }, o.keepGoing)
+	} else {
+		b.each(ctx, runs, func(hr *hostRun) { b.apply(ctx, hr) }, o.keepGoing)
+	}
+	return c.finishBatch(runs, o)
+}
+
+func hostsOf(runs []*hostRun) []inventory.Host {
+	var hs []inventory.Host
+	for _, hr := range runs {
+		hs = append(hs, hr.host)
+	}
+	return hs
+}
+
+func hostNames(hs []inventory.Host) string {
+	var s []string
+	for _, h := range hs {
+		s = append(s, h.Name)
+	}
+	return strings.Join(s, ", ")
+}
+
+// batch runs host deployments with bounded parallelism.
+type batch struct {
+	c      *CLI
+	n      *network
+	s      client.Signer
+	o      *deployOpts
+	src    *os.File
+	packed archive.Packed
+
+	mu      sync.Mutex
+	stopped bool
+}
+
+// each runs f for every run, at most o.jobs at once; after a failure no new
+// host starts unless keepGoing.
+func (b *batch) each(ctx context.Context, runs []*hostRun, f func(*hostRun), keepGoing bool) {
+	sem := make(chan struct{}, b.o.jobs)
+	var wg sync.WaitGroup
+	for _, hr := range runs {
+		if hr.skipped || hr.err != nil || hr.result != nil {
+			continue
+		}
+		sem <- struct{}{}
+		b.mu.Lock()
+		stop := b.stopped && !keepGoing
+		b.mu.Unlock()
+		if stop || ctx.Err() != nil {
+			<-sem
+			hr.skipped = true
+			hr.phase = "not started after an earlier failure (use --keep-going)"
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			hr.started = time.Now()
+			f(hr)
+			hr.duration += time.Since(hr.started)
+			if hr.failed() {
+				b.mu.Lock()
+				b.stopped = true
+				b.mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// connect dials the host and uploads the source (once per host).
+func (b *batch) connect(ctx context.Context, hr *hostRun) error {
+	if hr.conn != nil {
+		return nil
+	}
+	conn, err := b.c.dial(ctx, b.n, hr.host.Addr())
+	if err != nil {
+		return err
+	}
+	hr.conn = conn
+	hr.r.line("==> upload %s (%d files, %d bytes)", shortDigest(b.packed.Digest), b.packed.Files, b.packed.Bytes)
+	t0 := time.Now()
+	// Each upload reads the archive from its own section of the file.
+	sent, err := conn.Upload(ctx, b.s, b.packed.Digest, newSectionReader(b.src, b.packed.Bytes))
+	if err != nil {
+		return rpcError(hr.host.Name, err)
+	}
+	if sent == 0 {
+		hr.r.line("    the agent already has this source; nothing sent")
+	} else {
+		hr.r.line("    upload done in %s (%d bytes)", time.Since(t0).Round(time.Millisecond), sent)
 	}
 	return nil
 }
 
-func (c *CLI) jsonSummary(host string, res *agentv1.Result, err error, logPath string) {
-	out := map[string]any{"summary": true, "host": host, "log": logPath}
-	if res != nil {
-		out["outcome"] = outcomeName(res.Outcome)
-		out["message"] = res.Message
-		out["storePath"] = res.StorePath
-		out["generation"] = res.Generation
-		out["exitCode"] = exitFor(res)
+func shortDigest(d string) string {
+	if len(d) > 19 {
+		return d[:19]
 	}
-	if err != nil {
-		out["error"] = err.Error()
-	}
-	writeJSON(c.io.Stdout, out)
+	return d
 }
 
-// deployHost runs one host's deployment from upload to confirmation.
-func (c *CLI) deployHost(ctx context.Context, r *reporter, s client.Signer, host string, src *os.File, packed archive.Packed, o *deployOpts) (*agentv1.Result, error) {
-	for _, u := range packed.Untracked {
-		r.line("warning: %s is not tracked by git; nix ignores it (git add it to include it)", u)
+func (b *batch) intent(hr *hostRun, a agentv1.Action, expected string) *agentv1.Intent {
+	in := &agentv1.Intent{
+		Action: a, DeploymentId: client.NewDeploymentID(time.Now()), SourceDigest: b.packed.Digest,
+		SourceSubdir: b.packed.Subdir, FlakeAttr: hr.host.Name, ExpectedStorePath: expected,
+		FailOnWarnings:     b.o.failOnWarnings,
+		ExtraCriticalUnits: append(append([]string{}, hr.host.CriticalUnits...), splitList(b.o.critical)...),
 	}
-	n, err := c.connectTailnet(ctx)
-	if err != nil {
-		return nil, err
+	if w := b.window(hr); w > 0 {
+		in.ConfirmTimeout = durationpb.New(w)
 	}
-	defer n.close()
-	conn, err := c.dial(ctx, n, host)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
+	return in
+}
 
-	r.line("==> upload %s (%d files, %d bytes)", packed.Digest[:19], packed.Files, packed.Bytes)
-	t0 := time.Now()
-	if _, err := src.Seek(0, 0); err != nil {
-		return nil, err
+func (b *batch) window(hr *hostRun) time.Duration {
+	if b.o.confirmTimeout > 0 {
+		return b.o.confirmTimeout
 	}
-	sent, err := conn.Upload(ctx, s, packed.Digest, src)
+	return hr.host.ConfirmTimeout.Duration
+}
+
+// run sends one deploy request and follows it to its result.
+func (b *batch) run(ctx context.Context, hr *hostRun, in *agentv1.Intent) {
+	st, err := hr.conn.Deploy(ctx, b.s, in)
 	if err != nil {
-		return nil, rpcError(host, err)
+		hr.err = rpcError(hr.host.Name, err)
+		return
 	}
-	if sent == 0 {
-		r.line("    the agent already has this source; nothing sent")
-	} else {
-		r.line("    upload done in %s (%d bytes)", time.Since(t0).Round(time.Millisecond), sent)
+	f := &followed{}
+	if err := hr.r.follow(st, f); err != nil {
+		hr.err = rpcError(hr.host.Name, err)
+		return
 	}
+	hr.summary, hr.result = f.summary, f.result
+	hr.phase = phaseName(f.result.GetFailedPhase())
+}
 
-	intent := func(a agentv1.Action, expected string) *agentv1.Intent {
-		in := &agentv1.Intent{
-			Action: a, DeploymentId: client.NewDeploymentID(time.Now()), SourceDigest: packed.Digest,
-			SourceSubdir: packed.Subdir, FlakeAttr: host, ExpectedStorePath: expected,
-			FailOnWarnings: o.failOnWarnings, ExtraCriticalUnits: splitList(o.critical),
-		}
-		if o.confirmTimeout > 0 {
-			in.ConfirmTimeout = durationpb.New(o.confirmTimeout)
-		}
-		return in
+// prepare uploads and dry-activates (the step before the batch prompt).
+func (b *batch) prepare(ctx context.Context, hr *hostRun) {
+	if err := b.connect(ctx, hr); err != nil {
+		hr.err, hr.phase = err, "upload"
+		return
 	}
-	run := func(in *agentv1.Intent) (*followed, error) {
-		st, err := conn.Deploy(ctx, s, in)
-		if err != nil {
-			return nil, rpcError(host, err)
-		}
-		f := &followed{}
-		if err := r.follow(st, f); err != nil {
-			return nil, rpcError(host, err)
-		}
-		return f, nil
-	}
+	b.run(ctx, hr, b.intent(hr, agentv1.Action_ACTION_DRY_ACTIVATE, ""))
+}
 
-	switch o.mode() {
+// apply runs the selected mode on one host; after prepare it switches
+// exactly the dry-activated store path.
+func (b *batch) apply(ctx context.Context, hr *hostRun) {
+	if err := b.connect(ctx, hr); err != nil {
+		hr.err, hr.phase = err, "upload"
+		return
+	}
+	switch b.o.mode() {
 	case "build":
-		f, err := run(intent(agentv1.Action_ACTION_BUILD, ""))
-		if err != nil {
-			return nil, err
-		}
-		return f.result, nil
+		b.run(ctx, hr, b.intent(hr, agentv1.Action_ACTION_BUILD, ""))
+		return
 	case "dry-run":
-		f, err := run(intent(agentv1.Action_ACTION_DRY_ACTIVATE, ""))
-		if err != nil {
-			return nil, err
-		}
-		return f.result, nil
+		b.run(ctx, hr, b.intent(hr, agentv1.Action_ACTION_DRY_ACTIVATE, ""))
+		return
 	}
-
 	action := agentv1.Action_ACTION_SWITCH
-	if o.boot {
+	if b.o.boot {
 		action = agentv1.Action_ACTION_BOOT
 	}
-	expected := ""
-	if !o.yes {
-		if !c.io.IsTerminal() {
-			return nil, exitf(ExitUsage, "no terminal to ask whether to switch %s: pass --yes to switch without asking, or --dry-run to look first", host)
-		}
-		f, err := run(intent(agentv1.Action_ACTION_DRY_ACTIVATE, ""))
-		if err != nil {
-			return nil, err
-		}
-		if f.result.GetOutcome() != agentv1.Outcome_OUTCOME_DRY_ACTIVATED {
-			return f.result, nil
-		}
-		verb := "switch"
-		if o.boot {
-			verb = "make the boot default of"
-		}
-		if !c.ask(fmt.Sprintf("%s %s to %s? [y/N] ", verb, host, f.summary.GetNewStorePath())) {
-			return nil, exitf(ExitFailed, "%s: not switched (you said no); nothing changed", host)
-		}
-		// The switch applies exactly the store path that was dry-activated.
-		expected = f.summary.GetNewStorePath()
-	}
-	in := intent(action, expected)
-	st, err := conn.Deploy(ctx, s, in)
+	in := b.intent(hr, action, hr.summary.GetNewStorePath())
+	st, err := hr.conn.Deploy(ctx, b.s, in)
 	if err != nil {
-		return nil, rpcError(host, err)
+		hr.err = rpcError(hr.host.Name, err)
+		return
 	}
-	if o.boot {
+	if b.o.boot {
 		f := &followed{}
-		if err := r.follow(st, f); err != nil {
-			return nil, rpcError(host, err)
+		if err := hr.r.follow(st, f); err != nil {
+			hr.err = rpcError(hr.host.Name, err)
+			return
 		}
-		return f.result, nil
+		hr.result, hr.phase = f.result, phaseName(f.result.GetFailedPhase())
+		return
 	}
-	window := o.confirmTimeout
+	window := b.window(hr)
 	if window == 0 {
 		window = time.Minute
 	}
-	return c.finishSwitch(ctx, n, r, s, host, in.DeploymentId, st, window, o.noConfirm)
+	hr.result, hr.err = b.c.finishSwitch(ctx, b.n, hr.r, b.s, hr.host.Addr(), in.DeploymentId, st, window, b.o.noConfirm)
+	hr.phase = phaseName(hr.result.GetFailedPhase())
+}
+
+// finishBatch prints the per-host table and picks the exit code.
+func (c *CLI) finishBatch(runs []*hostRun, o *deployOpts) error {
+	sort.SliceStable(runs, func(i, j int) bool { return runs[i].host.Name < runs[j].host.Name })
+	worst := ExitOK
+	rank := map[int]int{ExitOK: 0, ExitError: 1, ExitRefused: 2, ExitFailed: 3, ExitRolledBack: 4, ExitManual: 5}
+	var lines []string
+	for _, hr := range runs {
+		code, what := hostOutcome(hr)
+		if rank[code] > rank[worst] {
+			worst = code
+		}
+		gen := "-"
+		if hr.result.GetGeneration() > 0 {
+			gen = fmt.Sprint(hr.result.GetGeneration())
+		}
+		lines = append(lines, fmt.Sprintf("%-16s %-52s %-5s %-8s %s", hr.host.Name, what, gen, hr.duration.Round(100*time.Millisecond), hr.logPath))
+		if c.g.json {
+			out := map[string]any{"summary": true, "host": hr.host.Name, "result": what, "exitCode": code,
+				"log": hr.logPath, "durationMs": hr.duration.Milliseconds()}
+			switch {
+			case hr.skipped:
+				out["outcome"] = "skipped"
+			case hr.err != nil || hr.result == nil:
+				out["outcome"] = "error"
+				out["error"] = what
+			default:
+				out["outcome"] = outcomeName(hr.result.Outcome)
+				out["storePath"] = hr.result.StorePath
+				out["generation"] = hr.result.Generation
+				out["message"] = hr.result.Message
+			}
+			writeJSON(c.io.Stdout, out)
+		} else if hr.logPath != "" {
+			fmt.Fprintf(c.io.Stdout, "%s: full log: %s\n", hr.host.Name, hr.logPath)
+		}
+	}
+	if !c.g.json {
+		fmt.Fprintf(c.io.Stdout, "\n%-16s %-52s %-5s %-8s %s\n", "HOST", "RESULT", "GEN", "TIME", "LOG")
+		for _, l := range lines {
+			fmt.Fprintln(c.io.Stdout, l)
+		}
+	}
+	if worst == ExitOK {
+		return nil
+	}
+	if len(runs) == 1 {
+		_, what := hostOutcome(runs[0])
+		msg := runs[0].host.Name + ": " + what
+		if runs[0].logPath != "" {
+			msg += " (full log: " + runs[0].logPath + ")"
+		}
+		return exitf(worst, "%s", msg)
+	}
+	return exitf(worst, "not every host succeeded (see the table above)")
+}
+
+// hostOutcome is one host's exit code and result words for the table.
+func hostOutcome(hr *hostRun) (int, string) {
+	switch {
+	case hr.skipped:
+		why := hr.phase
+		if why == "" {
+			why = "not switched"
+		}
+		return ExitFailed, "skipped: " + why
+	case hr.err != nil:
+		code := ExitError
+		if ee, ok := hr.err.(*exitError); ok {
+			code = ee.code
+		}
+		return code, "error: " + hr.err.Error()
+	case hr.result == nil:
+		return ExitError, "no result"
+	}
+	res := hr.result
+	code := exitFor(res)
+	what := outcomeName(res.Outcome)
+	switch res.Outcome {
+	case agentv1.Outcome_OUTCOME_FAILED:
+		what = "failed in " + phaseName(res.FailedPhase)
+	case agentv1.Outcome_OUTCOME_ROLLED_BACK:
+		what = "rolled back (" + res.Message + ")"
+	case agentv1.Outcome_OUTCOME_MANUAL_INTERVENTION:
+		what = "MANUAL INTERVENTION: " + res.Message
+	}
+	if res.Message != "" && res.Outcome == agentv1.Outcome_OUTCOME_FAILED {
+		what += ": " + res.Message
+	}
+	return code, what
 }
 
 func (c *CLI) ask(q string) bool {

@@ -153,6 +153,21 @@ func (c *CLI) rollback(ctx context.Context, n *network, host string, gen int64, 
 	return nil
 }
 
+func (c *CLI) jsonSummary(host string, res *agentv1.Result, err error, logPath string) {
+	out := map[string]any{"summary": true, "host": host, "log": logPath}
+	if res != nil {
+		out["outcome"] = outcomeName(res.Outcome)
+		out["message"] = res.Message
+		out["storePath"] = res.StorePath
+		out["generation"] = res.Generation
+		out["exitCode"] = exitFor(res)
+	}
+	if err != nil {
+		out["error"] = err.Error()
+	}
+	writeJSON(c.io.Stdout, out)
+}
+
 func writeJSON(w io.Writer, v any) {
 	b, _ := json.Marshal(v)
 	fmt.Fprintln(w, string(b))

@@ -1,0 +1,110 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"time"
+
+	"github.com/pantheros/panther/controller/inventory"
+	"github.com/pantheros/panther/controller/preflight"
+	"github.com/pantheros/panther/pkg/nix"
+	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
+)
+
+func (c *CLI) preflightCmd() *command {
+	var (
+		flakeDir string
+		all      bool
+		timeout  time.Duration
+	)
+	return &command{
+		name: "preflight", usage: "preflight [host|@tag...] [--all] [--flake DIR]",
+		short: "Check before deploying: flake evaluates, hosts exist, agents answer, git tree, warnings.",
+		long: `Runs the pre-deployment checklist and prints one row per check:
+  flake evaluates   the flake's nixosConfigurations list evaluates
+  git tree clean    uncommitted changes under the flake (listed; a warning only)
+  in flake          each selected host is one of nixosConfigurations
+  agent reachable   its agent answers a Status call over the tailnet (round-trip time)
+  config.warnings   what NixOS would warn about while building it
+Exit status 0 when no check FAILs, 3 otherwise.`,
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&flakeDir, "flake", ".", "flake directory")
+			fs.BoolVar(&all, "all", false, "every host of the flake")
+			fs.DurationVar(&timeout, "timeout", 15*time.Second, "how long each agent has to answer")
+		},
+		run: func(ctx context.Context, args []string) error {
+			if len(args) == 0 && !all {
+				return exitf(ExitUsage, "preflight needs host names, @tags or --all")
+			}
+			dir, err := flakeDirRef(flakeDir)
+			if err != nil {
+				return err
+			}
+			inv, err := inventory.Load(dir)
+			if err != nil {
+				return exitf(ExitError, "%v", err)
+			}
+			// Join the tailnet first, outside each host's --timeout; if that
+			// fails, every host's reachability check says why.
+			p := &statusPinger{c: c}
+			p.n, p.err = c.connectTailnet(ctx)
+			defer p.close()
+			cl := preflight.New(nix.New(nix.Options{}, c.log), p, preflight.ExecGit{},
+				preflight.Options{PingTimeout: timeout}, c.log)
+			rep := cl.Run(ctx, preflight.Input{FlakeDir: dir, FlakeRef: dir, Inventory: inv, Selectors: args, All: all})
+			code := ExitOK
+			if !rep.OK() {
+				code = ExitFailed
+			}
+			if c.g.json {
+				rep.WriteJSON(c.io.Stdout, code)
+			} else {
+				rep.WriteTable(c.io.Stdout)
+			}
+			if code != ExitOK {
+				return exitf(code, "")
+			}
+			return nil
+		},
+	}
+}
+
+// statusPinger pings agents with the Status RPC over pantherctl's tailnet
+// node (n), or fails every ping with err when joining the tailnet failed.
+type statusPinger struct {
+	c   *CLI
+	n   *network
+	err error
+}
+
+func (p *statusPinger) Ping(ctx context.Context, addr string) (preflight.Pong, error) {
+	if p.err != nil {
+		return preflight.Pong{}, p.err
+	}
+	conn, err := p.c.dial(ctx, p.n, addr)
+	if err != nil {
+		return preflight.Pong{}, err
+	}
+	defer conn.Close()
+	t0 := time.Now()
+	st, err := conn.API.Status(ctx, &agentv1.StatusRequest{})
+	if err != nil {
+		return preflight.Pong{}, rpcError(addr, err)
+	}
+	first := time.Since(t0)
+	// A second call over the open connection is the round trip itself.
+	t1 := time.Now()
+	if _, err := conn.API.Status(ctx, &agentv1.StatusRequest{}); err != nil {
+		return preflight.Pong{}, rpcError(addr, err)
+	}
+	return preflight.Pong{
+		RTT: time.Since(t1), Connect: first, AgentVersion: st.AgentVersion,
+		System: st.CurrentStorePath, Generation: st.CurrentGeneration, SystemState: st.SystemState,
+	}, nil
+}
+
+func (p *statusPinger) close() {
+	if p.n != nil {
+		p.n.close()
+	}
+}
