@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -12,51 +14,116 @@ import (
 )
 
 func (c *CLI) statusCmd() *command {
+	var flake string
+	var all bool
 	return &command{
-		name: "status", usage: "status <host>...",
-		short: "Show each host's agent, running system, generation, systemd state and pending deployment.",
+		name: "status", usage: "status <host|@tag>... | --all [--flake DIR]",
+		short: "Show hosts' agent, running system, generation, systemd state and pending deployment.",
+		long: `One host: a detailed view. Several hosts: one row each, asked in parallel;
+unreachable hosts are reported, not fatal (the exit code is 1 when any was).`,
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&flake, "flake", ".", "flake directory (for @tags and --all)")
+			fs.BoolVar(&all, "all", false, "every host of the flake")
+		},
 		run: func(ctx context.Context, args []string) error {
-			if len(args) == 0 {
-				return exitf(ExitUsage, "status needs at least one host name")
+			hosts, err := c.selectHosts(ctx, flake, args, all)
+			if err != nil {
+				return err
 			}
 			n, err := c.connectTailnet(ctx)
 			if err != nil {
 				return err
 			}
 			defer n.close()
-			var firstErr error
-			for _, host := range args {
-				if err := c.statusOne(ctx, n, host); err != nil {
-					if len(args) == 1 {
-						return err
-					}
-					fmt.Fprintf(c.io.Stderr, "%s: unreachable: %v\n", host, err)
-					if firstErr == nil {
-						firstErr = exitf(ExitError, "some hosts could not be reached")
-					}
-				}
+			type row struct {
+				name string
+				st   *agentv1.StatusResponse
+				rtt  time.Duration
+				err  error
 			}
-			return firstErr
+			rows := make([]row, len(hosts))
+			var wg sync.WaitGroup
+			for i, h := range hosts {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					st, rtt, err := c.status(ctx, n, h.Addr())
+					rows[i] = row{name: h.Name, st: st, rtt: rtt, err: err}
+				}()
+			}
+			wg.Wait()
+			if len(rows) == 1 && !all && !strings.HasPrefix(args[0], "@") {
+				if rows[0].err != nil {
+					return rows[0].err
+				}
+				c.printStatus(rows[0].st)
+				return nil
+			}
+			unreachable := 0
+			if !c.g.json {
+				fmt.Fprintf(c.io.Stdout, "%-16s %-10s %-5s %-24s %-9s %-20s %-28s %s\n", "HOST", "REACHABLE", "GEN", "NIXOS VERSION", "STATE", "FAILED UNITS", "PENDING", "LAST DEPLOYMENT")
+			}
+			for _, r := range rows {
+				if r.err != nil {
+					unreachable++
+					if c.g.json {
+						writeJSON(c.io.Stdout, map[string]any{"host": r.name, "reachable": false, "error": r.err.Error()})
+					} else {
+						fmt.Fprintf(c.io.Stdout, "%-16s %-10s %s\n", r.name, "no", r.err.Error())
+					}
+					continue
+				}
+				if c.g.json {
+					b, _ := protojson.Marshal(r.st)
+					fmt.Fprintf(c.io.Stdout, `{"host":%q,"reachable":true,"rttMs":%d,"status":%s}`+"\n", r.name, r.rtt.Milliseconds(), b)
+					continue
+				}
+				st := r.st
+				failed := "-"
+				if len(st.FailedUnits) > 0 {
+					failed = strings.Join(st.FailedUnits, ",")
+				}
+				pending := "-"
+				if p := st.Pending; p != nil {
+					pending = fmt.Sprintf("%s (%s left)", p.DeploymentId, time.Until(p.Deadline.AsTime()).Round(time.Second))
+				}
+				last := "-"
+				if l := st.LastDeployment; l != nil {
+					last = l.DeploymentId + " " + outcomeName(l.Outcome)
+				}
+				fmt.Fprintf(c.io.Stdout, "%-16s %-10s %-5d %-24s %-9s %-20s %-28s %s\n", r.name, fmt.Sprintf("yes %dms", r.rtt.Milliseconds()),
+					st.CurrentGeneration, orDash(st.NixosVersion), orDash(st.SystemState), failed, pending, last)
+			}
+			if unreachable > 0 {
+				return exitf(ExitError, "%d of %d hosts unreachable", unreachable, len(rows))
+			}
+			return nil
 		},
 	}
 }
 
-func (c *CLI) statusOne(ctx context.Context, n *network, host string) error {
+// status asks one agent for its status and measures the round trip.
+func (c *CLI) status(ctx context.Context, n *network, host string) (*agentv1.StatusResponse, time.Duration, error) {
 	conn, err := c.dial(ctx, n, host)
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
 	defer conn.Close()
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	t0 := time.Now()
 	st, err := conn.API.Status(cctx, &agentv1.StatusRequest{})
 	if err != nil {
-		return rpcError(host, err)
+		return nil, 0, rpcError(host, err)
 	}
+	return st, time.Since(t0), nil
+}
+
+func (c *CLI) printStatus(st *agentv1.StatusResponse) {
 	if c.g.json {
 		b, _ := protojson.Marshal(st)
 		fmt.Fprintln(c.io.Stdout, string(b))
-		return nil
+		return
 	}
 	w := c.io.Stdout
 	row := func(k, v string) { fmt.Fprintf(w, "%-14s %s\n", k, v) }
@@ -78,8 +145,6 @@ func (c *CLI) statusOne(ctx context.Context, n *network, host string) error {
 	if l := st.LastDeployment; l != nil {
 		row("last deploy", fmt.Sprintf("%s %s %s %s", l.DeploymentId, outcomeName(l.Outcome), l.Started.AsTime().Local().Format(time.DateTime), l.Message))
 	}
-	fmt.Fprintln(w)
-	return nil
 }
 
 func orDash(s string) string {
