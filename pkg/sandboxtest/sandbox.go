@@ -1,38 +1,23 @@
 package sandboxtest
 
 import (
-	"bytes"
 	"context"
-	_ "embed"
-	"errors"
-	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"regexp"
-	"runtime"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
-)
 
-//go:embed init.sh
-var initScript string
+	"github.com/pantheros/panther/pkg/sandbox"
+)
 
 // ErrNotRunning is returned by calls that need a booted sandbox after Stop
 // or while a boot failed.
-var ErrNotRunning = errors.New("sandbox is not running")
+var ErrNotRunning = sandbox.ErrNotRunning
 
-// sigPowerOff is SIGRTMIN+4 as systemd(1) counts it (glibc's SIGRTMIN is 34):
-// it starts poweroff.target, the clean shutdown of a container.
-const sigPowerOff = syscall.Signal(38)
-
-// hostPath is the PATH for the init step and Exec'd commands.
-const hostPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+// owner starts the cgroup name of every test sandbox (see
+// sandbox.Options.Owner).
+const owner = "panther-sandboxtest"
 
 // Options configures Boot.
 type Options struct {
@@ -65,32 +50,12 @@ type Options struct {
 	StopTimeout time.Duration
 }
 
-// Sandbox is a systemd booted as PID 1 of its own namespaces. Its methods
-// are safe for concurrent use; Reboot and Crash change PID, Path and
-// BusAddress.
+// Sandbox is a systemd booted as PID 1 of its own namespaces, bound to the
+// test that booted it. Its methods are safe for concurrent use; Reboot and
+// Crash change PID, Path and BusAddress.
 type Sandbox struct {
-	t       testing.TB
-	opts    Options
-	systemd string // manager binary
-	upper   string // overlay upper dir (persistent)
-	work    string // overlay work dir
-	merged  string // mount point of the overlay inside the private namespace
-	logPath string // console output of every boot
-	net     *network
-
-	mu    sync.Mutex
-	cur   *instance // nil while stopped
-	boots int
-}
-
-// instance is one boot: the init process that became systemd.
-type instance struct {
-	cmd    *exec.Cmd
-	pid    int
-	cgroup string
-	log    *os.File
-	done   chan struct{} // closed when the process has exited
-	err    error         // exit status, valid after done
+	t    testing.TB
+	core *sandbox.Sandbox
 }
 
 // Boot starts a sandbox and waits until systemd reports running or
@@ -98,209 +63,47 @@ type instance struct {
 // fails it if the boot fails, and registers Stop with t.Cleanup.
 func Boot(t testing.TB, opts Options) *Sandbox {
 	t.Helper()
-	systemd, err := prerequisites(opts.NetNS)
-	if err != nil {
-		skipOrFail(t, err.Error())
-	}
-	if opts.Name == "" {
-		opts.Name = "sandbox"
-	}
-	if !validName.MatchString(opts.Name) {
-		t.Fatalf("sandboxtest: name %q is not a valid hostname label", opts.Name)
-	}
+	Require(t, opts.NetNS)
 	if opts.StateDir == "" {
 		opts.StateDir = t.TempDir()
 	}
-	if opts.BootTimeout <= 0 {
-		opts.BootTimeout = 30 * time.Second
+	begin := time.Now()
+	core, err := sandbox.Boot(context.Background(), sandbox.Options{
+		Name:        opts.Name,
+		StateDir:    opts.StateDir,
+		NetNS:       opts.NetNS,
+		Units:       opts.Units,
+		Enable:      opts.Enable,
+		Files:       opts.Files,
+		BootTimeout: opts.BootTimeout,
+		StopTimeout: opts.StopTimeout,
+		Owner:       owner,
+	})
+	if err != nil {
+		t.Fatalf("sandboxtest: %v", err)
 	}
-	if opts.StopTimeout <= 0 {
-		opts.StopTimeout = 10 * time.Second
-	}
-	s := &Sandbox{
-		t:       t,
-		opts:    opts,
-		systemd: systemd,
-		upper:   filepath.Join(opts.StateDir, "upper"),
-		work:    filepath.Join(opts.StateDir, "work"),
-		merged:  filepath.Join(opts.StateDir, "merged"),
-		logPath: filepath.Join(opts.StateDir, "console.log"),
-	}
-	for _, d := range []string{s.upper, s.work, s.merged} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatalf("sandboxtest: %v", err)
-		}
-	}
-	if opts.NetNS {
-		if s.net, err = allocNetwork(); err != nil {
-			t.Fatalf("sandboxtest: %v", err)
-		}
-	}
-	if err := (upperLayer{dir: s.upper}).prepare(opts, s.net); err != nil {
-		t.Fatalf("sandboxtest: prepare state: %v", err)
-	}
+	s := &Sandbox{t: t, core: core}
 	t.Cleanup(s.Stop)
-	s.mustStart(t)
+	s.logBoot(t, begin)
 	return s
 }
 
-var validName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$`)
-
-// mustStart boots once more on the state directory or fails t.
-func (s *Sandbox) mustStart(t testing.TB) {
+func (s *Sandbox) logBoot(t testing.TB, begin time.Time) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.BootTimeout)
-	defer cancel()
-	begin := time.Now()
-	state, err := s.start(ctx)
-	if err != nil {
-		t.Fatalf("sandboxtest: boot %s: %v", s.opts.Name, err)
-	}
-	t.Logf("sandboxtest: %s booted in %v (pid %d, %s)", s.opts.Name, time.Since(begin).Round(time.Millisecond), s.PID(), state)
+	t.Logf("sandboxtest: %s booted in %v (pid %d)", s.Name(), time.Since(begin).Round(time.Millisecond), s.PID())
 }
 
-// start launches the init step in fresh namespaces and waits for systemd.
-func (s *Sandbox) start(ctx context.Context) (state string, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cur != nil {
-		return "", errors.New("already running")
-	}
-	s.boots++
-	inst := &instance{done: make(chan struct{})}
-	// Whatever fails below, leave nothing running.
-	defer func() {
-		if err != nil {
-			s.teardown(inst, true)
-		}
-	}()
-
-	if inst.cgroup, err = newCgroup(s.opts.Name); err != nil {
-		return "", err
-	}
-	cgfd, err := os.Open(inst.cgroup)
-	if err != nil {
-		return "", fmt.Errorf("open cgroup: %w", err)
-	}
-	defer cgfd.Close()
-	if inst.log, err = os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
-		return "", fmt.Errorf("open console log: %w", err)
-	}
-	fmt.Fprintf(inst.log, "=== boot %d at %s\n", s.boots, time.Now().Format(time.RFC3339Nano))
-	goR, goW, err := os.Pipe()
-	if err != nil {
-		return "", fmt.Errorf("pipe: %w", err)
-	}
-	defer goW.Close()
-
-	netns := "0"
-	flags := uintptr(syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWCGROUP)
-	if s.net != nil {
-		netns = "1"
-		flags |= syscall.CLONE_NEWNET
-	}
-	cmd := exec.Command("/bin/sh", "-c", initScript, "sandboxtest-init", s.merged, s.upper, s.work, s.systemd, netns)
-	cmd.Env = []string{"PATH=" + hostPath, "container=panther-sandboxtest"}
-	cmd.Stdout, cmd.Stderr = inst.log, inst.log
-	cmd.ExtraFiles = []*os.File{goR}
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags:  flags,
-		Setsid:      true,
-		Pdeathsig:   syscall.SIGKILL, // the sandbox dies with the test binary
-		UseCgroupFD: true,
-		CgroupFD:    int(cgfd.Fd()),
-	}
-	// Pdeathsig fires when the thread that forked the child exits, and the
-	// Go runtime ends threads that a goroutine locked and left. So the
-	// child is started and waited for by a goroutine pinned to its thread
-	// for the child's whole life. The goroutine is owned by inst: it ends
-	// when the sandbox's PID 1 exits, which teardown guarantees.
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		inst.err = cmd.Wait()
-		close(inst.done)
-	}()
-	err = <-started
-	goR.Close()
-	if err != nil {
-		return "", fmt.Errorf("start init: %w", err)
-	}
-	inst.cmd, inst.pid = cmd, cmd.Process.Pid
-	s.cur = inst
-
-	line := "go\n"
-	if s.net != nil {
-		if err := s.net.attach(ctx, inst.pid); err != nil {
-			return "", err
-		}
-		line = fmt.Sprintf("net %s %s\n", s.net.guestPrefix(), s.net.host)
-	}
-	if _, err := goW.WriteString(line); err != nil {
-		return "", fmt.Errorf("release init: %w (console: %s)", err, s.consoleTail())
-	}
-	return s.waitBooted(ctx, inst)
-}
-
-// waitBooted waits for systemd's private socket, then for the boot to end.
-func (s *Sandbox) waitBooted(ctx context.Context, inst *instance) (string, error) {
-	private := filepath.Join("/proc", strconv.Itoa(inst.pid), "root/run/systemd/private")
-	for {
-		if _, err := os.Stat(private); err == nil {
-			break
-		}
-		select {
-		case <-inst.done:
-			return "", fmt.Errorf("init exited: %v (console: %s)", inst.err, s.consoleTail())
-		case <-ctx.Done():
-			return "", fmt.Errorf("systemd did not come up: %w (console: %s)", ctx.Err(), s.consoleTail())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	out, err := s.command(ctx, inst, "systemctl", "is-system-running", "--wait").CombinedOutput()
-	state := strings.TrimSpace(string(out))
-	// is-system-running exits non-zero for degraded; the state word is what
-	// matters.
-	switch state {
-	case "running", "degraded":
-		return state, nil
-	}
-	failed, _ := s.command(ctx, inst, "systemctl", "--failed", "--no-legend", "--plain").CombinedOutput()
-	return "", fmt.Errorf("system state %q (%v), failed units: %s", state, err, strings.TrimSpace(string(failed)))
-}
-
-// consoleTail returns the end of the console log for error messages.
-func (s *Sandbox) consoleTail() string {
-	b, err := os.ReadFile(s.logPath)
-	if err != nil {
-		return err.Error()
-	}
-	return tail(b, 1024)
-}
-
-// tail returns at most the last n bytes of b, trimmed.
-func tail(b []byte, n int) string {
-	b = bytes.TrimSpace(b)
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
-}
+// Core returns the underlying sandbox, for calls that take a context and
+// return errors instead of failing the test.
+func (s *Sandbox) Core() *sandbox.Sandbox { return s.core }
 
 // Stop shuts the sandbox down cleanly (killing it after StopTimeout) and
 // removes its cgroup and veth pair. Mounts and processes die with its
 // namespaces. The state directory is left alone. Stop is idempotent and
 // registered with t.Cleanup by Boot.
 func (s *Sandbox) Stop() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.teardown(s.cur, false); err != nil {
-		s.t.Errorf("sandboxtest: stop %s: %v", s.opts.Name, err)
+	if err := s.core.Stop(); err != nil {
+		s.t.Errorf("sandboxtest: %v", err)
 	}
 }
 
@@ -308,13 +111,11 @@ func (s *Sandbox) Stop() {
 // directory: files on disk survive, /run and every process start afresh.
 func (s *Sandbox) Reboot(t testing.TB) {
 	t.Helper()
-	s.mu.Lock()
-	err := s.teardown(s.cur, false)
-	s.mu.Unlock()
-	if err != nil {
-		t.Fatalf("sandboxtest: reboot %s: %v", s.opts.Name, err)
+	begin := time.Now()
+	if err := s.core.Reboot(context.Background()); err != nil {
+		t.Fatalf("sandboxtest: %v", err)
 	}
-	s.mustStart(t)
+	s.logBoot(t, begin)
 }
 
 // Crash kills every process of the sandbox at once, like a power cut, and
@@ -322,138 +123,90 @@ func (s *Sandbox) Reboot(t testing.TB) {
 // survives (there is no page cache to lose).
 func (s *Sandbox) Crash(t testing.TB) {
 	t.Helper()
-	s.mu.Lock()
-	err := s.teardown(s.cur, true)
-	s.mu.Unlock()
-	if err != nil {
-		t.Fatalf("sandboxtest: crash %s: %v", s.opts.Name, err)
+	begin := time.Now()
+	if err := s.core.Crash(context.Background()); err != nil {
+		t.Fatalf("sandboxtest: %v", err)
 	}
-	s.mustStart(t)
-}
-
-// teardown ends inst and cleans up after it. s.mu must be held.
-func (s *Sandbox) teardown(inst *instance, kill bool) error {
-	if inst == nil {
-		return nil
-	}
-	if s.cur == inst {
-		s.cur = nil
-	}
-	var errs []error
-	if inst.cmd != nil {
-		if !kill {
-			_ = inst.cmd.Process.Signal(sigPowerOff)
-			select {
-			case <-inst.done:
-			case <-time.After(s.opts.StopTimeout):
-				errs = append(errs, fmt.Errorf("no clean shutdown within %v, killed", s.opts.StopTimeout))
-			}
-		}
-		// Killing PID 1 of a PID namespace kills every process in it.
-		_ = inst.cmd.Process.Kill()
-		<-inst.done
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if s.net != nil {
-		if err := s.net.detach(ctx); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := removeCgroup(inst.cgroup, 5*time.Second); err != nil {
-		errs = append(errs, err)
-	}
-	if inst.log != nil {
-		inst.log.Close()
-	}
-	return errors.Join(errs...)
-}
-
-// running returns the current boot or ErrNotRunning.
-func (s *Sandbox) running() (*instance, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cur == nil {
-		return nil, ErrNotRunning
-	}
-	select {
-	case <-s.cur.done:
-		return nil, fmt.Errorf("%w: systemd exited: %v", ErrNotRunning, s.cur.err)
-	default:
-	}
-	return s.cur, nil
+	s.logBoot(t, begin)
 }
 
 // Name returns the sandbox's hostname.
-func (s *Sandbox) Name() string { return s.opts.Name }
+func (s *Sandbox) Name() string { return s.core.Name() }
 
 // StateDir returns the directory holding the sandbox's disk and console log.
-func (s *Sandbox) StateDir() string { return s.opts.StateDir }
+func (s *Sandbox) StateDir() string { return s.core.StateDir() }
 
 // PID returns the host PID of the sandbox's systemd, or 0 when stopped.
-func (s *Sandbox) PID() int {
-	inst, err := s.running()
-	if err != nil {
-		return 0
-	}
-	return inst.pid
-}
+func (s *Sandbox) PID() int { return s.core.PID() }
 
 // Path returns the host path of p inside the running sandbox, through
 // /proc/<pid>/root. It changes with every boot.
-func (s *Sandbox) Path(p string) string {
-	return filepath.Join("/proc", strconv.Itoa(s.PID()), "root", p)
-}
+func (s *Sandbox) Path(p string) string { return s.core.Path(p) }
 
 // BusAddress returns the D-Bus address of the sandbox's system bus as seen
 // from the host, for godbus/go-systemd dialers. It changes with every boot.
-func (s *Sandbox) BusAddress() string {
-	return "unix:path=" + s.Path("/run/dbus/system_bus_socket")
-}
+func (s *Sandbox) BusAddress() string { return s.core.BusAddress() }
 
 // IP returns the sandbox's address on the veth link (NetNS only; the zero
 // Addr otherwise). It stays the same across reboots.
-func (s *Sandbox) IP() netip.Addr {
-	if s.net == nil {
-		return netip.Addr{}
-	}
-	return s.net.guest
-}
+func (s *Sandbox) IP() netip.Addr { return s.core.IP() }
 
 // HostIP returns the host's address on the veth link, the sandbox's default
 // gateway (NetNS only; the zero Addr otherwise). The sandbox also reaches
 // the host's other addresses through it.
-func (s *Sandbox) HostIP() netip.Addr {
-	if s.net == nil {
-		return netip.Addr{}
-	}
-	return s.net.host
-}
+func (s *Sandbox) HostIP() netip.Addr { return s.core.HostIP() }
 
 // CutNetwork takes the host end of the veth link down: the sandbox is cut
 // off, like a host losing its network. Needs NetNS.
 func (s *Sandbox) CutNetwork(t testing.TB) {
 	t.Helper()
-	s.setLink(t, "down")
+	if err := s.core.CutNetwork(context.Background()); err != nil {
+		t.Fatalf("sandboxtest: %v", err)
+	}
 }
 
 // RestoreNetwork brings the veth link back up after CutNetwork.
 func (s *Sandbox) RestoreNetwork(t testing.TB) {
 	t.Helper()
-	s.setLink(t, "up")
+	if err := s.core.RestoreNetwork(context.Background()); err != nil {
+		t.Fatalf("sandboxtest: %v", err)
+	}
 }
 
-func (s *Sandbox) setLink(t testing.TB, state string) {
+// Command returns a command that runs argv inside the sandbox: in all its
+// namespaces, with its root and a minimal environment (PATH, HOME, LANG)
+// that callers may extend through Cmd.Env. It is killed with ctx. When the
+// sandbox is not running, the command's Start returns ErrNotRunning.
+func (s *Sandbox) Command(ctx context.Context, argv ...string) *exec.Cmd {
+	return s.core.Command(ctx, argv...)
+}
+
+// Exec runs argv inside the sandbox and returns its combined output. A
+// failure is wrapped with the command and the tail of its output.
+func (s *Sandbox) Exec(ctx context.Context, argv ...string) ([]byte, error) {
+	return s.core.Exec(ctx, argv...)
+}
+
+// Run is Exec for test bodies: it fails t on error and returns the trimmed
+// output. It is bound to t.Context().
+func (s *Sandbox) Run(t testing.TB, argv ...string) string {
 	t.Helper()
-	if s.net == nil {
-		t.Fatalf("sandboxtest: %s has no network namespace (Options.NetNS)", s.opts.Name)
+	out, err := s.Exec(t.Context(), argv...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := s.running(); err != nil {
-		t.Fatalf("sandboxtest: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := runIP(ctx, "link", "set", s.net.hostIf, state); err != nil {
-		t.Fatalf("sandboxtest: %v", err)
-	}
+	return strings.TrimSpace(string(out))
+}
+
+// WaitUnit polls until unit's ActiveState is state ("active", "inactive",
+// "failed", ...). It returns early with an error when the unit fails while
+// another state is wanted, and wraps ctx.Err() with the last state seen.
+func (s *Sandbox) WaitUnit(ctx context.Context, unit, state string) error {
+	return s.core.WaitUnit(ctx, unit, state)
+}
+
+// Journal returns the sandbox's journal of this boot (of unit when not
+// empty), for failure messages.
+func (s *Sandbox) Journal(ctx context.Context, unit string) string {
+	return s.core.Journal(ctx, unit)
 }

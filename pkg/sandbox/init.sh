@@ -1,4 +1,4 @@
-# Init step of a sandboxtest boot. It runs as PID 1 of fresh mount, PID,
+# Init step of a sandbox boot. It runs as PID 1 of fresh mount, PID,
 # UTS, IPC and cgroup (and optionally network) namespaces, prepares a root
 # on an overlay of the host's / and replaces itself with systemd.
 #

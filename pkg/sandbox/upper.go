@@ -1,4 +1,4 @@
-package sandboxtest
+package sandbox
 
 import (
 	"errors"
@@ -70,7 +70,7 @@ func (u upperLayer) prepare(opts Options, net *network) error {
 	if err := u.symlink("/dev/null", "/etc/tmpfiles.d/tmp.conf"); err != nil {
 		return err
 	}
-	if err := u.writeFile("/etc/systemd/journald.conf.d/sandboxtest.conf", "[Journal]\nStorage=volatile\n", 0o644); err != nil {
+	if err := u.writeFile("/etc/systemd/journald.conf.d/panther-sandbox.conf", "[Journal]\nStorage=volatile\n", 0o644); err != nil {
 		return err
 	}
 	for _, unit := range maskedUnits() {
@@ -126,11 +126,11 @@ func (u upperLayer) isolateNames(name string, net *network) error {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("read host /etc/hosts: %w", err)
 	}
-	hosts = append(hosts, fmt.Sprintf("\n# sandboxtest\n%s %s\n%s sandbox-host\n", net.guest, name, net.host)...)
+	hosts = append(hosts, fmt.Sprintf("\n# panther sandbox\n%s %s\n%s sandbox-host\n", net.guest, name, net.host)...)
 	if err := u.writeFile("/etc/hosts", string(hosts), 0o644); err != nil {
 		return err
 	}
-	return u.writeFile("/etc/resolv.conf", "# sandboxtest: no DNS inside a sandbox network namespace\nnameserver 127.0.0.1\noptions timeout:1 attempts:1\n", 0o644)
+	return u.writeFile("/etc/resolv.conf", "# panther sandbox: no DNS inside a sandbox network namespace\nnameserver 127.0.0.1\noptions timeout:1 attempts:1\n", 0o644)
 }
 
 // hideHostWants makes every host /etc/systemd/system/*.wants and *.requires

@@ -1,4 +1,4 @@
-package sandboxtest
+package sandbox
 
 import (
 	"bufio"
@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -64,36 +65,58 @@ func unescapeMountPath(s string) string {
 	return b.String()
 }
 
-// cgroupPrefix starts the name of every sandbox cgroup, followed by the PID
-// of the test process that owns it.
-const cgroupPrefix = "panther-sandboxtest-"
-
-// sweepStaleCgroups removes sandbox cgroups whose test process is gone (it
-// was killed before its cleanups ran; Pdeathsig took the sandbox with it).
-func sweepStaleCgroups(root string) {
-	entries, _ := os.ReadDir(root)
+// sweepStaleCgroups removes the cgroups of owner's sandboxes whose booting
+// process is gone (it was killed before it could stop them; Pdeathsig took
+// the sandboxes with it). Cgroup names are "<owner>-<pid>-<name>-<random>".
+func sweepStaleCgroups(root, owner string) error {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return fmt.Errorf("list cgroups: %w", err)
+	}
+	var errs []error
 	for _, e := range entries {
-		rest, ok := strings.CutPrefix(e.Name(), cgroupPrefix)
+		rest, ok := strings.CutPrefix(e.Name(), owner+"-")
 		if !ok || !e.IsDir() {
 			continue
 		}
 		pid, _, _ := strings.Cut(rest, "-")
+		if _, err := strconv.Atoi(pid); err != nil {
+			continue // another owner whose name starts with ours
+		}
 		if _, err := os.Stat("/proc/" + pid); errors.Is(err, fs.ErrNotExist) {
-			_ = rmdirTree(filepath.Join(root, e.Name()))
+			if err := removeCgroup(filepath.Join(root, e.Name()), 5*time.Second); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
+	return errors.Join(errs...)
+}
+
+// RemoveStale removes what sandboxes of owner (see Options.Owner) left
+// behind when the process that booted them died without stopping them:
+// their cgroups. Their processes, mounts and veth pairs die with their
+// namespaces. Sandboxes of live processes are not touched.
+func RemoveStale(owner string) error {
+	if owner == "" {
+		owner = DefaultOwner
+	}
+	root, err := cgroup2Root()
+	if err != nil {
+		return err
+	}
+	return sweepStaleCgroups(root, owner)
 }
 
 // newCgroup creates an empty cgroup for one boot, directly below the root of
 // the cgroup2 hierarchy so that the no-internal-processes rule never applies
 // to its parent. The sandbox's cgroup namespace is rooted at it.
-func newCgroup(name string) (string, error) {
+func newCgroup(owner, name string) (string, error) {
 	root, err := cgroup2Root()
 	if err != nil {
 		return "", err
 	}
-	sweepStaleCgroups(root)
-	dir := filepath.Join(root, fmt.Sprintf("%s%d-%s-%s", cgroupPrefix, os.Getpid(), name, randomHex(4)))
+	_ = sweepStaleCgroups(root, owner) // best effort; a leftover only costs a directory
+	dir := filepath.Join(root, fmt.Sprintf("%s-%d-%s-%s", owner, os.Getpid(), name, randomHex(4)))
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return "", fmt.Errorf("create cgroup: %w", err)
 	}

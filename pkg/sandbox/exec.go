@@ -1,4 +1,4 @@
-package sandboxtest
+package sandbox
 
 import (
 	"bytes"
@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -47,20 +46,9 @@ func (s *Sandbox) command(ctx context.Context, inst *instance, argv ...string) *
 func (s *Sandbox) Exec(ctx context.Context, argv ...string) ([]byte, error) {
 	out, err := s.Command(ctx, argv...).CombinedOutput()
 	if err != nil {
-		return out, fmt.Errorf("sandboxtest: %s in %s: %w: %s", strings.Join(argv, " "), s.opts.Name, err, tail(out, 2048))
+		return out, fmt.Errorf("sandbox: %s in %s: %w: %s", strings.Join(argv, " "), s.opts.Name, err, tail(out, 2048))
 	}
 	return out, nil
-}
-
-// Run is Exec for test bodies: it fails t on error and returns the trimmed
-// output. It is bound to t.Context().
-func (s *Sandbox) Run(t testing.TB, argv ...string) string {
-	t.Helper()
-	out, err := s.Exec(t.Context(), argv...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(out))
 }
 
 // WaitUnit polls until unit's ActiveState is state ("active", "inactive",
@@ -76,12 +64,12 @@ func (s *Sandbox) WaitUnit(ctx context.Context, unit, state string) error {
 				return nil
 			}
 			if last == "failed" {
-				return fmt.Errorf("sandboxtest: unit %s failed while waiting for %q", unit, state)
+				return fmt.Errorf("sandbox: unit %s failed while waiting for %q", unit, state)
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("sandboxtest: unit %s is %q, want %q: %w", unit, last, state, ctx.Err())
+			return fmt.Errorf("sandbox: unit %s is %q, want %q: %w", unit, last, state, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

@@ -1,4 +1,4 @@
-package sandboxtest
+package sandbox
 
 import (
 	"context"
@@ -50,7 +50,7 @@ func allocNetwork() (*network, error) {
 			continue
 		}
 		host := p.Addr().Next()
-		return &network{hostIf: "pst" + randomHex(4), host: host, guest: host.Next()}, nil
+		return &network{hostIf: "psb" + randomHex(4), host: host, guest: host.Next()}, nil
 	}
 	return nil, errors.New("no free /30 left in " + netPool)
 }

@@ -1,0 +1,20 @@
+// Package sandbox boots a real systemd as PID 1 of its own namespaces: a
+// throwaway host on this machine for integration tests and for the panther
+// lab (deploy switches, health checks over D-Bus, the dead-man switch and
+// host reboots).
+//
+// A sandbox runs on an overlay whose read-only lower layer is the machine's /
+// and whose upper layer lives in a state directory that survives Reboot, so
+// host binaries (nix, panther-agent) are visible inside while every write
+// (including to /nix) stays in the sandbox. /run is a fresh tmpfs on every
+// boot, /proc/sys and /sys are read-only, and the machine's enabled units and
+// the /tmp cleanup rule are hidden, so booting a sandbox cannot change the
+// machine. With Options.NetNS the sandbox gets its own network namespace
+// joined to the machine by a veth pair.
+//
+// Booting needs root, systemd, dbus-daemon and util-linux (mount,
+// pivot_root, setpriv, nsenter), plus iproute2 for NetNS; Check says which
+// are missing and how to get them. A sandbox dies with the process that
+// booted it, so nothing outlives a crash but empty cgroups, which the next
+// Boot or RemoveStale sweeps.
+package sandbox
