@@ -344,9 +344,12 @@ func (e *Engine) Confirm(id, by string) (*Result, error) {
 	e.mu.Unlock()
 
 	res := e.resultOf(rec)
+	ev := Event{Time: e.now(), DeploymentID: id, Kind: EventResult, Result: res}
+	// The log ends with the result line, as for every other outcome.
+	e.appendLog(rec.ID, fmt.Sprintf("[confirm] confirmed by %s", by))
+	e.appendLog(rec.ID, formatEvent(ev))
 	if r != nil {
-		e.appendLog(rec.ID, fmt.Sprintf("[confirm] confirmed by %s", by))
-		r.append(Event{Time: e.now(), DeploymentID: id, Kind: EventResult, Result: res})
+		r.append(ev)
 	}
 	e.log.Info("deployment confirmed", "id", id, "by", by, "path", rec.NewPath)
 	e.prune()

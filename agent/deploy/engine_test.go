@@ -117,7 +117,7 @@ func TestHappyPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"[build] started", "setting up /etc...", "[confirm] confirmed by alice"} {
+	for _, want := range []string{"[build] started", "setting up /etc...", "[confirm] confirmed by alice", "[result] confirmed: confirmed by alice"} {
 		if !strings.Contains(string(log), want) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}
