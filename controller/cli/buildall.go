@@ -255,17 +255,33 @@ func (c *CLI) buildOnAgent(ctx context.Context, n *network, s client.Signer, add
 			logf("warning: %s", e.Warning.Message)
 		case *agentv1.DeployEvent_Result:
 			res := e.Result
-			logf("result: %s %s", outcomeName(res.Outcome), res.Message)
+			msg := outcomeName(res.Outcome)
+			if res.Message != "" {
+				msg += ": " + res.Message
+			}
+			logf("result: %s", msg)
 			if res.Outcome != agentv1.Outcome_OUTCOME_BUILT {
-				msg := outcomeName(res.Outcome)
-				if res.Message != "" {
-					msg += ": " + res.Message
-				}
-				return "", errors.New(strings.Join(strings.Fields(msg), " "))
+				return "", errors.New(agentFailure(res))
 			}
 			return res.StorePath, nil
 		}
 	}
+}
+
+// agentFailure is one line saying why an agent's build failed: nix's last
+// "error:" when the message carries one (the full output is in the log).
+func agentFailure(res *agentv1.Result) string {
+	msg := strings.Join(strings.Fields(res.Message), " ")
+	if i := strings.LastIndex(msg, "error: "); i >= 0 {
+		msg = msg[i:]
+	}
+	if res.Outcome == agentv1.Outcome_OUTCOME_FAILED && msg != "" {
+		return msg
+	}
+	if msg == "" {
+		return outcomeName(res.Outcome)
+	}
+	return outcomeName(res.Outcome) + ": " + msg
 }
 
 // buildAllEvent prints one host event as a progress line or a JSON object.
