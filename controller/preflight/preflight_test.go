@@ -24,7 +24,9 @@ type fakeEval struct {
 	warnErr  map[string]error
 }
 
-func (f *fakeEval) Hosts(ctx context.Context, ref string) ([]string, error) { return f.hosts, f.hostsErr }
+func (f *fakeEval) Hosts(ctx context.Context, ref string) ([]string, error) {
+	return f.hosts, f.hostsErr
+}
 
 func (f *fakeEval) Warnings(ctx context.Context, ref, host string) ([]string, error) {
 	return f.warnings[host], f.warnErr[host]
