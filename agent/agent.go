@@ -109,16 +109,18 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 		return err
 	}
 	defer sys.Close()
+	restarter := newSelfRestarter(ctx, cfg.UnitName, activation.ExecRunner{}, log)
 	engine, err := deploy.New(deploy.Options{
 		Host: cfg.HostName, Profile: cfg.Profile, CurrentSystem: cfg.CurrentSystem, RuntimeDir: cfg.RuntimeDir,
 		DefaultConfirm: cfg.ConfirmTimeout.Duration, MaxConfirm: cfg.MaxConfirmTimeout.Duration,
 		Retention: cfg.LogRetention,
 	}, deploy.Deps{
-		Nix:       nixRunner,
-		Activator: activation.New(activation.Options{SystemdRun: cfg.SystemdRunPath}, activation.ExecRunner{}, log),
-		Health:    sys,
-		Journal:   j,
-		Log:       log,
+		Nix:         nixRunner,
+		Activator:   activation.New(activation.Options{SystemdRun: cfg.SystemdRunPath}, activation.ExecRunner{}, log),
+		Health:      sys,
+		Journal:     j,
+		Log:         log,
+		OnConfirmed: restarter.afterConfirm,
 	})
 	if err != nil {
 		return err

@@ -66,6 +66,10 @@ type Deps struct {
 	Journal   *journal.Journal
 	Log       hclog.Logger
 	Now       func() time.Time // default time.Now
+	// OnConfirmed, if set, runs (in its own goroutine) after a deployment is
+	// confirmed: the agent uses it to restart into a new version of itself
+	// only once the new system is kept.
+	OnConfirmed func(id string)
 }
 
 // Engine runs deployments, one at a time.
@@ -77,6 +81,7 @@ type Engine struct {
 	j      *journal.Journal
 	log    hclog.Logger
 	now    func() time.Time
+	onConf func(id string)
 
 	ctx    context.Context // owns every background goroutine
 	cancel context.CancelFunc
@@ -108,7 +113,7 @@ func New(opts Options, deps Deps) (*Engine, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Engine{
 		opts: opts, nix: deps.Nix, act: deps.Activator, health: deps.Health, j: deps.Journal,
-		log: deps.Log.Named("deploy"), now: deps.Now,
+		log: deps.Log.Named("deploy"), now: deps.Now, onConf: deps.OnConfirmed,
 		ctx: ctx, cancel: cancel,
 		runs: map[string]*run{}, timers: map[string]*time.Timer{},
 	}, nil
@@ -353,6 +358,13 @@ func (e *Engine) Confirm(id, by string) (*Result, error) {
 	}
 	e.log.Info("deployment confirmed", "id", id, "by", by, "path", rec.NewPath)
 	e.prune()
+	if e.onConf != nil {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.onConf(id)
+		}()
+	}
 	return res, nil
 }
 
