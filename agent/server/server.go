@@ -126,6 +126,23 @@ func (s *Server) audit(ctx context.Context, what string, kv ...any) {
 	s.c.Log.Info("signed request "+what, append([]any{"peer", id.String()}, kv...)...)
 }
 
+// streamEnded logs at debug level that a streaming call ended: who called,
+// how long the stream ran and why it ended. A controller that vanished shows
+// here as "caller gone" once the transport noticed (see
+// tailnet.ServerKeepalive), which is the only sign of it on the agent.
+func (s *Server) streamEnded(ctx context.Context, method string, start time.Time, errp *error) {
+	kv := []any{"method", method, "peer", requestedBy(ctx), "duration", s.c.Now().Sub(start).Round(time.Millisecond)}
+	switch {
+	case ctx.Err() != nil:
+		kv = append(kv, "ended_by", "caller gone", "cause", context.Cause(ctx))
+	case *errp != nil:
+		kv = append(kv, "ended_by", "error", "error", *errp)
+	default:
+		kv = append(kv, "ended_by", "done")
+	}
+	s.c.Log.Debug("stream ended", kv...)
+}
+
 func requestedBy(ctx context.Context) string {
 	id, ok := tailnet.IdentityFromContext(ctx)
 	if !ok {
@@ -143,8 +160,9 @@ func (s *Server) HasSource(ctx context.Context, req *agentv1.HasSourceRequest) (
 }
 
 // UploadSource implements AgentServiceServer.
-func (s *Server) UploadSource(stream agentv1.AgentService_UploadSourceServer) error {
+func (s *Server) UploadSource(stream agentv1.AgentService_UploadSourceServer) (err error) {
 	ctx := stream.Context()
+	defer s.streamEnded(ctx, "UploadSource", s.c.Now(), &err)
 	first, err := stream.Recv()
 	if err != nil {
 		return toStatus(err)
@@ -202,8 +220,9 @@ func (s *Server) flakeRef(in *agentv1.Intent) (string, error) {
 }
 
 // Deploy implements AgentServiceServer.
-func (s *Server) Deploy(req *agentv1.DeployRequest, stream agentv1.AgentService_DeployServer) error {
+func (s *Server) Deploy(req *agentv1.DeployRequest, stream agentv1.AgentService_DeployServer) (err error) {
 	ctx := stream.Context()
+	defer s.streamEnded(ctx, "Deploy", s.c.Now(), &err)
 	in, err := s.verify(ctx, req.GetEnvelope(), agentv1.Action_ACTION_BUILD, agentv1.Action_ACTION_DRY_ACTIVATE,
 		agentv1.Action_ACTION_SWITCH, agentv1.Action_ACTION_BOOT)
 	if err != nil {
@@ -264,8 +283,9 @@ func (s *Server) Confirm(ctx context.Context, req *agentv1.ConfirmRequest) (*age
 }
 
 // Rollback implements AgentServiceServer.
-func (s *Server) Rollback(req *agentv1.RollbackRequest, stream agentv1.AgentService_RollbackServer) error {
+func (s *Server) Rollback(req *agentv1.RollbackRequest, stream agentv1.AgentService_RollbackServer) (err error) {
 	ctx := stream.Context()
+	defer s.streamEnded(ctx, "Rollback", s.c.Now(), &err)
 	in, err := s.verify(ctx, req.GetEnvelope(), agentv1.Action_ACTION_ROLLBACK)
 	if err != nil {
 		return err
@@ -278,7 +298,8 @@ func (s *Server) Rollback(req *agentv1.RollbackRequest, stream agentv1.AgentServ
 }
 
 // Watch implements AgentServiceServer.
-func (s *Server) Watch(req *agentv1.WatchRequest, stream agentv1.AgentService_WatchServer) error {
+func (s *Server) Watch(req *agentv1.WatchRequest, stream agentv1.AgentService_WatchServer) (err error) {
+	defer s.streamEnded(stream.Context(), "Watch", s.c.Now(), &err)
 	sub, err := s.c.Engine.Watch(req.DeploymentId)
 	if err != nil {
 		return toStatus(err)
@@ -359,8 +380,9 @@ func (s *Server) ListDeployments(ctx context.Context, req *agentv1.ListDeploymen
 }
 
 // Logs implements AgentServiceServer.
-func (s *Server) Logs(req *agentv1.LogsRequest, stream agentv1.AgentService_LogsServer) error {
+func (s *Server) Logs(req *agentv1.LogsRequest, stream agentv1.AgentService_LogsServer) (err error) {
 	ctx := stream.Context()
+	defer s.streamEnded(ctx, "Logs", s.c.Now(), &err)
 	id := req.DeploymentId
 	if id == "" {
 		recs, err := s.c.Engine.Deployments(1)
