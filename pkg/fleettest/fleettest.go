@@ -34,6 +34,12 @@ var (
 	buildErr  error
 )
 
+// BuildTags are the Go build tags the binaries are built with, as shipped.
+// ts_omit_peerapiserver drops tsnet's PeerAPI server, which otherwise
+// listens on a kernel TCP socket on all of the host's interfaces: the agent
+// must be reachable on the tailnet only.
+const BuildTags = "ts_omit_peerapiserver"
+
 // Build compiles pantherctl and panther-agent once per test process (into a
 // directory removed at exit by the caller's TestMain, or left in the OS temp
 // dir).
@@ -52,7 +58,7 @@ func Build(t testing.TB) Binaries {
 		}
 		built = Binaries{Ctl: filepath.Join(dir, "pantherctl"), Agent: filepath.Join(dir, "panther-agent")}
 		for out, pkg := range map[string]string{built.Ctl: "./controller/cmd/pantherctl", built.Agent: "./agent/cmd/panther-agent"} {
-			cmd := exec.Command("go", "build", "-ldflags", "-X github.com/pantheros/panther/pkg/version.Version=test", "-o", out, pkg)
+			cmd := exec.Command("go", "build", "-tags", BuildTags, "-ldflags", "-X github.com/pantheros/panther/pkg/version.Version=test", "-o", out, pkg)
 			cmd.Dir = root
 			if b, err := cmd.CombinedOutput(); err != nil {
 				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
