@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 
@@ -90,6 +91,7 @@ Run 'panther-agent run --help' for the flags; each overrides the config file.`)
 // serve runs the agent until ctx ends.
 func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 	log.Info("starting", "version", version.Version, "host", cfg.HostName, "state", cfg.StateDir)
+	warnPeerAPIListener(log)
 	j, err := journal.Open(cfg.StateDir)
 	if err != nil {
 		return err
@@ -163,6 +165,11 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 	log.Info("serving on the tailnet", "port", cfg.Port, "allowedTags", cfg.AllowedTags, "allowedUsers", cfg.AllowedUsers)
 	errc := make(chan error, 1)
 	go func() { errc <- gs.Serve(ln) }()
+	// Type=notify units (the NixOS module's) become active only now that the
+	// tailnet listener is up; elsewhere this does nothing.
+	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+		log.Warn("notifying systemd", "error", err)
+	}
 	select {
 	case <-ctx.Done():
 		log.Info("stopping")

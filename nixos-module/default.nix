@@ -343,6 +343,9 @@ in
       serviceConfig = {
         ExecStart = "${cfg.package}/bin/panther-agent run --config ${configFile}"
           + lib.optionalString (cfg.extraArgs != [ ]) " ${lib.escapeShellArgs cfg.extraArgs}";
+        # The agent tells systemd it is ready once its tailnet listener is up.
+        Type = "notify";
+        NotifyAccess = "main";
         Restart = "always";
         RestartSec = "5s";
         # Stopping the agent kills only the agent. The switch itself runs in

@@ -90,6 +90,9 @@ type Options struct {
 	HealthChecks []map[string]any
 	// NoSandboxNetNS keeps hosts in the test's network namespace.
 	NoSandboxNetNS bool
+	// AgentConfig holds extra agent.json keys (e.g. "maxUploadBytes") set
+	// on every host after the fleet's own; default none.
+	AgentConfig map[string]any
 }
 
 // Fleet is a running test fleet.
@@ -169,6 +172,9 @@ func (f *Fleet) AgentConfig(name string) map[string]any {
 	if len(f.opts.HealthChecks) > 0 {
 		cfg["healthChecks"] = f.opts.HealthChecks
 	}
+	for k, v := range f.opts.AgentConfig {
+		cfg[k] = v
+	}
 	return cfg
 }
 
@@ -180,6 +186,8 @@ Description=panther agent
 After=dbus.service
 
 [Service]
+Type=notify
+NotifyAccess=main
 ExecStart=%s run --config /etc/panther/agent.json
 Restart=always
 RestartSec=200ms
