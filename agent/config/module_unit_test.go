@@ -63,7 +63,14 @@ func renderUnit(u moduleUnit, execStart string) string {
 		if k == "ExecStart" {
 			continue
 		}
-		fmt.Fprintf(&b, "%s=%s\n", k, unitValue(u.ServiceConfig[k]))
+		v := unitValue(u.ServiceConfig[k])
+		if k == "NotifyAccess" {
+			// The stand-in is a shell script that notifies through
+			// systemd-notify, a child process; the real agent notifies
+			// from its main process.
+			v = "all"
+		}
+		fmt.Fprintf(&b, "%s=%s\n", k, v)
 	}
 	fmt.Fprintf(&b, "ExecStart=%s\n", execStart)
 	return b.String()
@@ -111,6 +118,7 @@ nix-env -p /nix/var/nix/profiles/system --set "$out"
 nix-env -p /nix/var/nix/profiles/system --list-generations
 systemd-run --wait --collect --unit panther-switch-probe "$out/bin/switch-to-configuration" switch
 echo ok > "$state/result"
+systemd-notify --ready
 exec sleep infinity
 `
 
