@@ -47,7 +47,10 @@ type IO struct {
 	Stdout, Stderr io.Writer
 	// IsTerminal reports whether stdin is a terminal a person can answer on.
 	IsTerminal func() bool
-	Getenv     func(string) string
+	// StdoutIsTerminal reports whether stdout is a terminal: live per-host
+	// lines there, plain line-buffered output otherwise.
+	StdoutIsTerminal func() bool
+	Getenv           func(string) string
 }
 
 // command is one subcommand.
@@ -75,6 +78,9 @@ func Run(ctx context.Context, args []string, stdio IO) int {
 	}
 	if stdio.IsTerminal == nil {
 		stdio.IsTerminal = func() bool { return false }
+	}
+	if stdio.StdoutIsTerminal == nil {
+		stdio.StdoutIsTerminal = func() bool { return false }
 	}
 	c := &CLI{io: stdio}
 	c.commands = []*command{

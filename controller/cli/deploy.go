@@ -304,6 +304,26 @@ type batch struct {
 // each runs f for every run, at most o.jobs at once; after a failure no new
 // host starts unless keepGoing.
 func (b *batch) each(ctx context.Context, runs []*hostRun, f func(*hostRun), keepGoing bool) {
+	if b.c.io.StdoutIsTerminal() && !b.c.g.json {
+		lv := newLive(b.c.io.Stdout)
+		for _, hr := range runs {
+			if !(hr.skipped || hr.err != nil || hr.result != nil) {
+				hr.r.live, hr.r.hl = lv, lv.add(hr.host.Name)
+			}
+		}
+		defer func() {
+			for _, hr := range runs {
+				if hr.r.hl != nil {
+					code, what := hostOutcome(hr)
+					hr.r.hl.finish(what, code == ExitOK)
+				}
+			}
+			lv.wait()
+			for _, hr := range runs {
+				hr.r.live, hr.r.hl = nil, nil
+			}
+		}()
+	}
 	sem := make(chan struct{}, b.o.jobs)
 	var wg sync.WaitGroup
 	for _, hr := range runs {

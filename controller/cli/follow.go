@@ -33,18 +33,34 @@ type reporter struct {
 	mu    sync.Mutex
 	logw  io.Writer
 	start time.Time
+	// On a terminal: the live display and this host's line in it.
+	live *live
+	hl   *hostLine
 }
 
 func (r *reporter) line(format string, args ...any) {
-	s := fmt.Sprintf(format, args...)
+	r.emit(false, fmt.Sprintf(format, args...))
+}
+
+// emit writes s to the log file and shows it: on a terminal a log line
+// (quiet) only updates the host's live line.
+func (r *reporter) emit(quiet bool, s string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.logw != nil {
 		fmt.Fprintf(r.logw, "%s %s\n", time.Now().UTC().Format(time.RFC3339Nano), s)
 	}
-	if !r.c.g.json {
-		fmt.Fprintf(r.c.io.Stdout, "%s: %s\n", r.host, s)
+	if r.c.g.json {
+		return
 	}
+	if r.hl != nil {
+		r.hl.setLast(s)
+		if !quiet {
+			r.live.println(r.host + ": " + s)
+		}
+		return
+	}
+	fmt.Fprintf(r.c.io.Stdout, "%s: %s\n", r.host, s)
 }
 
 func (r *reporter) event(ev *agentv1.DeployEvent) {
@@ -56,6 +72,9 @@ func (r *reporter) event(ev *agentv1.DeployEvent) {
 	}
 	switch e := ev.Event.(type) {
 	case *agentv1.DeployEvent_PhaseStarted:
+		if r.hl != nil {
+			r.hl.setPhase(phaseName(e.PhaseStarted.Phase))
+		}
 		r.line("==> %s", phaseName(e.PhaseStarted.Phase))
 	case *agentv1.DeployEvent_PhaseFinished:
 		f := e.PhaseFinished
@@ -65,7 +84,7 @@ func (r *reporter) event(ev *agentv1.DeployEvent) {
 			r.line("!!  %s FAILED after %s: %s", phaseName(f.Phase), f.Elapsed.AsDuration(), f.Error)
 		}
 	case *agentv1.DeployEvent_Log:
-		r.line("    │ %s", e.Log.Line)
+		r.emit(true, "    │ "+e.Log.Line)
 	case *agentv1.DeployEvent_Warning:
 		r.line("warning: %s", e.Warning.Message)
 	case *agentv1.DeployEvent_Health:

@@ -1,0 +1,42 @@
+package cli
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
+)
+
+// TestLiveLines drives the terminal display the way a deploy does: phase
+// and result lines are printed above the live lines, log lines only update
+// the host's line, and the log file gets everything.
+func TestLiveLines(t *testing.T) {
+	var out, logf bytes.Buffer
+	c := &CLI{io: IO{Stdout: &out}}
+	lv := newLive(&out)
+	r := &reporter{c: c, host: "alpha", logw: &logf, live: lv}
+	r.hl = lv.add("alpha")
+	r.event(&agentv1.DeployEvent{Event: &agentv1.DeployEvent_PhaseStarted{PhaseStarted: &agentv1.PhaseStarted{Phase: agentv1.Phase_PHASE_BUILD}}})
+	r.event(&agentv1.DeployEvent{Event: &agentv1.DeployEvent_Log{Log: &agentv1.LogLine{Line: "building foo.drv"}}})
+	if got := r.hl.text(); !strings.Contains(got, "build") || !strings.Contains(got, "building foo.drv") {
+		t.Errorf("live line = %q, want phase and last log line", got)
+	}
+	r.event(&agentv1.DeployEvent{Event: &agentv1.DeployEvent_PhaseFinished{PhaseFinished: &agentv1.PhaseFinished{
+		Phase: agentv1.Phase_PHASE_BUILD, Ok: true, Elapsed: durationpb.New(time.Second)}}})
+	r.hl.finish("confirmed", true)
+	lv.wait()
+	s := out.String()
+	if !strings.Contains(s, "alpha: ==> build") || !strings.Contains(s, "build done in 1s") || !strings.Contains(s, "confirmed") {
+		t.Errorf("terminal output lacks phase lines or the result:\n%q", s)
+	}
+	if strings.Contains(s, "alpha:     │ building foo.drv") {
+		t.Error("log lines should not scroll on a terminal")
+	}
+	if !strings.Contains(logf.String(), "building foo.drv") {
+		t.Error("the log file lost the build line")
+	}
+}
