@@ -4,6 +4,9 @@ GO ?= go
 GOBIN ?= $(shell $(GO) env GOPATH)/bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/pantheros/panther/pkg/version.Version=$(VERSION)
+# ts_omit_peerapiserver removes tsnet's PeerAPI server, which otherwise opens a
+# TCP listener on all of the host's interfaces: panther listens on the tailnet only.
+TAGS := ts_omit_peerapiserver
 BIN := bin
 
 BUF_VERSION := v1.75.0
@@ -16,8 +19,8 @@ help: ## Show this help.
 
 .PHONY: build
 build: ## Build pantherctl and panther-agent into bin/.
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/pantherctl ./controller/cmd/pantherctl
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/panther-agent ./agent/cmd/panther-agent
+	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/pantherctl ./controller/cmd/pantherctl
+	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/panther-agent ./agent/cmd/panther-agent
 
 .PHONY: test
 test: ## Run every test (real nix, systemd sandboxes and tailnet need root; see README).

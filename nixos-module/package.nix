@@ -41,6 +41,9 @@ buildGo126Module {
 
   subPackages = [ subPackages.${command} ];
   env.CGO_ENABLED = "0";
+  # Removes tsnet's PeerAPI server, which would otherwise listen on a TCP port
+  # on all of the host's interfaces (the agent is reachable on the tailnet only).
+  tags = [ "ts_omit_peerapiserver" ];
   ldflags = [
     "-s"
     "-w"
