@@ -24,7 +24,7 @@ build: ## Build pantherctl and panther-agent into bin/.
 
 .PHONY: test
 test: ## Run every test (real nix, systemd sandboxes and tailnet need root; see README).
-	$(GO) test -count=1 -timeout 40m ./...
+	$(GO) test -count=1 -timeout 75m ./...
 
 .PHONY: test-short
 test-short: ## Run the fast unit tests only.
