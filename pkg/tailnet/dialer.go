@@ -11,7 +11,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"tailscale.com/client/local"
-	"tailscale.com/net/tsaddr"
 )
 
 // Dialer opens connections to tailnet peers. The controller holds one;
@@ -48,16 +47,20 @@ func NewSystemDialer(lc *local.Client, log hclog.Logger) *SystemDialer {
 }
 
 // Dial asks tailscaled to connect to addr and hands back the connection.
-// Only TCP is supported. A connection that tailscaled tells the client to
-// make itself because addr is not on the tailnet is refused, so traffic
-// never leaves the tailnet by accident.
+// Only TCP is supported. As with [Node.Dial], host names are looked up in
+// tailscaled's netmap only and addresses outside the tailnet are refused,
+// so traffic never leaves the tailnet by accident.
 func (d *SystemDialer) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	switch network {
 	case "tcp", "tcp4", "tcp6":
 	default:
 		return nil, fmt.Errorf("system tailscaled dial %s %s: network not supported", network, addr)
 	}
-	host, portStr, err := net.SplitHostPort(addr)
+	target, err := resolvePeer(ctx, d.lc, addr)
+	if err != nil {
+		return nil, fmt.Errorf("system tailscaled dial %s: %w", addr, err)
+	}
+	host, portStr, err := net.SplitHostPort(target)
 	if err != nil {
 		return nil, fmt.Errorf("system tailscaled dial %s: %w", addr, err)
 	}
@@ -69,12 +72,6 @@ func (d *SystemDialer) Dial(ctx context.Context, network, addr string) (net.Conn
 	c, err := d.lc.UserDial(ctx, network, host, uint16(port))
 	if err != nil {
 		return nil, fmt.Errorf("system tailscaled dial %s: %w", addr, err)
-	}
-	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		if ip := ta.AddrPort().Addr().Unmap(); !tsaddr.IsTailscaleIP(ip) {
-			c.Close()
-			return nil, fmt.Errorf("system tailscaled dial %s: %w: resolves to %s, outside the tailnet", addr, ErrUnknownPeer, ip)
-		}
 	}
 	return c, nil
 }

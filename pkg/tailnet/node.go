@@ -21,8 +21,8 @@ type Config struct {
 	// Hostname is the node's name on the tailnet. Required; no default.
 	Hostname string
 
-	// StateDir holds the node's persisted identity (tailscaled.state).
-	// Required; no default. It is created with mode
+	// StateDir holds the node's persisted identity (tailscaled.state) and
+	// its last UDP port. Required; no default. It is created with mode
 	// 0700 if missing. See [DefaultStateDir] for a per-user location.
 	StateDir string
 
@@ -49,8 +49,11 @@ type Config struct {
 	// sets it, it stays on for every node of the process. Default: false.
 	NoLogsNoSupport bool
 
-	// Port is the UDP port for WireGuard and peer-to-peer traffic.
-	// Default: 0, a free port chosen by the system.
+	// Port is the UDP port for WireGuard and peer-to-peer traffic; set it
+	// to open a fixed port in a host firewall. Default: 0, which reuses
+	// the port remembered in StateDir from the previous start (so peers'
+	// cached direct paths reach the restarted node at once, see portFile)
+	// or, on the first start or if that port is taken, any free port.
 	Port uint16
 }
 
@@ -93,8 +96,12 @@ type Node struct {
 
 	mu      sync.Mutex // guards started and closed; held across tsnet Start
 	started bool
+	ready   bool // Up succeeded
 	closed  bool
 	lc      *local.Client
+
+	conns *lingerer // dialed connections, closed gracefully
+	peers *peerGate // peers that proved they know this node's disco key
 }
 
 // New checks cfg and prepares a node; it does not touch the network.
@@ -128,7 +135,7 @@ func New(cfg Config, log hclog.Logger) (*Node, error) {
 		return nil, fmt.Errorf("%w: state dir: %w", ErrInvalidConfig, err)
 	}
 
-	n := &Node{cfg: cfg, log: log}
+	n := &Node{cfg: cfg, log: log, conns: newLingerer(), peers: newPeerGate()}
 	n.srv = &tsnet.Server{
 		Dir:           cfg.StateDir,
 		Hostname:      cfg.Hostname,
@@ -180,21 +187,38 @@ func (n *Node) start() error {
 	}
 	n.lc = lc
 	n.started = true
-	n.log.Debug("started", "state_dir", n.cfg.StateDir, "udp_port", port)
+	bound := n.srv.Sys().MagicSock.Get().LocalPort()
+	n.rememberPort(port, bound)
+	n.log.Debug("started", "state_dir", n.cfg.StateDir, "udp_port", bound)
 	return nil
 }
 
-// Up joins the tailnet and waits until the node is running (logged in,
-// with its tailnet addresses and connected to its home DERP relay) or ctx
-// ends.
+// Up joins the tailnet and waits until the node is ready or ctx ends.
+// Ready means running with its tailnet addresses, in a live map poll with
+// control (not merely running from a netmap cached on disk) and, for at
+// most homeDERPWait, connected to its home DERP relay. Up is idempotent;
+// Dial calls it.
 func (n *Node) Up(ctx context.Context) error {
 	if err := n.start(); err != nil {
 		return err
+	}
+	n.mu.Lock()
+	ready := n.ready
+	n.mu.Unlock()
+	if ready {
+		return nil
 	}
 	st, err := n.srv.Up(ctx)
 	if err != nil {
 		return fmt.Errorf("waiting for tailnet: %w", err)
 	}
+	if err := n.waitControl(ctx); err != nil {
+		return err
+	}
+	n.waitHomeDERP(ctx)
+	n.mu.Lock()
+	n.ready = true
+	n.mu.Unlock()
 	n.log.Info("up", "addrs", fmt.Sprint(st.TailscaleIPs))
 	return nil
 }
@@ -212,17 +236,30 @@ func (n *Node) Listen(network, addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// Dial connects to addr (host:port, host being a tailnet name or address)
-// over the tailnet, waiting for the node to be running first.
+// Dial connects to addr over the tailnet, bringing the node up first.
+// addr is "host:port" where host is a peer's MagicDNS name (short or
+// full), or a tailnet IP; names are looked up in the netmap only, never
+// in DNS, and an unknown peer is [ErrUnknownPeer]. Closing the
+// connection sends FIN at once and finishes the TCP close handshake in the
+// background; [Node.Close] waits for that (see lingerTimeout).
 func (n *Node) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	if err := n.start(); err != nil {
+	if err := n.Up(ctx); err != nil {
 		return nil, err
 	}
-	c, err := n.srv.Dial(ctx, network, addr)
+	target, err := resolvePeer(ctx, n.lc, addr)
+	if err != nil {
+		return nil, fmt.Errorf("tailnet dial %s: %w", addr, err)
+	}
+	if ap, err := netip.ParseAddrPort(target); err == nil {
+		if !n.peers.await(ctx, n.lc, ap.Addr()) {
+			n.log.Debug("peer did not answer disco ping; dialing anyway", "addr", addr)
+		}
+	}
+	c, err := n.srv.Dial(ctx, network, target)
 	if err != nil {
 		return nil, fmt.Errorf("tailnet dial %s %s: %w", network, addr, err)
 	}
-	return c, nil
+	return n.conns.track(c), nil
 }
 
 // WhoIs identifies the peer behind remoteAddr ("ip:port" or "ip") from the
@@ -246,11 +283,25 @@ func (n *Node) TailscaleIPs() (ip4, ip6 netip.Addr) {
 	return n.srv.TailscaleIPs()
 }
 
+// UDPPort returns the UDP port the node bound for WireGuard and disco
+// (to open in a host firewall), or 0 before it started.
+func (n *Node) UDPPort() uint16 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.started || n.closed {
+		return 0
+	}
+	return n.srv.Sys().MagicSock.Get().LocalPort()
+}
+
 // Hostname returns the configured tailnet hostname.
 func (n *Node) Hostname() string { return n.cfg.Hostname }
 
-// Close leaves the tailnet and releases the node's resources. Listeners
-// and connections of the node stop working. Close is idempotent.
+// Close leaves the tailnet and releases the node's resources. It first
+// closes dialed connections gracefully (waiting at most about a second
+// for peers to acknowledge), so peers are not left retransmitting to this
+// node. Listeners and connections of the node stop working. Close is
+// idempotent.
 func (n *Node) Close() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -258,6 +309,7 @@ func (n *Node) Close() error {
 		return nil
 	}
 	n.closed = true
+	n.conns.shutdown()
 	if !n.started {
 		return nil
 	}
