@@ -255,11 +255,15 @@ func forward(ctx context.Context, sub *deploy.Subscription, send func(*agentv1.D
 		if err != nil {
 			return toStatus(err)
 		}
-		for _, ev := range evs {
+		for i, ev := range evs {
 			if err := send(eventToProto(ev)); err != nil {
 				return err
 			}
-			if ev.Kind == deploy.EventAwaiting || ev.Kind == deploy.EventResult {
+			// Awaiting ends the stream only while it is the latest news: a
+			// watcher replaying a deployment that went on (rolled back by
+			// the dead-man) must get to its result, not stop at a window
+			// that is long closed.
+			if ev.Kind == deploy.EventResult || (ev.Kind == deploy.EventAwaiting && i == len(evs)-1) {
 				return nil
 			}
 		}
