@@ -1,16 +1,13 @@
 // Package tailnettest runs a whole tailnet inside a test process — a
-// coordination server, a DERP relay and a STUN server — and joins
-// pkg/tailnet nodes to it, for integration tests of anything that talks
-// over the tailnet.
+// coordination server, a DERP relay and a STUN server from pkg/labnet — and
+// joins pkg/tailnet nodes to it, for integration tests of anything that
+// talks over the tailnet.
 package tailnettest
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"net"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,10 +17,10 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"tailscale.com/net/netns"
 	"tailscale.com/tailcfg"
-	"tailscale.com/tstest/integration"
 	"tailscale.com/tstest/integration/testcontrol"
 	"tailscale.com/types/logger"
 
+	"github.com/pantheros/panther/pkg/labnet"
 	"github.com/pantheros/panther/pkg/tailnet"
 )
 
@@ -66,63 +63,46 @@ type Tailnet struct {
 	DERPMap *tailcfg.DERPMap
 }
 
-// New starts a coordination server, a DERP relay and a STUN server and
-// returns the tailnet they form. It turns off tailscale's netns socket
-// marking for the process (restored on cleanup), so tests using it must
-// not run in parallel with tests that need it.
+// New starts a coordination server, a DERP relay and a STUN server (see
+// pkg/labnet) and returns the tailnet they form; it stops when the test
+// ends. It turns off tailscale's netns socket marking for the process
+// (restored on cleanup), so tests using it must not run in parallel with
+// tests that need it.
 func New(t testing.TB, opts Options) *Tailnet {
 	t.Helper()
 	netns.SetEnabled(false)
 	t.Cleanup(func() { netns.SetEnabled(true) })
 
-	host := "127.0.0.1"
+	lo := labnet.Options{
+		Addr:           "127.0.0.1",
+		TagOwners:      opts.TagOwners,
+		MagicDNSDomain: MagicDNSDomain,
+		Logf:           tbLogf(t, hclog.Debug),
+	}
 	if opts.BindAll {
 		ip, err := HostAddr()
 		if err != nil {
 			t.Skipf("tailnettest: BindAll needs a non-loopback IPv4 address on this machine: %v", err)
 		}
-		host = ip.String()
+		lo.Addr = ip.String()
+		lo.ControlListen = "0.0.0.0:0"
 	}
-
-	logf := tbLogf(t, hclog.Debug)
-	derpMap := integration.RunDERPAndSTUN(t, logf, host)
-
-	tagOwners := opts.TagOwners
-	if tagOwners == nil {
-		tagOwners = map[string][]string{}
-	}
-	control := &testcontrol.Server{
-		DERPMap:        derpMap,
-		DNSConfig:      &tailcfg.DNSConfig{Proxied: true},
-		MagicDNSDomain: MagicDNSDomain,
-		TagOwners:      tagOwners,
-		AllOnline:      true,
-		Logf:           logf,
-	}
-	srv := httptest.NewUnstartedServer(control)
-	if opts.BindAll {
-		ln, err := net.Listen("tcp", "0.0.0.0:0")
-		if err != nil {
-			t.Fatalf("tailnettest: listening for control: %v", err)
-		}
-		srv.Listener.Close()
-		srv.Listener = ln
-	}
-	control.HTTPTestServer = srv
-	srv.Start()
-	t.Cleanup(srv.Close)
-
-	_, port, err := net.SplitHostPort(srv.Listener.Addr().String())
+	n, err := labnet.Start(context.Background(), lo)
 	if err != nil {
-		t.Fatalf("tailnettest: control address: %v", err)
+		t.Fatalf("tailnettest: %v", err)
 	}
+	t.Cleanup(func() {
+		if err := n.Close(); err != nil {
+			t.Logf("tailnettest: closing the tailnet: %v", err)
+		}
+	})
 	tn := &Tailnet{
-		ControlURL: "http://" + net.JoinHostPort(host, port),
-		Addr:       host,
-		Control:    control,
-		DERPMap:    derpMap,
+		ControlURL: n.ControlURL,
+		Addr:       n.Addr,
+		Control:    n.Control,
+		DERPMap:    n.DERPMap,
 	}
-	t.Logf("tailnettest: control %s, DERP %s", tn.ControlURL, host)
+	t.Logf("tailnettest: control %s, DERP %s", tn.ControlURL, tn.Addr)
 	return tn
 }
 
@@ -169,32 +149,8 @@ func (tn *Tailnet) Start(t testing.TB, cfg tailnet.Config) *tailnet.Node {
 
 // HostAddr returns an IPv4 address of one of the machine's own up,
 // non-loopback interfaces: the address a process in another network
-// namespace can reach this one on.
-func HostAddr() (net.IP, error) {
-	ifaces, err := net.Interfaces()
-	if err != nil {
-		return nil, fmt.Errorf("listing interfaces: %w", err)
-	}
-	for _, ifc := range ifaces {
-		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
-			continue
-		}
-		addrs, err := ifc.Addrs()
-		if err != nil {
-			continue
-		}
-		for _, a := range addrs {
-			ipn, ok := a.(*net.IPNet)
-			if !ok {
-				continue
-			}
-			if ip4 := ipn.IP.To4(); ip4 != nil && !ip4.IsLinkLocalUnicast() {
-				return ip4, nil
-			}
-		}
-	}
-	return nil, errors.New("no up, non-loopback interface with an IPv4 address")
-}
+// namespace can reach this one on (see labnet.HostAddr).
+func HostAddr() (net.IP, error) { return labnet.HostAddr() }
 
 // Logger returns an hclog logger writing to t.Log, at the level named by
 // the PANTHER_TEST_LOG environment variable (default info).
