@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"tailscale.com/client/local"
 	"tailscale.com/envknob"
+	"tailscale.com/feature/buildfeatures"
 	"tailscale.com/tsnet"
 )
 
@@ -135,6 +136,9 @@ func New(cfg Config, log hclog.Logger) (*Node, error) {
 		return nil, fmt.Errorf("%w: state dir: %w", ErrInvalidConfig, err)
 	}
 
+	if buildfeatures.HasPeerAPIServer {
+		log.Warn("built without the ts_omit_peerapiserver tag: tsnet's PeerAPI server will listen on a TCP port on all host interfaces, not only on the tailnet")
+	}
 	n := &Node{cfg: cfg, log: log, conns: newLingerer(), peers: newPeerGate()}
 	n.srv = &tsnet.Server{
 		Dir:           cfg.StateDir,
@@ -224,7 +228,9 @@ func (n *Node) Up(ctx context.Context) error {
 }
 
 // Listen listens on the node's tailnet addresses only; no socket is opened
-// on any host interface. addr is ":port" or "tailnetIP:port".
+// on any host interface. addr is ":port" or "tailnetIP:port". (The node
+// as a whole opens no host listener only in binaries built with the
+// ts_omit_peerapiserver tag; New warns otherwise.)
 func (n *Node) Listen(network, addr string) (net.Listener, error) {
 	if err := n.start(); err != nil {
 		return nil, err

@@ -17,6 +17,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"tailscale.com/feature/buildfeatures"
 	"tailscale.com/tsnet"
 
 	"github.com/pantheros/panther/pkg/tailnet"
@@ -203,6 +204,28 @@ func TestListenOpensNoHostSocket(t *testing.T) {
 		if !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Errorf("dialing %s: %v, want connection refused", target, err)
 		}
+	}
+}
+
+// TestNodeOpensNoHostSocket: a whole node — not only its listeners — adds
+// no listening socket on the host. tsnet's PeerAPI server would (it
+// listens on a kernel socket on all interfaces in netstack mode), so
+// panther builds with the ts_omit_peerapiserver tag.
+func TestNodeOpensNoHostSocket(t *testing.T) {
+	if buildfeatures.HasPeerAPIServer {
+		t.Skip("needs -tags ts_omit_peerapiserver: without it tsnet's PeerAPI server listens on a host TCP port on all interfaces")
+	}
+	tn := tailnettest.New(t, tailnettest.Options{})
+	before := hostListeners(t) // control, DERP and STUN of the test tailnet are already up
+	agent := tn.Node(t, "agent", agentTag)
+	ln, err := agent.Listen("tcp", fmt.Sprintf(":%d", rpcPort))
+	if err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	defer ln.Close()
+	after := hostListeners(t)
+	if added := after.ours.Difference(before.ours); len(added) > 0 {
+		t.Fatalf("the node added host listening sockets (inodes %v); host ports now %v, before %v", added, after.ports, before.ports)
 	}
 }
 
