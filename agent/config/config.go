@@ -226,7 +226,8 @@ func (c *Config) ApplyDefaults() {
 	}
 	setDuration(&c.ConfirmTimeout, DefaultConfirmTimeout)
 	setDuration(&c.MaxConfirmTimeout, DefaultMaxConfirmTimeout)
-	setDuration(&c.HealthSettle, DefaultHealthSettle)
+	// HealthSettle is not defaulted here: 0 ("no settle") is a valid
+	// setting; Parse and Flags.Load start from DefaultHealthSettle.
 	if c.LogRetention == 0 {
 		c.LogRetention = DefaultLogRetention
 	}

@@ -196,7 +196,7 @@ func TestParseErrors(t *testing.T) {
 
 // validConfig returns a config that passes Validate.
 func validConfig() *Config {
-	c := &Config{HostName: "web1", TrustedKeys: []string{testKey}}
+	c := &Config{HostName: "web1", TrustedKeys: []string{testKey}, HealthSettle: Duration{DefaultHealthSettle}}
 	c.ApplyDefaults()
 	return c
 }
@@ -387,5 +387,32 @@ func TestProblemsNameFileAndField(t *testing.T) {
 	}
 	if len(ce.Problems) != 2 {
 		t.Errorf("got %d problems, want 2: %v", len(ce.Problems), err)
+	}
+}
+
+// An explicit "healthSettle": "0s" means no settle time, not the default.
+func TestZeroHealthSettleIsKept(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		json string
+		want time.Duration
+	}{
+		{"absent", `{"hostName":"a","trustedKeys":["` + testKey + `"]}`, DefaultHealthSettle},
+		{"explicit zero", `{"hostName":"a","trustedKeys":["` + testKey + `"],"healthSettle":"0s"}`, 0},
+		{"given", `{"hostName":"a","trustedKeys":["` + testKey + `"],"healthSettle":"2s"}`, 2 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(tc.json))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.ApplyDefaults()
+			if err := c.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			if c.HealthSettle.Duration != tc.want {
+				t.Errorf("healthSettle = %v, want %v", c.HealthSettle.Duration, tc.want)
+			}
+		})
 	}
 }

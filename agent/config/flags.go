@@ -93,7 +93,7 @@ func (f *Flags) ApplyFlags(c *Config) {
 // were set, then the defaults, and validates: the one call the agent's run
 // command needs after fs.Parse.
 func (f *Flags) Load(path string) (*Config, error) {
-	c := &Config{}
+	c := &Config{HealthSettle: Duration{DefaultHealthSettle}}
 	if path != "" {
 		var err error
 		if c, err = Read(path); err != nil {

@@ -21,7 +21,9 @@ func Parse(data []byte) (*Config, error) {
 	if err := checkShape(data); err != nil {
 		return nil, err
 	}
-	var c Config
+	// Defaults whose zero value is meaningful are set before decoding, so
+	// that an explicit 0 in the file stays 0.
+	c := Config{HealthSettle: Duration{DefaultHealthSettle}}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {

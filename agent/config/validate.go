@@ -69,7 +69,9 @@ func (c *Config) Validate() error {
 	}
 	v.positive("confirmTimeout", c.ConfirmTimeout)
 	v.positive("maxConfirmTimeout", c.MaxConfirmTimeout)
-	v.positive("healthSettle", c.HealthSettle)
+	if c.HealthSettle.Duration < 0 {
+		v.add("healthSettle", fmt.Sprintf("must be zero or a positive duration, got %v", c.HealthSettle.Duration))
+	}
 	if c.ConfirmTimeout.Duration > 0 && c.MaxConfirmTimeout.Duration > 0 && c.ConfirmTimeout.Duration > c.MaxConfirmTimeout.Duration {
 		v.add("confirmTimeout", fmt.Sprintf("%v is longer than maxConfirmTimeout (%v)", c.ConfirmTimeout.Duration, c.MaxConfirmTimeout.Duration))
 	}
