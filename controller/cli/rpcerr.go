@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"strings"
+
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -25,6 +27,9 @@ func rpcError(host string, err error) error {
 	case codes.FailedPrecondition:
 		return exitf(ExitRefused, "%s: %s", host, st.Message())
 	case codes.Unavailable, codes.DeadlineExceeded:
+		if strings.Contains(st.Message(), "no such host") || strings.Contains(st.Message(), "unknown peer") {
+			return exitf(ExitError, "%s is not a peer on the tailnet: check the name, or set its tailnetName in panther.json if it differs from the flake's host name", host)
+		}
 		return exitf(ExitError, "cannot reach %s over the tailnet (%s): is the host online and panther-agent running? ('pantherctl status %s')", host, st.Message(), host)
 	}
 	return exitf(ExitError, "%s: %s", host, st.Message())
