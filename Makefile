@@ -18,9 +18,14 @@ help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*##/ {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
-build: ## Build pantherctl and panther-agent into bin/.
+build: ## Build pantherctl, panther-agent and panther-lab into bin/.
 	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/pantherctl ./controller/cmd/pantherctl
 	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/panther-agent ./agent/cmd/panther-agent
+	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/panther-lab ./controller/cmd/panther-lab
+
+.PHONY: demo
+demo: build ## As root: the whole flow on this machine (tailnet + 3 sandboxed hosts), ~1 min.
+	$(BIN)/pantherctl lab demo
 
 .PHONY: test
 test: ## Run every test (real nix, systemd sandboxes and tailnet need root; see README).

@@ -59,6 +59,8 @@ type command struct {
 	long               string
 	flags              func(fs *flag.FlagSet)
 	run                func(ctx context.Context, args []string) error
+	// raw commands get their arguments as given, without flag parsing.
+	raw bool
 }
 
 // CLI holds the global options and the commands.
@@ -86,7 +88,7 @@ func Run(ctx context.Context, args []string, stdio IO) int {
 	c.commands = []*command{
 		c.deployCmd(), c.rollbackCmd(), c.statusCmd(), c.logsCmd(),
 		c.buildAllCmd(), c.preflightCmd(),
-		c.keygenCmd(), c.pubkeyCmd(), c.versionCmd(),
+		c.keygenCmd(), c.pubkeyCmd(), c.versionCmd(), c.labCmd(),
 	}
 	err := c.run(ctx, args)
 	if err == nil {
@@ -120,6 +122,9 @@ func (c *CLI) run(ctx context.Context, args []string) error {
 	for _, cmd := range c.commands {
 		if cmd.name != args[0] {
 			continue
+		}
+		if cmd.raw {
+			return cmd.run(ctx, args[1:])
 		}
 		fs := flag.NewFlagSet("pantherctl "+cmd.name, flag.ContinueOnError)
 		fs.SetOutput(io.Discard)
