@@ -96,6 +96,14 @@ func orNone(s string) string {
 func (d *deployment) phase(p Phase, f func() error) error {
 	start := d.e.now()
 	d.rec.Phase = string(p)
+	if d.rec.State == journal.StateRunning {
+		// Before the switch nothing else writes the record: without this, an
+		// agent killed mid-build restarts to a record that cannot say which
+		// phase it stopped in.
+		if err := d.e.j.Update(d.rec); err != nil {
+			d.e.log.Warn("journal update", "id", d.rec.ID, "phase", p, "error", err)
+		}
+	}
 	d.emit(Event{Kind: EventPhaseStarted, Phase: p})
 	err := f()
 	ev := Event{Kind: EventPhaseFinished, Phase: p, OK: err == nil, Elapsed: elapsedSince(start, d.e.now())}

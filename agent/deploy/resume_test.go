@@ -160,12 +160,15 @@ func TestResumeRunningFails(t *testing.T) {
 	w := h.submit(switchReq("d1"))
 	w.until("the build", func(ev Event) bool { return ev.Kind == EventPhaseStarted && ev.Phase == PhaseBuild })
 	h.e.Close()
-	if rec := h.record("d1"); rec.State != journal.StateRunning {
+	if rec := h.record("d1"); rec.State != journal.StateRunning || rec.Phase != string(PhaseBuild) {
 		t.Fatalf("record after the agent stopped mid-build = %+v", *rec)
 	}
 	h.start()
 	res := h.watch("d1").result()
 	wantOutcome(t, res, journal.StateFailed, "the agent stopped before the switch", "nothing was changed")
+	if res.FailedPhase != PhaseBuild {
+		t.Errorf("failed phase %q, want %q", res.FailedPhase, PhaseBuild)
+	}
 	if got := h.nix.callsWith("set-profile"); len(got) != 0 {
 		t.Errorf("profile changed: %q", got)
 	}
