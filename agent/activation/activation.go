@@ -15,6 +15,8 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -28,9 +30,21 @@ type Runner interface {
 // ExecRunner runs commands with os/exec.
 type ExecRunner struct{}
 
+// killWaitDelay is how long Run waits for the output of a command killed
+// because its context ended.
+const killWaitDelay = 2 * time.Second
+
 // Run implements Runner.
 func (ExecRunner) Run(ctx context.Context, argv []string, onLine func(string)) (int, error) {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	// When ctx ends, kill the command's whole process group: its children
+	// (a dry-activate's scripts) inherit the output pipe, and killing only
+	// the command left Wait waiting for them, so a deployment whose
+	// controller went away stayed busy until they ended. WaitDelay covers
+	// children that left the group.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = killWaitDelay
 	pr, pw := io.Pipe()
 	cmd.Stdout = pw
 	cmd.Stderr = pw
