@@ -83,13 +83,25 @@ func sweepStaleCgroups(root, owner string) error {
 		if _, err := strconv.Atoi(pid); err != nil {
 			continue // another owner whose name starts with ours
 		}
-		if _, err := os.Stat("/proc/" + pid); errors.Is(err, fs.ErrNotExist) {
+		if processGone(pid) {
 			if err := removeCgroup(filepath.Join(root, e.Name()), 5*time.Second); err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// processGone reports whether the process has exited; a zombie nobody has
+// reaped yet counts as exited.
+func processGone(pid string) bool {
+	stat, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return true
+	}
+	// pid (comm) state ...; comm may contain spaces and parentheses.
+	i := strings.LastIndexByte(string(stat), ')')
+	return i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z'
 }
 
 // RemoveStale removes what sandboxes of owner (see Options.Owner) left
