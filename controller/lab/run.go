@@ -155,6 +155,10 @@ func report(stdio IO, err error) int {
 		}
 		return ExitMissing
 	}
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintln(stdio.Stderr, "panther-lab: interrupted; what it started is stopped")
+		return ExitFailed
+	}
 	fmt.Fprintln(stdio.Stderr, "panther-lab: "+err.Error())
 	return ExitFailed
 }
