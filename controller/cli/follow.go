@@ -36,6 +36,10 @@ type reporter struct {
 	// On a terminal: the live display and this host's line in it.
 	live *live
 	hl   *hostLine
+	// seen is the time of the newest event shown. A stream reattached with
+	// Watch replays the deployment from its start; what was shown already
+	// is not shown again.
+	seen time.Time
 }
 
 func (r *reporter) line(format string, args ...any) {
@@ -138,7 +142,9 @@ func (r *reporter) follow(st client.Stream, f *followed) error {
 		if err != nil {
 			return err
 		}
-		r.event(ev)
+		if r.fresh(ev) {
+			r.event(ev)
+		}
 		switch e := ev.Event.(type) {
 		case *agentv1.DeployEvent_Summary:
 			f.summary = e.Summary
@@ -148,6 +154,22 @@ func (r *reporter) follow(st client.Stream, f *followed) error {
 			f.result = e.Result
 		}
 	}
+}
+
+// fresh reports whether ev is newer than every event shown so far (events
+// without a time always are), and if so remembers it as the newest.
+func (r *reporter) fresh(ev *agentv1.DeployEvent) bool {
+	if ev.GetTime() == nil {
+		return true
+	}
+	t := ev.GetTime().AsTime()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !t.After(r.seen) {
+		return false
+	}
+	r.seen = t
+	return true
 }
 
 // retriable reports whether a broken stream is worth reattaching to: the
