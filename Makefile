@@ -29,11 +29,11 @@ demo: build ## As root: the whole flow on this machine (tailnet + 3 sandboxed ho
 
 .PHONY: test
 test: ## Run every test (real nix, systemd sandboxes and tailnet need root; see README).
-	$(GO) test -count=1 -timeout 75m ./...
+	$(GO) test -tags $(TAGS) -count=1 -timeout 75m ./...
 
 .PHONY: test-short
 test-short: ## Run the fast unit tests only.
-	$(GO) test -short ./...
+	$(GO) test -tags $(TAGS) -short ./...
 
 .PHONY: tools
 tools: ## Install buf and the protoc plugins at pinned versions.
@@ -51,17 +51,42 @@ proto-check: proto ## Fail when the committed generated code is stale.
 
 .PHONY: lint
 lint: ## go vet, gofmt and buf lint.
-	$(GO) vet ./...
+	$(GO) vet -tags $(TAGS) ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); [ -z "$$out" ] || { echo "gofmt needed: $$out"; exit 1; }
 	PATH="$(GOBIN):$$PATH" buf lint
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 1m).
-	@for pkg in $$($(GO) list ./...); do \
-	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
-	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-1m} $$pkg || exit 1; \
+	@for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+	  for f in $$(grep -h '^func Fuzz' $$dir/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+	    echo "== $$dir $$f"; $(GO) test -tags $(TAGS) -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-1m} $$dir || exit 1; \
 	  done; \
 	done
+
+# The benchmarks run in groups, each with the -benchtime (samples) it needs;
+# their raw output lands in BENCH_OUT, and benchreport turns it into the table.
+BENCH_OUT ?= $(BIN)/bench.out
+BENCH_ENV := TS_NO_LOGS_NO_SUPPORT=true
+
+.PHONY: bench
+bench: ## As root: measure the figures with goals (~20 min) and write docs/BENCHMARKS.md.
+	@mkdir -p $(BIN) docs
+	@echo "benchmarks running (full output in $(BENCH_OUT))"
+	@{ \
+	  echo "bench-env: date: $$(date -u +%Y-%m-%dT%H:%M:%SZ)"; \
+	  echo "bench-env: commit: $$(git describe --always --dirty 2>/dev/null)"; \
+	  echo "bench-env: cores: $$(nproc)"; \
+	  echo "bench-env: memory: $$(free -m | awk '/^Mem:/ {print $$2 " MiB"}')"; \
+	  echo "bench-env: kernel: $$(uname -r)"; \
+	  echo "bench-env: go: $$($(GO) env GOVERSION)"; \
+	  echo "bench-env: load average at start: $$(cat /proc/loadavg)"; \
+	  $(BENCH_ENV) $(GO) test -run '^$$' -bench '^Benchmark(NoopDeploy|ColdStart|Upload)$$' -benchtime 10x -timeout 30m ./controller/e2e; \
+	  $(BENCH_ENV) $(GO) test -run '^$$' -bench '^Benchmark(FanOut|DeadlineToRollback)$$' -benchtime 3x -timeout 30m ./controller/e2e; \
+	  $(BENCH_ENV) $(GO) test -run '^$$' -bench '^BenchmarkAgentIdle$$' -benchtime 1x -timeout 10m ./controller/e2e; \
+	  $(BENCH_ENV) $(GO) test -run '^$$' -bench '^BenchmarkColdStartPersisted/tailnet$$' -benchtime 10x -timeout 10m ./pkg/tailnet; \
+	  echo "bench-env: load average at end: $$(cat /proc/loadavg)"; \
+	} 2>&1 | tee $(BENCH_OUT) | grep --line-buffered -E '^(Benchmark|--- FAIL|FAIL|ok )' || true
+	$(GO) run ./controller/e2e/benchreport -o docs/BENCHMARKS.md $(BENCH_OUT)
 
 .PHONY: clean
 clean: ## Remove built binaries.
