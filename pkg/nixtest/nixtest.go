@@ -20,6 +20,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Variants of the lab flake.
@@ -39,6 +40,27 @@ const (
 	WebBroken      = "web-broken"      // lab-web answers 500 and stays active
 )
 
+// Slow variants: as good, with one step that takes seconds, so that a test
+// can act (kill a process, cut the network) in the middle of that step.
+// Variants does not list them.
+const (
+	SlowBuild  = "slow-build"  // the builder sleeps SlowBuildDelay (salt it: a built path is not built again)
+	SlowDry    = "slow-dry"    // dry-activate sleeps SlowDryDelay
+	SlowSwitch = "slow-switch" // switch pauses SlowSwitchDelay with the new units installed, before /run/current-system moves
+)
+
+// How long the slow variants' steps take (set in the flake's flake.nix).
+const (
+	SlowBuildDelay  = 8 * time.Second
+	SlowDryDelay    = 8 * time.Second
+	SlowSwitchDelay = 4 * time.Second
+)
+
+// Salted names variant with a salt for hosts.json: the same system, but a
+// store path of its own that nix has not built yet (on the machine or in
+// any sandbox), for a test that needs the build itself to run.
+func Salted(variant, salt string) string { return variant + "+" + salt }
+
 // Names the lab flake's systems use.
 const (
 	HelloUnit   = "lab-hello.service"
@@ -57,7 +79,7 @@ const (
 	CurrentSystem = "/run/current-system"
 )
 
-// Variants returns every variant name, sorted.
+// Variants returns every variant name but the slow ones, sorted.
 func Variants() []string {
 	return []string{ActivationFail, BuildFail, CutNetwork, DryFail, EvalError, Good, GoodV2,
 		RebootRequired, RestartAgent, UnitFail, Warnings, WebBroken, WebOK}

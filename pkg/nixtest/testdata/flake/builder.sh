@@ -11,11 +11,19 @@ if [ -n "$failBuild" ]; then
 	exit 1
 fi
 
+if [ -n "${buildDelay:-}" ]; then
+	echo "lab: slow build: sleeping ${buildDelay}s"
+	sleep "$buildDelay"
+fi
+
 mkdir -p "$out/bin" "$out/etc/systemd/system" "$out/lab" "$out/share/lab-web"
 printf '%s\n' "$version" >"$out/nixos-version"
 printf '%s\n' "$host" >"$out/etc/hostname"
 printf '%s\n' "$variant" >"$out/lab/variant"
 printf '%s\n' "$runnerNetns" >"$out/lab/runner-netns"
+# Slow steps of switch-to-configuration (variants slow-dry, slow-switch).
+printf '%s\n' "${dryDelay:-0}" >"$out/lab/dry-delay"
+printf '%s\n' "${switchDelay:-0}" >"$out/lab/switch-delay"
 for f in $units; do
 	name=$(basename "$f")
 	name=${name#*-} # strip the store hash

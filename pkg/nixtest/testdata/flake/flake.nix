@@ -1,7 +1,8 @@
 # The panther lab flake: NixOS-shaped hosts without nixpkgs or any input.
 #
-# hosts.json maps each host to a variant; lab.json holds the system and the
-# network namespace of the test runner (switch never touches links there).
+# hosts.json maps each host to a variant ("<variant>+<salt>": the variant,
+# built afresh); lab.json holds the system and the network namespace of the
+# test runner (switch never touches links there).
 # nixosConfigurations.<host>.config.system.build.toplevel is a real
 # derivation built by /bin/sh in ~0.1 s; its bin/switch-to-configuration
 # does real systemd work (see switch-to-configuration.sh).
@@ -44,11 +45,19 @@
         cut-network = { units = base; };
         web-ok = { units = base ++ [ web ]; };
         web-broken = { units = base ++ [ webBroken ]; };
+        # Slow steps, for tests that act in the middle of one (seconds).
+        slow-build = { units = base; delays.buildDelay = 8; };
+        slow-dry = { units = base; delays.dryDelay = 8; };
+        slow-switch = { units = base; delays.switchDelay = 4; };
       };
 
-      toplevel = host: variant: v:
+      toplevel = host: variant: salt: v:
         let
-          drv = derivation {
+          # A salt ("<variant>+<salt>" in hosts.json) makes a new store path
+          # that nix must build again; the delays make a step slow.
+          extra = (if salt == "" then { } else { inherit salt; })
+            // builtins.mapAttrs (_: toString) (v.delays or { });
+          drv = derivation ({
             # No "-<letters>" at the end: nix would read it as an output
             # name (diff-closures strips it from the version).
             name = "nixos-system-${host}-26.05.lab_${builtins.replaceStrings [ "-" ] [ "_" ] variant}";
@@ -62,7 +71,7 @@
             webServer = ./web/server.py;
             failBuild = if v.failBuild or false then "1" else "";
             runnerNetns = lab.runnerNetns;
-          };
+          } // extra);
           # Print the warnings as NixOS does when the toplevel is forced
           # (foldl' is strict, so they come out in list order).
           warn = x: w: builtins.trace "warning: ${w}" x;
@@ -71,8 +80,11 @@
         then throw "panther lab: evaluation of ${host} fails on purpose (variant eval-error)"
         else builtins.foldl' warn drv (v.warnings or [ ]);
 
-      host = name: variant:
+      host = name: spec:
         let
+          salted = builtins.match "([^+]*)[+](.*)" spec;
+          variant = if salted == null then spec else builtins.elemAt salted 0;
+          salt = if salted == null then "" else builtins.elemAt salted 1;
           v = variants.${variant} or (throw "panther lab: host ${name} has unknown variant ${variant}");
         in
         {
@@ -80,7 +92,7 @@
             networking.hostName = name;
             system.nixos.version = "26.05.lab-${variant}";
             warnings = v.warnings or [ ];
-            system.build.toplevel = toplevel name variant v;
+            system.build.toplevel = toplevel name variant salt v;
           };
         };
     in

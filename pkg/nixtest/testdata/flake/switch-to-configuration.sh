@@ -16,7 +16,10 @@
 # /run/current-system names the active generation; the units of a
 # generation are its etc/systemd/system/*.service. If the file
 # /etc/panther-lab/fail-activation exists, switch/test of every variant
-# reports a failed activation (exit 2).
+# reports a failed activation (exit 2). Variant slow-dry sleeps in
+# dry-activate, slow-switch in the middle of the activation (the new units
+# installed, /run/current-system not yet moved), for the seconds in
+# lab/dry-delay and lab/switch-delay.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 set -u
 
@@ -124,6 +127,11 @@ activate() {
 	for u in $(units_in "$new_dir"); do
 		cp "$new_dir/$u" "$unit_dir/.$u.tmp" && mv "$unit_dir/.$u.tmp" "$unit_dir/$u"
 	done
+	delay=$(cat "$top/lab/switch-delay" 2>/dev/null || echo 0)
+	if [ "${delay:-0}" != 0 ]; then
+		say "lab: slow switch: pausing the activation for ${delay}s"
+		sleep "$delay"
+	fi
 	if [ -e /etc/panther-lab/fail-activation ] || [ "$variant" = activation-fail ]; then
 		say "activation script failed (lab variant $variant)"
 		res=2
@@ -168,6 +176,11 @@ dry-activate)
 	if [ "$variant" = dry-fail ]; then
 		say "error: dry activation failed: lab variant dry-fail refuses to activate"
 		exit 1
+	fi
+	delay=$(cat "$top/lab/dry-delay" 2>/dev/null || echo 0)
+	if [ "${delay:-0}" != 0 ]; then
+		say "lab: slow dry-activate: sleeping ${delay}s"
+		sleep "$delay"
 	fi
 	plan
 	[ -z "$to_stop" ] || say "would stop the following units: $(commas $to_stop)"
