@@ -118,13 +118,18 @@ func (d *deployment) phase(p Phase, f func() error) error {
 func (d *deployment) finish(state journal.State, reason string) {
 	d.rec.State = state
 	d.rec.Reason = reason
+	// The result line is in the log before the record turns final: whoever
+	// stops reading the log when the record is final (logs --follow) gets
+	// the whole of it.
+	ev := Event{Kind: EventResult, Result: d.e.resultOf(d.rec), DeploymentID: d.rec.ID, Time: d.e.now()}
+	d.e.appendLog(d.rec.ID, formatEvent(ev))
 	if err := d.e.j.Update(d.rec); err != nil {
 		d.e.log.Error("journal update", "id", d.rec.ID, "error", err)
 	}
 	d.e.mu.Lock()
 	d.e.releaseLocked(d.rec.ID)
 	d.e.mu.Unlock()
-	d.emit(Event{Kind: EventResult, Result: d.e.resultOf(d.rec)})
+	d.publish(ev, false)
 	d.e.log.Info("deployment finished", "id", d.rec.ID, "state", state, "reason", reason)
 	d.e.prune()
 }
