@@ -5,6 +5,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/pantheros/panther/pkg/tailnet"
 )
 
 // rpcError turns an agent's gRPC error into one line and an exit code.
@@ -27,7 +29,8 @@ func rpcError(host string, err error) error {
 	case codes.FailedPrecondition:
 		return exitf(ExitRefused, "%s: %s", host, st.Message())
 	case codes.Unavailable, codes.DeadlineExceeded:
-		if strings.Contains(st.Message(), "no such host") || strings.Contains(st.Message(), "unknown peer") {
+		// The dialer's error reaches us as text inside gRPC's status.
+		if strings.Contains(st.Message(), "no such host") || strings.Contains(st.Message(), tailnet.ErrUnknownPeer.Error()) {
 			return exitf(ExitError, "%s is not a peer on the tailnet: check the name, or set its tailnetName in panther.json if it differs from the flake's host name", host)
 		}
 		return exitf(ExitError, "cannot reach %s over the tailnet (%s): is the host online and panther-agent running? ('pantherctl status %s')", host, st.Message(), host)
