@@ -37,7 +37,7 @@ buildGo126Module {
   #     and copy the hash from the "got:" line;
   #   - offline, from a filled module cache: in a scratch copy of the repo run
   #     `GOFLAGS=-mod=mod go mod vendor -o /tmp/vendor && nix hash path /tmp/vendor`.
-  vendorHash = "sha256-ScW/tyflMHxdEC8BCjXAYv9Sr1xisByqz/N+XDOW/jg=";
+  vendorHash = "sha256-IUTScXUcWhAtke4SUiZXYHzwNvgfLbuafqsToG9AUos=";
 
   subPackages = [ subPackages.${command} ];
   env.CGO_ENABLED = "0";
