@@ -248,6 +248,9 @@ func (c *CLI) deploy(ctx context.Context, args []string, o *deployOpts) error {
 					hr.skipped = true
 				}
 			}
+			// The person saw which hosts failed to dry-activate and agreed
+			// to switch the ones named: those failures must not stop them.
+			b.stopped = false
 		}
 	}
 	canary := o.canary
