@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,6 +36,12 @@ on PATH ('make build' builds it). 'pantherctl lab --help' lists panther-lab's fl
 func (c *CLI) lab(ctx context.Context, args []string) error {
 	bin, err := findLabBinary()
 	if err != nil {
+		if len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+			// Help needs no lab: say what it is and how to get it.
+			cmd := c.labCmd()
+			fmt.Fprintf(c.io.Stdout, "Usage: pantherctl %s\n\n%s\n\n%s\n\n%s\n", cmd.usage, cmd.short, cmd.long, err)
+			return nil
+		}
 		return err
 	}
 	cmd := exec.CommandContext(ctx, bin, args...)
