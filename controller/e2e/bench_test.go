@@ -139,7 +139,13 @@ func benchCtlLogs(tb testing.TB, f *fleettest.Fleet, r benchRun) map[string][]be
 		if err != nil {
 			tb.Fatalf("controller log of %s: %v", s.Host, err)
 		}
-		logs[s.Host] = benchParseLines(string(b), time.RFC3339Nano)
+		// Runs in the same second share a log file (its name has the time
+		// to the second) and append to it: keep this run's lines only.
+		for _, l := range benchParseLines(string(b), time.RFC3339Nano) {
+			if !l.t.Before(r.start) {
+				logs[s.Host] = append(logs[s.Host], l)
+			}
+		}
 	}
 	return logs
 }
@@ -301,7 +307,9 @@ const benchNixConfig = "experimental-features = nix-command flakes\nsandbox = fa
 // benchHandScript runs, by hand, the steps an agent runs for a deploy of host
 // from flake ref $1 attribute $2, printing a time stamp (µs) before, between
 // and after them: nix build, dry-activate, nix-env --set and a switch in a
-// transient unit (systemd-run --wait --collect, unit $3).
+// transient unit (systemd-run --wait --collect, unit $3). Then, apart, it
+// times the commands the agent runs besides those steps: the two evals of
+// its validate phase and one nix-env --list-generations.
 const benchHandScript = `set -e
 now() { echo "${EPOCHREALTIME/./}"; }
 t0=$(now)
@@ -314,7 +322,13 @@ nix-env -p /nix/var/nix/profiles/system --set "$top"
 t3=$(now)
 systemd-run --quiet --wait --collect --unit="$3" "$top/bin/switch-to-configuration" switch
 t4=$(now)
-echo "$t0 $t1 $t2 $t3 $t4"
+nix eval --json "$1#nixosConfigurations" --apply builtins.attrNames >/dev/null
+t5=$(now)
+nix eval --json "$1#nixosConfigurations.$2.config.warnings" >/dev/null
+t6=$(now)
+nix-env -p /nix/var/nix/profiles/system --list-generations >/dev/null
+t7=$(now)
+echo "$t0 $t1 $t2 $t3 $t4 $t5 $t6 $t7"
 `
 
 // benchByHand is one run of benchHandScript inside a host.
@@ -322,6 +336,8 @@ type benchByHand struct {
 	total                   time.Duration // the four steps, timed inside the host
 	build, dry, profile, sw time.Duration
 	enter                   time.Duration // nsenter and bash around them, not in total
+	// What the agent runs besides, timed apart (not in total).
+	evalHosts, evalWarnings, listGenerations time.Duration
 }
 
 func benchRunByHand(tb testing.TB, h *fleettest.Host, flakeRef, attr string) benchByHand {
@@ -339,12 +355,13 @@ func benchRunByHand(tb testing.TB, h *fleettest.Host, flakeRef, attr string) ben
 	if err != nil {
 		tb.Fatalf("by hand in %s: %v\n%s%s", h.Name, err, out.String(), errb.String())
 	}
-	var t [5]int64
-	if n, _ := fmt.Sscan(strings.TrimSpace(out.String()), &t[0], &t[1], &t[2], &t[3], &t[4]); n != 5 {
+	var t [8]int64
+	if n, _ := fmt.Sscan(strings.TrimSpace(out.String()), &t[0], &t[1], &t[2], &t[3], &t[4], &t[5], &t[6], &t[7]); n != len(t) {
 		tb.Fatalf("by hand in %s: no time stamps in %q", h.Name, out.String())
 	}
 	us := func(i, j int) time.Duration { return time.Duration(t[j]-t[i]) * time.Microsecond }
-	return benchByHand{total: us(0, 4), build: us(0, 1), dry: us(1, 2), profile: us(2, 3), sw: us(3, 4), enter: outside - us(0, 4)}
+	return benchByHand{total: us(0, 4), build: us(0, 1), dry: us(1, 2), profile: us(2, 3), sw: us(3, 4),
+		enter: outside - us(0, 7), evalHosts: us(4, 5), evalWarnings: us(5, 6), listGenerations: us(6, 7)}
 }
 
 func benchRandHex(n int) string {
@@ -504,6 +521,9 @@ func BenchmarkNoopDeploy(b *testing.B) {
 		s.addDur("ms/hand.profile", hand.profile)
 		s.addDur("ms/hand.switch", hand.sw)
 		s.addDur("ms/hand.enter", hand.enter)
+		s.addDur("ms/hand.eval-hosts", hand.evalHosts)
+		s.addDur("ms/hand.eval-warnings", hand.evalWarnings)
+		s.addDur("ms/hand.list-generations", hand.listGenerations)
 	}
 	benchContention(b, cpu0)
 	s.report(b)
