@@ -589,8 +589,9 @@ func ftWantUploadAbandoned(t *testing.T, h *fleettest.Host, known, sources []str
 }
 
 // ftCtl is a pantherctl running in the background that a case acts on:
-// it reads what pantherctl printed so far, freezes, wakes or kills it.
-// (fleettest's Ctl runs pantherctl to its end.)
+// it reads what pantherctl printed so far (stderr too: the prompt), freezes,
+// wakes or kills it. fleettest.StartCtl cannot give pantherctl a terminal
+// or send it other signals than SIGKILL; should it learn to, this can go.
 type ftCtl struct {
 	args  []string
 	cmd   *exec.Cmd
