@@ -644,6 +644,7 @@ func BenchmarkFanOut(b *testing.B) {
 		fan := benchMustCtl(b, f, all...)
 		m1, sb1 := benchMachineCPU(b), benchSandboxCPU()
 		single := benchMustCtl(b, f, one...)
+		sb2 := benchSandboxCPU()
 		s.addDur("ms/fan-out-32", fan.elapsed())
 		s.addDur("ms/one-host", single.elapsed())
 		s.add("MB/peak-rss", float64(fan.maxRSS)/(1<<20))
@@ -651,6 +652,7 @@ func BenchmarkFanOut(b *testing.B) {
 		s.add("cpu-s/pantherctl", fan.cpu.Seconds())
 		if sb0 >= 0 && sb1 >= 0 {
 			s.add("cpu-s/hosts", (sb1 - sb0).Seconds())
+			s.add("cpu-s/one-host", (sb2 - sb1 + single.cpu).Seconds())
 		}
 		s.add("%machine-busy-fan-out", benchBusy(m0, m1))
 		var durs []float64
