@@ -38,6 +38,27 @@ func (a nixAdapter) Warnings(ctx context.Context, flakeRef, host string) ([]stri
 	return a.n.Warnings(ctx, flakeRef, host)
 }
 
+func (a nixAdapter) HostInfo(ctx context.Context, flakeRef, host string) ([]string, []string, error) {
+	return a.n.HostInfo(ctx, flakeRef, host)
+}
+
+// CurrentGeneration reads the profile link; nix-env only when that fails.
+func (a nixAdapter) CurrentGeneration(ctx context.Context, profile string) (int64, error) {
+	if n, err := nix.CurrentGeneration(profile); err == nil {
+		return int64(n), nil
+	}
+	gens, err := a.n.Generations(ctx, profile)
+	if err != nil {
+		return 0, err
+	}
+	for _, g := range gens {
+		if g.Current {
+			return int64(g.Number), nil
+		}
+	}
+	return 0, nil
+}
+
 func (a nixAdapter) SetProfile(ctx context.Context, profile, storePath string) error {
 	return a.n.SetProfile(ctx, profile, storePath)
 }
@@ -99,3 +120,10 @@ func (h *healthAdapter) Check(ctx context.Context, baseline any, extraCritical [
 func (h *healthAdapter) Status(ctx context.Context) (string, []string, error) {
 	return h.c.Status(ctx)
 }
+
+// The adapter offers the engine's optional fast paths (one evaluation for
+// hosts and warnings; the generation number from the profile link).
+var _ interface {
+	HostInfo(ctx context.Context, flakeRef, host string) ([]string, []string, error)
+	CurrentGeneration(ctx context.Context, profile string) (int64, error)
+} = nixAdapter{}

@@ -27,7 +27,7 @@ type Options struct {
 	DefaultConfirm time.Duration // confirmation window; default 60s
 	MaxConfirm     time.Duration // longest window a request may ask for; default 15m
 	Retention      int           // finished deployments kept; default 50
-	PollInterval   time.Duration // how often a running switch is polled; default 100ms
+	PollInterval   time.Duration // how often a running switch's exit file is checked; default 20ms
 	UnitPrefix     string        // transient unit name prefix; default "panther-"
 }
 
@@ -51,7 +51,7 @@ func (o *Options) setDefaults() {
 		o.Retention = 50
 	}
 	if o.PollInterval == 0 {
-		o.PollInterval = 100 * time.Millisecond
+		o.PollInterval = 20 * time.Millisecond
 	}
 	if o.UnitPrefix == "" {
 		o.UnitPrefix = "panther-"
@@ -513,6 +513,20 @@ func (e *Engine) currentSystem() string {
 		return ""
 	}
 	return p
+}
+
+// unitCheckEvery is how often a running switch's unit is asked about.
+const unitCheckEvery = 500 * time.Millisecond
+
+// currentGenNumber is the profile's current generation (0 if none).
+func (e *Engine) currentGenNumber(ctx context.Context) int64 {
+	if gr, ok := e.nix.(generationReader); ok {
+		if n, err := gr.CurrentGeneration(ctx, e.opts.Profile); err == nil {
+			return n
+		}
+	}
+	n, _ := e.currentGeneration(ctx)
+	return n
 }
 
 func (e *Engine) currentGeneration(ctx context.Context) (int64, []Generation) {

@@ -151,16 +151,23 @@ func (d *deployment) pipeline(ctx context.Context, stopLink func() bool, req Req
 	var newPath string
 	var warnings []string
 	err := d.phase(PhaseValidate, func() error {
-		hosts, err := e.nix.Hosts(ctx, req.FlakeRef)
-		if err != nil {
+		var hosts []string
+		var err error
+		if hi, ok := e.nix.(hostInspector); ok {
+			// One evaluation for both: it is most of this phase's time.
+			if hosts, warnings, err = hi.HostInfo(ctx, req.FlakeRef, req.FlakeAttr); err != nil {
+				return fmt.Errorf("evaluating the flake: %w", err)
+			}
+		} else if hosts, err = e.nix.Hosts(ctx, req.FlakeRef); err != nil {
 			return fmt.Errorf("evaluating the flake: %w", err)
 		}
 		if !slices.Contains(hosts, req.FlakeAttr) {
 			return fmt.Errorf("%w: %q is not in nixosConfigurations (hosts: %s)", ErrUnknownHost, req.FlakeAttr, strings.Join(hosts, ", "))
 		}
-		warnings, err = e.nix.Warnings(ctx, req.FlakeRef, req.FlakeAttr)
-		if err != nil {
-			return fmt.Errorf("evaluating config.warnings: %w", err)
+		if _, ok := e.nix.(hostInspector); !ok {
+			if warnings, err = e.nix.Warnings(ctx, req.FlakeRef, req.FlakeAttr); err != nil {
+				return fmt.Errorf("evaluating config.warnings: %w", err)
+			}
 		}
 		for _, w := range warnings {
 			d.emit(Event{Kind: EventWarning, Line: w})
@@ -232,7 +239,7 @@ func (d *deployment) dryActivate(ctx context.Context, newPath string, warnings [
 	sum := &Summary{NewPath: newPath, Warnings: warnings, NewVersion: readVersion(newPath)}
 	sum.CurrentPath = e.currentSystem()
 	sum.CurrentVersion = readVersion(sum.CurrentPath)
-	sum.CurrentGeneration, _ = e.currentGeneration(ctx)
+	sum.CurrentGeneration = e.currentGenNumber(ctx)
 	err := d.phase(PhaseDryActivate, func() error {
 		err := e.act.DryActivate(ctx, newPath, func(l string) {
 			parseDryActivateLine(l, sum)
@@ -300,7 +307,7 @@ func (d *deployment) switchTo(ctx context.Context, target, mode string, confirm 
 	e := d.e
 	rec := d.rec
 	var baseline any
-	prevGen, _ := e.currentGeneration(ctx)
+	prevGen := e.currentGenNumber(ctx)
 	rec.PreviousPath = e.currentSystem()
 	rec.PreviousGeneration = prevGen
 	rec.NewPath = target
@@ -329,7 +336,7 @@ func (d *deployment) switchTo(ctx context.Context, target, mode string, confirm 
 		if err := e.nix.SetProfile(ctx, e.opts.Profile, target); err != nil {
 			return fmt.Errorf("setting the system profile: %w", err)
 		}
-		if g, _ := e.currentGeneration(ctx); g != 0 {
+		if g := e.currentGenNumber(ctx); g != 0 {
 			rec.NewGeneration = g
 			e.j.Update(rec)
 		}
@@ -473,7 +480,7 @@ func (d *deployment) waitUnit(ctx context.Context, unit, exitPath string, p Phas
 	}
 	tick := time.NewTicker(e.opts.PollInterval)
 	defer tick.Stop()
-	polls := 0
+	lastCheck := e.now()
 	goneSince := time.Time{}
 	for {
 		follow()
@@ -484,8 +491,10 @@ func (d *deployment) waitUnit(ctx context.Context, unit, exitPath string, p Phas
 				return code, nil
 			}
 		}
-		polls++
-		if polls%5 == 0 {
+		// Ask systemd whether the unit still runs only now and then: the
+		// exit file is the normal way to learn the end.
+		if now := e.now(); now.Sub(lastCheck) >= unitCheckEvery {
+			lastCheck = now
 			active, err := e.act.UnitActive(ctx, unit)
 			if err == nil && !active {
 				if goneSince.IsZero() {
@@ -525,7 +534,7 @@ func (d *deployment) rollback(ctx context.Context, reason string) {
 		if err := e.nix.SetProfile(ctx, e.opts.Profile, prev); err != nil {
 			return fmt.Errorf("setting the system profile back: %w", err)
 		}
-		if g, _ := e.currentGeneration(ctx); g != 0 {
+		if g := e.currentGenNumber(ctx); g != 0 {
 			rec.RollbackGeneration = g
 			e.j.Update(rec)
 		}

@@ -16,6 +16,18 @@ type Nix interface {
 	Generations(ctx context.Context, profile string) ([]Generation, error)
 }
 
+// hostInspector is an optional fast path of Nix: the flake's hosts and one
+// host's warnings in a single evaluation (warnings nil if the host is absent).
+type hostInspector interface {
+	HostInfo(ctx context.Context, flakeRef, host string) (hosts, warnings []string, err error)
+}
+
+// generationReader is an optional fast path of Nix: the profile's current
+// generation number without listing every generation.
+type generationReader interface {
+	CurrentGeneration(ctx context.Context, profile string) (int64, error)
+}
+
 // Generation is one generation of the system profile.
 type Generation struct {
 	Number  int64

@@ -20,7 +20,7 @@ type Status struct {
 func (e *Engine) Status(ctx context.Context) Status {
 	st := Status{CurrentPath: e.currentSystem()}
 	st.Version = readVersion(st.CurrentPath)
-	st.CurrentGeneration, _ = e.currentGeneration(ctx)
+	st.CurrentGeneration = e.currentGenNumber(ctx)
 	e.mu.Lock()
 	st.Active = e.active
 	e.mu.Unlock()

@@ -82,6 +82,24 @@ func (n *Nix) Warnings(ctx context.Context, flakeRef, host string) ([]string, er
 	return warnings, nil
 }
 
+// HostInfo returns the flake's nixosConfigurations names and, when host is
+// among them, its config.warnings — in one evaluation instead of the two of
+// Hosts and Warnings. warnings is nil when host is not in the flake.
+func (n *Nix) HostInfo(ctx context.Context, flakeRef, host string) (hosts, warnings []string, err error) {
+	if err := CheckHost(host); err != nil {
+		return nil, nil, err
+	}
+	var out struct {
+		Hosts    []string `json:"hosts"`
+		Warnings []string `json:"warnings"`
+	}
+	apply := fmt.Sprintf(`cs: { hosts = builtins.attrNames cs; warnings = if builtins.hasAttr "%s" cs then (builtins.getAttr "%s" cs).config.warnings else null; }`, host, host)
+	if err := n.evalJSON(ctx, &out, flakeRef+"#nixosConfigurations", "--apply", apply); err != nil {
+		return nil, nil, fmt.Errorf("hosts and warnings of %s: %w", flakeRef, err)
+	}
+	return out.Hosts, out.Warnings, nil
+}
+
 // evalJSON runs `nix eval --json <installable> [args]` into v.
 func (n *Nix) evalJSON(ctx context.Context, v any, installable string, args ...string) error {
 	argv := append([]string{n.nix, "eval", "--json", installable}, args...)

@@ -45,6 +45,15 @@ func TestRealBuildAndEval(t *testing.T) {
 	if err != nil || len(warnings) != 2 {
 		t.Errorf("Warnings(beta) = %q, %v", warnings, err)
 	}
+	// HostInfo answers both in one evaluation.
+	hosts, warnings, err = n.HostInfo(ctx, ref, "beta")
+	if err != nil || !slices.Equal(hosts, []string{"alpha", "beta", "delta", "gamma"}) || len(warnings) != 2 {
+		t.Errorf("HostInfo(beta) = %q, %q, %v", hosts, warnings, err)
+	}
+	hosts, warnings, err = n.HostInfo(ctx, ref, "omega")
+	if err != nil || len(hosts) != 4 || warnings != nil {
+		t.Errorf("HostInfo(omega) = %q, %q, %v; want the hosts and no warnings", hosts, warnings, err)
+	}
 
 	top := func(host string) string {
 		i, err := nix.Toplevel(ref, host)
@@ -117,6 +126,9 @@ func TestRealProfile(t *testing.T) {
 	gens, err := n.Generations(ctx, profile)
 	if err != nil {
 		t.Fatalf("Generations: %v", err)
+	}
+	if cur, err := nix.CurrentGeneration(profile); err != nil || cur != 2 {
+		t.Errorf("CurrentGeneration = %d, %v; want 2 (from the profile link)", cur, err)
 	}
 	type gen struct {
 		Number  int

@@ -22,6 +22,26 @@ type Generation struct {
 	Path string
 }
 
+// CurrentGeneration reads the number of profile's current generation from
+// its link (<profile> -> <name>-<N>-link), as nix-env does, without running
+// nix. It returns 0 and an error when the profile has no generation yet.
+func CurrentGeneration(profile string) (int, error) {
+	target, err := os.Readlink(profile)
+	if err != nil {
+		return 0, err
+	}
+	base := filepath.Base(target)
+	prefix := filepath.Base(profile) + "-"
+	if !strings.HasPrefix(base, prefix) || !strings.HasSuffix(base, "-link") {
+		return 0, fmt.Errorf("%w: %s points at %s, not a generation link", ErrParse, profile, target)
+	}
+	n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(base, prefix), "-link"))
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%w: generation number in %s", ErrParse, target)
+	}
+	return n, nil
+}
+
 // SetProfile makes storePath the new current generation of profile
 // (`nix-env -p <profile> --set <storePath>`); the profile's directory must
 // exist.
