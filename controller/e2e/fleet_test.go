@@ -69,6 +69,7 @@ func TestFleet(t *testing.T) {
 	t.Run("StopAfterFirstFailure", x.stopAfterFailure)
 	t.Run("KeepGoing", x.keepGoing)
 	t.Run("OnePromptPerBatch", x.prompt)
+	t.Run("DryRunAllChangesNothing", x.dryRun)
 	t.Run("StatusManyHosts", x.status)
 	t.Run("LogsOfPastDeployments", x.logs)
 	// Last: the offline host's path takes seconds to come back.
@@ -846,5 +847,31 @@ func (x *flFleet) offline(t *testing.T) {
 	_, sums := flParseJSON(t, r)
 	if s := sums["delta"]; s.Outcome != "error" || s.ExitCode != 1 || !strings.Contains(s.Result, "delta") {
 		t.Errorf("delta (offline) summary: %+v", s)
+	}
+}
+
+// dryRun: `deploy --all --dry-run` dry-activates every host in parallel
+// and switches none.
+func (x *flFleet) dryRun(t *testing.T) {
+	x.setVariants(nixtest.GoodV2, map[string]string{"gamma": nixtest.Warnings})
+	was := map[string]string{}
+	for _, h := range flHosts {
+		was[h] = x.Hosts[h].CurrentSystem(t)
+	}
+	before := x.snapshot(t)
+
+	r := x.deploy(t, 0, "--all", "--dry-run", "--json")
+
+	x.wantAttempted(t, x.added(t, before), map[string]journal.State{
+		"alpha": journal.StateDryActivated, "beta": journal.StateDryActivated, "gamma": journal.StateDryActivated, "delta": journal.StateDryActivated,
+	})
+	_, sums := flParseJSON(t, r)
+	for _, h := range flHosts {
+		if s := sums[h]; s.Outcome != "dry activated" || s.ExitCode != 0 {
+			t.Errorf("%s dry-run summary: %+v", h, s)
+		}
+		if cur := x.Hosts[h].CurrentSystem(t); cur != was[h] {
+			t.Errorf("%s: a dry run changed the system %s → %s", h, was[h], cur)
+		}
 	}
 }
