@@ -120,17 +120,26 @@ func (c *CLI) packSource(ctx context.Context, dir string) (*os.File, archive.Pac
 }
 
 func (c *CLI) openLog(dir, mode, host string) (*os.File, string) {
-	p := filepath.Join(dir, "deploy", fmt.Sprintf("%s-%s-%s.log", mode, host, time.Now().Format("20060102-150405")))
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	base := filepath.Join(dir, "deploy", fmt.Sprintf("%s-%s-%s", mode, host, time.Now().Format("20060102-150405")))
+	if err := os.MkdirAll(filepath.Dir(base), 0o755); err != nil {
 		fmt.Fprintf(c.io.Stderr, "warning: no controller log: %v\n", err)
 		return nil, ""
 	}
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		fmt.Fprintf(c.io.Stderr, "warning: no controller log: %v\n", err)
-		return nil, ""
+	// Never share a file with another run started in the same second.
+	for i := 1; ; i++ {
+		p := base + ".log"
+		if i > 1 {
+			p = fmt.Sprintf("%s-%d.log", base, i)
+		}
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err == nil {
+			return f, p
+		}
+		if !os.IsExist(err) || i > 100 {
+			fmt.Fprintf(c.io.Stderr, "warning: no controller log: %v\n", err)
+			return nil, ""
+		}
 	}
-	return f, p
 }
 
 // selectHosts resolves the command line's hosts against the inventory.

@@ -40,3 +40,16 @@ func TestLiveLines(t *testing.T) {
 		t.Error("the log file lost the build line")
 	}
 }
+
+// Two runs for the same host and mode in the same second get their own logs.
+func TestOpenLogNeverShares(t *testing.T) {
+	c := &CLI{io: IO{Stderr: &bytes.Buffer{}}}
+	dir := t.TempDir()
+	f1, p1 := c.openLog(dir, "switch", "alpha")
+	f2, p2 := c.openLog(dir, "switch", "alpha")
+	defer f1.Close()
+	defer f2.Close()
+	if p1 == "" || p2 == "" || p1 == p2 {
+		t.Errorf("log paths %q and %q", p1, p2)
+	}
+}
