@@ -52,7 +52,7 @@ unreachable hosts are reported, not fatal (the exit code is 1 when any was).`,
 				}()
 			}
 			wg.Wait()
-			if len(rows) == 1 && !all && !strings.HasPrefix(args[0], "@") {
+			if len(rows) == 1 && !all && !strings.HasPrefix(args[0], "@") && !c.g.json {
 				if rows[0].err != nil {
 					return rows[0].err
 				}
