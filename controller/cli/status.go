@@ -120,11 +120,6 @@ func (c *CLI) status(ctx context.Context, n *network, host string) (*agentv1.Sta
 }
 
 func (c *CLI) printStatus(st *agentv1.StatusResponse) {
-	if c.g.json {
-		b, _ := protojson.Marshal(st)
-		fmt.Fprintln(c.io.Stdout, string(b))
-		return
-	}
 	w := c.io.Stdout
 	row := func(k, v string) { fmt.Fprintf(w, "%-14s %s\n", k, v) }
 	row("host", st.Host)
