@@ -218,7 +218,9 @@ func (s benchSamples) report(b *testing.B) {
 	}
 }
 
-// benchCPU is the machine's CPU time counters from /proc/stat.
+// benchCPU is the machine's CPU time counters from /proc/stat, in clock
+// ticks. Busy counts everything but idle and iowait, steal included (time
+// the hypervisor gave to other machines is not ours either).
 type benchCPU struct{ busy, total float64 }
 
 func benchMachineCPU(tb testing.TB) benchCPU {
@@ -229,10 +231,15 @@ func benchMachineCPU(tb testing.TB) benchCPU {
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	var c benchCPU
+	// user nice system idle iowait irq softirq steal guest guest_nice;
+	// guest time is already counted in user and nice.
 	for i, fld := range strings.Fields(line)[1:] {
+		if i >= 8 {
+			break
+		}
 		v, _ := strconv.ParseFloat(fld, 64)
 		c.total += v
-		if i != 3 && i != 4 { // idle, iowait
+		if i != 3 && i != 4 {
 			c.busy += v
 		}
 	}
@@ -286,11 +293,40 @@ func benchLoad1() float64 {
 	return v
 }
 
-// benchContention reports how loaded the machine was while the benchmark ran:
-// its busy CPU share over the measured window and the load average at the
-// end (other engineers' builds and tests share it).
-func benchContention(b *testing.B, from benchCPU) {
-	b.ReportMetric(benchBusy(from, benchMachineCPU(b)), "%machine-busy")
+// benchUsage is a snapshot of the machine's CPU counters and of the CPU
+// time this benchmark's own processes used so far: the test process, its
+// waited-for children (pantherctl, nsenter) and the sandboxes' cgroups.
+type benchUsage struct {
+	machine benchCPU
+	own     time.Duration
+}
+
+func benchUsageNow(tb testing.TB) benchUsage {
+	tb.Helper()
+	u := benchUsage{machine: benchMachineCPU(tb)}
+	for _, who := range []int{syscall.RUSAGE_SELF, syscall.RUSAGE_CHILDREN} {
+		var ru syscall.Rusage
+		if syscall.Getrusage(who, &ru) == nil {
+			u.own += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		}
+	}
+	if sb := benchSandboxCPU(); sb > 0 {
+		u.own += sb
+	}
+	return u
+}
+
+// benchContention reports how loaded the machine was while the benchmark
+// ran: the share of all its CPUs busy over the measured window, the share
+// busy with processes other than the benchmark's own (other engineers'
+// builds and tests share the machine), and the load average at the end.
+func benchContention(b *testing.B, from benchUsage) {
+	to := benchUsageNow(b)
+	b.ReportMetric(benchBusy(from.machine, to.machine), "%machine-busy")
+	if total := (to.machine.total - from.machine.total) / benchClockTicks; total > 0 {
+		others := (to.machine.busy-from.machine.busy)/benchClockTicks - (to.own - from.own).Seconds()
+		b.ReportMetric(max(0, 100*others/total), "%others-busy")
+	}
 	b.ReportMetric(benchLoad1(), "load1")
 }
 
@@ -308,8 +344,8 @@ const benchNixConfig = "experimental-features = nix-command flakes\nsandbox = fa
 // from flake ref $1 attribute $2, printing a time stamp (µs) before, between
 // and after them: nix build, dry-activate, nix-env --set and a switch in a
 // transient unit (systemd-run --wait --collect, unit $3). Then, apart, it
-// times the commands the agent runs besides those steps: the two evals of
-// its validate phase and one nix-env --list-generations.
+// times the command the agent runs besides those steps: the evaluation of
+// its validate phase (the host list and the host's config.warnings).
 const benchHandScript = `set -e
 now() { echo "${EPOCHREALTIME/./}"; }
 t0=$(now)
@@ -322,13 +358,9 @@ nix-env -p /nix/var/nix/profiles/system --set "$top"
 t3=$(now)
 systemd-run --quiet --wait --collect --unit="$3" "$top/bin/switch-to-configuration" switch
 t4=$(now)
-nix eval --json "$1#nixosConfigurations" --apply builtins.attrNames >/dev/null
+nix eval --json "$1#nixosConfigurations" --apply "cs: { hosts = builtins.attrNames cs; warnings = cs.$2.config.warnings; }" >/dev/null
 t5=$(now)
-nix eval --json "$1#nixosConfigurations.$2.config.warnings" >/dev/null
-t6=$(now)
-nix-env -p /nix/var/nix/profiles/system --list-generations >/dev/null
-t7=$(now)
-echo "$t0 $t1 $t2 $t3 $t4 $t5 $t6 $t7"
+echo "$t0 $t1 $t2 $t3 $t4 $t5"
 `
 
 // benchByHand is one run of benchHandScript inside a host.
@@ -336,8 +368,7 @@ type benchByHand struct {
 	total                   time.Duration // the four steps, timed inside the host
 	build, dry, profile, sw time.Duration
 	enter                   time.Duration // nsenter and bash around them, not in total
-	// What the agent runs besides, timed apart (not in total).
-	evalHosts, evalWarnings, listGenerations time.Duration
+	eval                    time.Duration // the agent's validate evaluation, apart, not in total
 }
 
 func benchRunByHand(tb testing.TB, h *fleettest.Host, flakeRef, attr string) benchByHand {
@@ -355,13 +386,13 @@ func benchRunByHand(tb testing.TB, h *fleettest.Host, flakeRef, attr string) ben
 	if err != nil {
 		tb.Fatalf("by hand in %s: %v\n%s%s", h.Name, err, out.String(), errb.String())
 	}
-	var t [8]int64
-	if n, _ := fmt.Sscan(strings.TrimSpace(out.String()), &t[0], &t[1], &t[2], &t[3], &t[4], &t[5], &t[6], &t[7]); n != len(t) {
+	var t [6]int64
+	if n, _ := fmt.Sscan(strings.TrimSpace(out.String()), &t[0], &t[1], &t[2], &t[3], &t[4], &t[5]); n != len(t) {
 		tb.Fatalf("by hand in %s: no time stamps in %q", h.Name, out.String())
 	}
 	us := func(i, j int) time.Duration { return time.Duration(t[j]-t[i]) * time.Microsecond }
 	return benchByHand{total: us(0, 4), build: us(0, 1), dry: us(1, 2), profile: us(2, 3), sw: us(3, 4),
-		enter: outside - us(0, 7), evalHosts: us(4, 5), evalWarnings: us(5, 6), listGenerations: us(6, 7)}
+		enter: outside - us(0, 5), eval: us(4, 5)}
 }
 
 func benchRandHex(n int) string {
@@ -492,7 +523,7 @@ func BenchmarkNoopDeploy(b *testing.B) {
 
 	s := benchSamples{}
 	i := 0
-	cpu0 := benchMachineCPU(b)
+	cpu0 := benchUsageNow(b)
 	for b.Loop() {
 		var ctl benchRun
 		var hand benchByHand
@@ -521,9 +552,7 @@ func BenchmarkNoopDeploy(b *testing.B) {
 		s.addDur("ms/hand.profile", hand.profile)
 		s.addDur("ms/hand.switch", hand.sw)
 		s.addDur("ms/hand.enter", hand.enter)
-		s.addDur("ms/hand.eval-hosts", hand.evalHosts)
-		s.addDur("ms/hand.eval-warnings", hand.evalWarnings)
-		s.addDur("ms/hand.list-generations", hand.listGenerations)
+		s.addDur("ms/hand.eval", hand.eval)
 	}
 	benchContention(b, cpu0)
 	s.report(b)
@@ -547,7 +576,7 @@ func BenchmarkColdStart(b *testing.B) {
 	} else {
 		s.addDur("ms/first-run-registers", first.firstOut.Sub(first.start))
 	}
-	cpu0 := benchMachineCPU(b)
+	cpu0 := benchUsageNow(b)
 	for b.Loop() {
 		r := benchMustCtl(b, f, args...)
 		if r.firstOut.IsZero() {
@@ -638,7 +667,7 @@ func BenchmarkFanOut(b *testing.B) {
 	first := time.Since(firstStart)
 
 	s := benchSamples{}
-	cpu0 := benchMachineCPU(b)
+	cpu0 := benchUsageNow(b)
 	for b.Loop() {
 		m0, sb0 := benchMachineCPU(b), benchSandboxCPU()
 		fan := benchMustCtl(b, f, all...)
@@ -738,7 +767,7 @@ func BenchmarkUpload(b *testing.B) {
 		return 0, 0, 0
 	}
 	s := benchSamples{}
-	cpu0 := benchMachineCPU(b)
+	cpu0 := benchUsageNow(b)
 	for b.Loop() {
 		if err := os.WriteFile(filepath.Join(blobs, "nonce"), []byte(benchRandHex(8)), 0o644); err != nil {
 			b.Fatal(err)
@@ -810,7 +839,7 @@ func BenchmarkAgentIdle(b *testing.B) {
 		return m
 	}
 	s := benchSamples{}
-	cpu0 := benchMachineCPU(b)
+	cpu0 := benchUsageNow(b)
 	for b.Loop() {
 		t0, c0 := time.Now(), ticks()
 		var rss []float64
