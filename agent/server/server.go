@@ -248,10 +248,30 @@ func (s *Server) request(ctx context.Context, in *agentv1.Intent, ref string) de
 	}
 }
 
+// HeartbeatInterval is how often an otherwise silent event stream carries a
+// heartbeat.
+const HeartbeatInterval = 2 * time.Second
+
 // forward streams events until the deployment awaits confirmation or ends.
 func forward(ctx context.Context, sub *deploy.Subscription, send func(*agentv1.DeployEvent) error) error {
+	beat := func() error {
+		return send(&agentv1.DeployEvent{Time: timestamppb.Now(),
+			Event: &agentv1.DeployEvent_Heartbeat{Heartbeat: &agentv1.Heartbeat{Interval: durationpb.New(HeartbeatInterval)}}})
+	}
+	// The first heartbeat tells the controller it may count on them.
+	if err := beat(); err != nil {
+		return err
+	}
 	for {
-		evs, done, err := sub.Next(ctx)
+		nctx, cancel := context.WithTimeout(ctx, HeartbeatInterval)
+		evs, done, err := sub.Next(nctx)
+		cancel()
+		if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			if err := beat(); err != nil {
+				return err
+			}
+			continue
+		}
 		if err != nil {
 			return toStatus(err)
 		}

@@ -173,11 +173,10 @@ func (c *Conn) Deploy(ctx context.Context, s Signer, in *agentv1.Intent) (Stream
 	if err != nil {
 		return nil, err
 	}
-	st, err := c.API.Deploy(ctx, &agentv1.DeployRequest{Envelope: env})
-	if err != nil {
-		return nil, err
-	}
-	return deployStream{st}, nil
+	return watch(ctx, func(ctx context.Context) (func() (*agentv1.DeployEvent, error), error) {
+		st, err := c.API.Deploy(ctx, &agentv1.DeployRequest{Envelope: env})
+		return deployStream{st}.Recv, err
+	})
 }
 
 // Rollback starts a signed rollback to generation (0 = previous).
@@ -190,20 +189,18 @@ func (c *Conn) Rollback(ctx context.Context, s Signer, id string, generation int
 	if err != nil {
 		return nil, err
 	}
-	st, err := c.API.Rollback(ctx, &agentv1.RollbackRequest{Envelope: env})
-	if err != nil {
-		return nil, err
-	}
-	return rollbackStream{st}, nil
+	return watch(ctx, func(ctx context.Context) (func() (*agentv1.DeployEvent, error), error) {
+		st, err := c.API.Rollback(ctx, &agentv1.RollbackRequest{Envelope: env})
+		return rollbackStream{st}.Recv, err
+	})
 }
 
 // Watch follows a deployment that is already running.
 func (c *Conn) Watch(ctx context.Context, id string) (Stream, error) {
-	st, err := c.API.Watch(ctx, &agentv1.WatchRequest{DeploymentId: id})
-	if err != nil {
-		return nil, err
-	}
-	return watchStream{st}, nil
+	return watch(ctx, func(ctx context.Context) (func() (*agentv1.DeployEvent, error), error) {
+		st, err := c.API.Watch(ctx, &agentv1.WatchRequest{DeploymentId: id})
+		return watchStream{st}.Recv, err
+	})
 }
 
 // Confirm sends a signed confirmation for deployment id.

@@ -807,6 +807,7 @@ type DeployEvent struct {
 	//	*DeployEvent_Summary
 	//	*DeployEvent_AwaitingConfirmation
 	//	*DeployEvent_Result
+	//	*DeployEvent_Heartbeat
 	Event         isDeployEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -935,6 +936,15 @@ func (x *DeployEvent) GetResult() *Result {
 	return nil
 }
 
+func (x *DeployEvent) GetHeartbeat() *Heartbeat {
+	if x != nil {
+		if x, ok := x.Event.(*DeployEvent_Heartbeat); ok {
+			return x.Heartbeat
+		}
+	}
+	return nil
+}
+
 type isDeployEvent_Event interface {
 	isDeployEvent_Event()
 }
@@ -971,6 +981,10 @@ type DeployEvent_Result struct {
 	Result *Result `protobuf:"bytes,17,opt,name=result,proto3,oneof"`
 }
 
+type DeployEvent_Heartbeat struct {
+	Heartbeat *Heartbeat `protobuf:"bytes,18,opt,name=heartbeat,proto3,oneof"`
+}
+
 func (*DeployEvent_PhaseStarted) isDeployEvent_Event() {}
 
 func (*DeployEvent_PhaseFinished) isDeployEvent_Event() {}
@@ -987,6 +1001,56 @@ func (*DeployEvent_AwaitingConfirmation) isDeployEvent_Event() {}
 
 func (*DeployEvent_Result) isDeployEvent_Event() {}
 
+func (*DeployEvent_Heartbeat) isDeployEvent_Event() {}
+
+// Heartbeat is sent first on every event stream and whenever nothing else
+// happened for a couple of seconds, so that a controller notices a dead
+// agent long before gRPC keepalive would (its minimum is 10 s).
+type Heartbeat struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How often the agent sends one while the stream is otherwise silent.
+	Interval      *durationpb.Duration `protobuf:"bytes,1,opt,name=interval,proto3" json:"interval,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Heartbeat) Reset() {
+	*x = Heartbeat{}
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Heartbeat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Heartbeat) ProtoMessage() {}
+
+func (x *Heartbeat) ProtoReflect() protoreflect.Message {
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
+func (*Heartbeat) Descriptor() ([]byte, []int) {
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Heartbeat) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
+	}
+	return nil
+}
+
 type PhaseStarted struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Phase         Phase                  `protobuf:"varint,1,opt,name=phase,proto3,enum=panther.agent.v1.Phase" json:"phase,omitempty"`
@@ -996,7 +1060,7 @@ type PhaseStarted struct {
 
 func (x *PhaseStarted) Reset() {
 	*x = PhaseStarted{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1008,7 +1072,7 @@ func (x *PhaseStarted) String() string {
 func (*PhaseStarted) ProtoMessage() {}
 
 func (x *PhaseStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1021,7 +1085,7 @@ func (x *PhaseStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PhaseStarted.ProtoReflect.Descriptor instead.
 func (*PhaseStarted) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PhaseStarted) GetPhase() Phase {
@@ -1043,7 +1107,7 @@ type PhaseFinished struct {
 
 func (x *PhaseFinished) Reset() {
 	*x = PhaseFinished{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1055,7 +1119,7 @@ func (x *PhaseFinished) String() string {
 func (*PhaseFinished) ProtoMessage() {}
 
 func (x *PhaseFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1068,7 +1132,7 @@ func (x *PhaseFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PhaseFinished.ProtoReflect.Descriptor instead.
 func (*PhaseFinished) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PhaseFinished) GetPhase() Phase {
@@ -1109,7 +1173,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1121,7 +1185,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1134,7 +1198,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *LogLine) GetPhase() Phase {
@@ -1160,7 +1224,7 @@ type Warning struct {
 
 func (x *Warning) Reset() {
 	*x = Warning{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1172,7 +1236,7 @@ func (x *Warning) String() string {
 func (*Warning) ProtoMessage() {}
 
 func (x *Warning) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1185,7 +1249,7 @@ func (x *Warning) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Warning.ProtoReflect.Descriptor instead.
 func (*Warning) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Warning) GetMessage() string {
@@ -1207,7 +1271,7 @@ type HealthResult struct {
 
 func (x *HealthResult) Reset() {
 	*x = HealthResult{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1219,7 +1283,7 @@ func (x *HealthResult) String() string {
 func (*HealthResult) ProtoMessage() {}
 
 func (x *HealthResult) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1232,7 +1296,7 @@ func (x *HealthResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResult.ProtoReflect.Descriptor instead.
 func (*HealthResult) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HealthResult) GetName() string {
@@ -1277,7 +1341,7 @@ type Summary struct {
 
 func (x *Summary) Reset() {
 	*x = Summary{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1289,7 +1353,7 @@ func (x *Summary) String() string {
 func (*Summary) ProtoMessage() {}
 
 func (x *Summary) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1302,7 +1366,7 @@ func (x *Summary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Summary.ProtoReflect.Descriptor instead.
 func (*Summary) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Summary) GetCurrentStorePath() string {
@@ -1394,7 +1458,7 @@ type ClosureChange struct {
 
 func (x *ClosureChange) Reset() {
 	*x = ClosureChange{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1406,7 +1470,7 @@ func (x *ClosureChange) String() string {
 func (*ClosureChange) ProtoMessage() {}
 
 func (x *ClosureChange) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1419,7 +1483,7 @@ func (x *ClosureChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClosureChange.ProtoReflect.Descriptor instead.
 func (*ClosureChange) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ClosureChange) GetName() string {
@@ -1461,7 +1525,7 @@ type AwaitingConfirmation struct {
 
 func (x *AwaitingConfirmation) Reset() {
 	*x = AwaitingConfirmation{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1473,7 +1537,7 @@ func (x *AwaitingConfirmation) String() string {
 func (*AwaitingConfirmation) ProtoMessage() {}
 
 func (x *AwaitingConfirmation) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1486,7 +1550,7 @@ func (x *AwaitingConfirmation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AwaitingConfirmation.ProtoReflect.Descriptor instead.
 func (*AwaitingConfirmation) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AwaitingConfirmation) GetDeadline() *timestamppb.Timestamp {
@@ -1531,7 +1595,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1543,7 +1607,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1556,7 +1620,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Result) GetOutcome() Outcome {
@@ -1624,7 +1688,7 @@ type ConfirmRequest struct {
 
 func (x *ConfirmRequest) Reset() {
 	*x = ConfirmRequest{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1636,7 +1700,7 @@ func (x *ConfirmRequest) String() string {
 func (*ConfirmRequest) ProtoMessage() {}
 
 func (x *ConfirmRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1649,7 +1713,7 @@ func (x *ConfirmRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmRequest.ProtoReflect.Descriptor instead.
 func (*ConfirmRequest) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ConfirmRequest) GetEnvelope() *SignedEnvelope {
@@ -1668,7 +1732,7 @@ type ConfirmResponse struct {
 
 func (x *ConfirmResponse) Reset() {
 	*x = ConfirmResponse{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1680,7 +1744,7 @@ func (x *ConfirmResponse) String() string {
 func (*ConfirmResponse) ProtoMessage() {}
 
 func (x *ConfirmResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1693,7 +1757,7 @@ func (x *ConfirmResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmResponse.ProtoReflect.Descriptor instead.
 func (*ConfirmResponse) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ConfirmResponse) GetResult() *Result {
@@ -1712,7 +1776,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1724,7 +1788,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1737,7 +1801,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RollbackRequest) GetEnvelope() *SignedEnvelope {
@@ -1756,7 +1820,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +1832,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +1845,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RollbackResponse) GetEvent() *DeployEvent {
@@ -1799,7 +1863,7 @@ type ListGenerationsRequest struct {
 
 func (x *ListGenerationsRequest) Reset() {
 	*x = ListGenerationsRequest{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1811,7 +1875,7 @@ func (x *ListGenerationsRequest) String() string {
 func (*ListGenerationsRequest) ProtoMessage() {}
 
 func (x *ListGenerationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1824,7 +1888,7 @@ func (x *ListGenerationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGenerationsRequest.ProtoReflect.Descriptor instead.
 func (*ListGenerationsRequest) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 type Generation struct {
@@ -1844,7 +1908,7 @@ type Generation struct {
 
 func (x *Generation) Reset() {
 	*x = Generation{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1856,7 +1920,7 @@ func (x *Generation) String() string {
 func (*Generation) ProtoMessage() {}
 
 func (x *Generation) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1869,7 +1933,7 @@ func (x *Generation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Generation.ProtoReflect.Descriptor instead.
 func (*Generation) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Generation) GetNumber() int64 {
@@ -1937,7 +2001,7 @@ type ListGenerationsResponse struct {
 
 func (x *ListGenerationsResponse) Reset() {
 	*x = ListGenerationsResponse{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1949,7 +2013,7 @@ func (x *ListGenerationsResponse) String() string {
 func (*ListGenerationsResponse) ProtoMessage() {}
 
 func (x *ListGenerationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1962,7 +2026,7 @@ func (x *ListGenerationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGenerationsResponse.ProtoReflect.Descriptor instead.
 func (*ListGenerationsResponse) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListGenerationsResponse) GetGenerations() []*Generation {
@@ -1980,7 +2044,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1992,7 +2056,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2005,7 +2069,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{25}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{26}
 }
 
 type StatusResponse struct {
@@ -2029,7 +2093,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[26]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2041,7 +2105,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[26]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2054,7 +2118,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{26}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StatusResponse) GetAgentVersion() string {
@@ -2145,7 +2209,7 @@ type PendingDeployment struct {
 
 func (x *PendingDeployment) Reset() {
 	*x = PendingDeployment{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[27]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2157,7 +2221,7 @@ func (x *PendingDeployment) String() string {
 func (*PendingDeployment) ProtoMessage() {}
 
 func (x *PendingDeployment) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[27]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2170,7 +2234,7 @@ func (x *PendingDeployment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingDeployment.ProtoReflect.Descriptor instead.
 func (*PendingDeployment) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{27}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PendingDeployment) GetDeploymentId() string {
@@ -2211,7 +2275,7 @@ type DeploymentInfo struct {
 
 func (x *DeploymentInfo) Reset() {
 	*x = DeploymentInfo{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[28]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2223,7 +2287,7 @@ func (x *DeploymentInfo) String() string {
 func (*DeploymentInfo) ProtoMessage() {}
 
 func (x *DeploymentInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[28]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2236,7 +2300,7 @@ func (x *DeploymentInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeploymentInfo.ProtoReflect.Descriptor instead.
 func (*DeploymentInfo) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{28}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DeploymentInfo) GetDeploymentId() string {
@@ -2311,7 +2375,7 @@ type ListDeploymentsRequest struct {
 
 func (x *ListDeploymentsRequest) Reset() {
 	*x = ListDeploymentsRequest{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2323,7 +2387,7 @@ func (x *ListDeploymentsRequest) String() string {
 func (*ListDeploymentsRequest) ProtoMessage() {}
 
 func (x *ListDeploymentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2336,7 +2400,7 @@ func (x *ListDeploymentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeploymentsRequest.ProtoReflect.Descriptor instead.
 func (*ListDeploymentsRequest) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{29}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListDeploymentsRequest) GetLimit() int32 {
@@ -2355,7 +2419,7 @@ type ListDeploymentsResponse struct {
 
 func (x *ListDeploymentsResponse) Reset() {
 	*x = ListDeploymentsResponse{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[30]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2367,7 +2431,7 @@ func (x *ListDeploymentsResponse) String() string {
 func (*ListDeploymentsResponse) ProtoMessage() {}
 
 func (x *ListDeploymentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[30]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2380,7 +2444,7 @@ func (x *ListDeploymentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeploymentsResponse.ProtoReflect.Descriptor instead.
 func (*ListDeploymentsResponse) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{30}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListDeploymentsResponse) GetDeployments() []*DeploymentInfo {
@@ -2401,7 +2465,7 @@ type LogsRequest struct {
 
 func (x *LogsRequest) Reset() {
 	*x = LogsRequest{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[31]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2413,7 +2477,7 @@ func (x *LogsRequest) String() string {
 func (*LogsRequest) ProtoMessage() {}
 
 func (x *LogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[31]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2426,7 +2490,7 @@ func (x *LogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
 func (*LogsRequest) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{31}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *LogsRequest) GetDeploymentId() string {
@@ -2453,7 +2517,7 @@ type LogsResponse struct {
 
 func (x *LogsResponse) Reset() {
 	*x = LogsResponse{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[32]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2465,7 +2529,7 @@ func (x *LogsResponse) String() string {
 func (*LogsResponse) ProtoMessage() {}
 
 func (x *LogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[32]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2478,7 +2542,7 @@ func (x *LogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsResponse.ProtoReflect.Descriptor instead.
 func (*LogsResponse) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{32}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *LogsResponse) GetDeploymentId() string {
@@ -2504,7 +2568,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[33]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2516,7 +2580,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[33]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2529,7 +2593,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{33}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *WatchRequest) GetDeploymentId() string {
@@ -2548,7 +2612,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[34]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2560,7 +2624,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[34]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2573,7 +2637,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{34}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *WatchResponse) GetEvent() *DeployEvent {
@@ -2627,7 +2691,7 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\rDeployRequest\x12<\n" +
 	"\benvelope\x18\x01 \x01(\v2 .panther.agent.v1.SignedEnvelopeR\benvelope\"E\n" +
 	"\x0eDeployResponse\x123\n" +
-	"\x05event\x18\x01 \x01(\v2\x1d.panther.agent.v1.DeployEventR\x05event\"\xe6\x04\n" +
+	"\x05event\x18\x01 \x01(\v2\x1d.panther.agent.v1.DeployEventR\x05event\"\xa3\x05\n" +
 	"\vDeployEvent\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12#\n" +
 	"\rdeployment_id\x18\x02 \x01(\tR\fdeploymentId\x12E\n" +
@@ -2639,8 +2703,11 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\x06health\x18\x0e \x01(\v2\x1e.panther.agent.v1.HealthResultH\x00R\x06health\x125\n" +
 	"\asummary\x18\x0f \x01(\v2\x19.panther.agent.v1.SummaryH\x00R\asummary\x12]\n" +
 	"\x15awaiting_confirmation\x18\x10 \x01(\v2&.panther.agent.v1.AwaitingConfirmationH\x00R\x14awaitingConfirmation\x122\n" +
-	"\x06result\x18\x11 \x01(\v2\x18.panther.agent.v1.ResultH\x00R\x06resultB\a\n" +
-	"\x05event\"=\n" +
+	"\x06result\x18\x11 \x01(\v2\x18.panther.agent.v1.ResultH\x00R\x06result\x12;\n" +
+	"\theartbeat\x18\x12 \x01(\v2\x1b.panther.agent.v1.HeartbeatH\x00R\theartbeatB\a\n" +
+	"\x05event\"B\n" +
+	"\tHeartbeat\x125\n" +
+	"\binterval\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\binterval\"=\n" +
 	"\fPhaseStarted\x12-\n" +
 	"\x05phase\x18\x01 \x01(\x0e2\x17.panther.agent.v1.PhaseR\x05phase\"\x99\x01\n" +
 	"\rPhaseFinished\x12-\n" +
@@ -2816,7 +2883,7 @@ func file_panther_agent_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_panther_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_panther_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_panther_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_panther_agent_v1_agent_proto_goTypes = []any{
 	(Action)(0),                     // 0: panther.agent.v1.Action
 	(Phase)(0),                      // 1: panther.agent.v1.Phase
@@ -2830,102 +2897,105 @@ var file_panther_agent_v1_agent_proto_goTypes = []any{
 	(*DeployRequest)(nil),           // 9: panther.agent.v1.DeployRequest
 	(*DeployResponse)(nil),          // 10: panther.agent.v1.DeployResponse
 	(*DeployEvent)(nil),             // 11: panther.agent.v1.DeployEvent
-	(*PhaseStarted)(nil),            // 12: panther.agent.v1.PhaseStarted
-	(*PhaseFinished)(nil),           // 13: panther.agent.v1.PhaseFinished
-	(*LogLine)(nil),                 // 14: panther.agent.v1.LogLine
-	(*Warning)(nil),                 // 15: panther.agent.v1.Warning
-	(*HealthResult)(nil),            // 16: panther.agent.v1.HealthResult
-	(*Summary)(nil),                 // 17: panther.agent.v1.Summary
-	(*ClosureChange)(nil),           // 18: panther.agent.v1.ClosureChange
-	(*AwaitingConfirmation)(nil),    // 19: panther.agent.v1.AwaitingConfirmation
-	(*Result)(nil),                  // 20: panther.agent.v1.Result
-	(*ConfirmRequest)(nil),          // 21: panther.agent.v1.ConfirmRequest
-	(*ConfirmResponse)(nil),         // 22: panther.agent.v1.ConfirmResponse
-	(*RollbackRequest)(nil),         // 23: panther.agent.v1.RollbackRequest
-	(*RollbackResponse)(nil),        // 24: panther.agent.v1.RollbackResponse
-	(*ListGenerationsRequest)(nil),  // 25: panther.agent.v1.ListGenerationsRequest
-	(*Generation)(nil),              // 26: panther.agent.v1.Generation
-	(*ListGenerationsResponse)(nil), // 27: panther.agent.v1.ListGenerationsResponse
-	(*StatusRequest)(nil),           // 28: panther.agent.v1.StatusRequest
-	(*StatusResponse)(nil),          // 29: panther.agent.v1.StatusResponse
-	(*PendingDeployment)(nil),       // 30: panther.agent.v1.PendingDeployment
-	(*DeploymentInfo)(nil),          // 31: panther.agent.v1.DeploymentInfo
-	(*ListDeploymentsRequest)(nil),  // 32: panther.agent.v1.ListDeploymentsRequest
-	(*ListDeploymentsResponse)(nil), // 33: panther.agent.v1.ListDeploymentsResponse
-	(*LogsRequest)(nil),             // 34: panther.agent.v1.LogsRequest
-	(*LogsResponse)(nil),            // 35: panther.agent.v1.LogsResponse
-	(*WatchRequest)(nil),            // 36: panther.agent.v1.WatchRequest
-	(*WatchResponse)(nil),           // 37: panther.agent.v1.WatchResponse
-	(*timestamppb.Timestamp)(nil),   // 38: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 39: google.protobuf.Duration
+	(*Heartbeat)(nil),               // 12: panther.agent.v1.Heartbeat
+	(*PhaseStarted)(nil),            // 13: panther.agent.v1.PhaseStarted
+	(*PhaseFinished)(nil),           // 14: panther.agent.v1.PhaseFinished
+	(*LogLine)(nil),                 // 15: panther.agent.v1.LogLine
+	(*Warning)(nil),                 // 16: panther.agent.v1.Warning
+	(*HealthResult)(nil),            // 17: panther.agent.v1.HealthResult
+	(*Summary)(nil),                 // 18: panther.agent.v1.Summary
+	(*ClosureChange)(nil),           // 19: panther.agent.v1.ClosureChange
+	(*AwaitingConfirmation)(nil),    // 20: panther.agent.v1.AwaitingConfirmation
+	(*Result)(nil),                  // 21: panther.agent.v1.Result
+	(*ConfirmRequest)(nil),          // 22: panther.agent.v1.ConfirmRequest
+	(*ConfirmResponse)(nil),         // 23: panther.agent.v1.ConfirmResponse
+	(*RollbackRequest)(nil),         // 24: panther.agent.v1.RollbackRequest
+	(*RollbackResponse)(nil),        // 25: panther.agent.v1.RollbackResponse
+	(*ListGenerationsRequest)(nil),  // 26: panther.agent.v1.ListGenerationsRequest
+	(*Generation)(nil),              // 27: panther.agent.v1.Generation
+	(*ListGenerationsResponse)(nil), // 28: panther.agent.v1.ListGenerationsResponse
+	(*StatusRequest)(nil),           // 29: panther.agent.v1.StatusRequest
+	(*StatusResponse)(nil),          // 30: panther.agent.v1.StatusResponse
+	(*PendingDeployment)(nil),       // 31: panther.agent.v1.PendingDeployment
+	(*DeploymentInfo)(nil),          // 32: panther.agent.v1.DeploymentInfo
+	(*ListDeploymentsRequest)(nil),  // 33: panther.agent.v1.ListDeploymentsRequest
+	(*ListDeploymentsResponse)(nil), // 34: panther.agent.v1.ListDeploymentsResponse
+	(*LogsRequest)(nil),             // 35: panther.agent.v1.LogsRequest
+	(*LogsResponse)(nil),            // 36: panther.agent.v1.LogsResponse
+	(*WatchRequest)(nil),            // 37: panther.agent.v1.WatchRequest
+	(*WatchResponse)(nil),           // 38: panther.agent.v1.WatchResponse
+	(*timestamppb.Timestamp)(nil),   // 39: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 40: google.protobuf.Duration
 }
 var file_panther_agent_v1_agent_proto_depIdxs = []int32{
 	0,  // 0: panther.agent.v1.Intent.action:type_name -> panther.agent.v1.Action
-	38, // 1: panther.agent.v1.Intent.issued_at:type_name -> google.protobuf.Timestamp
-	38, // 2: panther.agent.v1.Intent.expires_at:type_name -> google.protobuf.Timestamp
-	39, // 3: panther.agent.v1.Intent.confirm_timeout:type_name -> google.protobuf.Duration
+	39, // 1: panther.agent.v1.Intent.issued_at:type_name -> google.protobuf.Timestamp
+	39, // 2: panther.agent.v1.Intent.expires_at:type_name -> google.protobuf.Timestamp
+	40, // 3: panther.agent.v1.Intent.confirm_timeout:type_name -> google.protobuf.Duration
 	3,  // 4: panther.agent.v1.UploadSourceRequest.envelope:type_name -> panther.agent.v1.SignedEnvelope
 	3,  // 5: panther.agent.v1.DeployRequest.envelope:type_name -> panther.agent.v1.SignedEnvelope
 	11, // 6: panther.agent.v1.DeployResponse.event:type_name -> panther.agent.v1.DeployEvent
-	38, // 7: panther.agent.v1.DeployEvent.time:type_name -> google.protobuf.Timestamp
-	12, // 8: panther.agent.v1.DeployEvent.phase_started:type_name -> panther.agent.v1.PhaseStarted
-	13, // 9: panther.agent.v1.DeployEvent.phase_finished:type_name -> panther.agent.v1.PhaseFinished
-	14, // 10: panther.agent.v1.DeployEvent.log:type_name -> panther.agent.v1.LogLine
-	15, // 11: panther.agent.v1.DeployEvent.warning:type_name -> panther.agent.v1.Warning
-	16, // 12: panther.agent.v1.DeployEvent.health:type_name -> panther.agent.v1.HealthResult
-	17, // 13: panther.agent.v1.DeployEvent.summary:type_name -> panther.agent.v1.Summary
-	19, // 14: panther.agent.v1.DeployEvent.awaiting_confirmation:type_name -> panther.agent.v1.AwaitingConfirmation
-	20, // 15: panther.agent.v1.DeployEvent.result:type_name -> panther.agent.v1.Result
-	1,  // 16: panther.agent.v1.PhaseStarted.phase:type_name -> panther.agent.v1.Phase
-	1,  // 17: panther.agent.v1.PhaseFinished.phase:type_name -> panther.agent.v1.Phase
-	39, // 18: panther.agent.v1.PhaseFinished.elapsed:type_name -> google.protobuf.Duration
-	1,  // 19: panther.agent.v1.LogLine.phase:type_name -> panther.agent.v1.Phase
-	18, // 20: panther.agent.v1.Summary.closure_changes:type_name -> panther.agent.v1.ClosureChange
-	38, // 21: panther.agent.v1.AwaitingConfirmation.deadline:type_name -> google.protobuf.Timestamp
-	2,  // 22: panther.agent.v1.Result.outcome:type_name -> panther.agent.v1.Outcome
-	1,  // 23: panther.agent.v1.Result.failed_phase:type_name -> panther.agent.v1.Phase
-	3,  // 24: panther.agent.v1.ConfirmRequest.envelope:type_name -> panther.agent.v1.SignedEnvelope
-	20, // 25: panther.agent.v1.ConfirmResponse.result:type_name -> panther.agent.v1.Result
-	3,  // 26: panther.agent.v1.RollbackRequest.envelope:type_name -> panther.agent.v1.SignedEnvelope
-	11, // 27: panther.agent.v1.RollbackResponse.event:type_name -> panther.agent.v1.DeployEvent
-	38, // 28: panther.agent.v1.Generation.created:type_name -> google.protobuf.Timestamp
-	26, // 29: panther.agent.v1.ListGenerationsResponse.generations:type_name -> panther.agent.v1.Generation
-	39, // 30: panther.agent.v1.StatusResponse.uptime:type_name -> google.protobuf.Duration
-	30, // 31: panther.agent.v1.StatusResponse.pending:type_name -> panther.agent.v1.PendingDeployment
-	31, // 32: panther.agent.v1.StatusResponse.last_deployment:type_name -> panther.agent.v1.DeploymentInfo
-	39, // 33: panther.agent.v1.StatusResponse.agent_uptime:type_name -> google.protobuf.Duration
-	38, // 34: panther.agent.v1.PendingDeployment.deadline:type_name -> google.protobuf.Timestamp
-	0,  // 35: panther.agent.v1.DeploymentInfo.action:type_name -> panther.agent.v1.Action
-	2,  // 36: panther.agent.v1.DeploymentInfo.outcome:type_name -> panther.agent.v1.Outcome
-	38, // 37: panther.agent.v1.DeploymentInfo.started:type_name -> google.protobuf.Timestamp
-	38, // 38: panther.agent.v1.DeploymentInfo.finished:type_name -> google.protobuf.Timestamp
-	31, // 39: panther.agent.v1.ListDeploymentsResponse.deployments:type_name -> panther.agent.v1.DeploymentInfo
-	11, // 40: panther.agent.v1.WatchResponse.event:type_name -> panther.agent.v1.DeployEvent
-	5,  // 41: panther.agent.v1.AgentService.HasSource:input_type -> panther.agent.v1.HasSourceRequest
-	7,  // 42: panther.agent.v1.AgentService.UploadSource:input_type -> panther.agent.v1.UploadSourceRequest
-	9,  // 43: panther.agent.v1.AgentService.Deploy:input_type -> panther.agent.v1.DeployRequest
-	21, // 44: panther.agent.v1.AgentService.Confirm:input_type -> panther.agent.v1.ConfirmRequest
-	23, // 45: panther.agent.v1.AgentService.Rollback:input_type -> panther.agent.v1.RollbackRequest
-	25, // 46: panther.agent.v1.AgentService.ListGenerations:input_type -> panther.agent.v1.ListGenerationsRequest
-	28, // 47: panther.agent.v1.AgentService.Status:input_type -> panther.agent.v1.StatusRequest
-	32, // 48: panther.agent.v1.AgentService.ListDeployments:input_type -> panther.agent.v1.ListDeploymentsRequest
-	34, // 49: panther.agent.v1.AgentService.Logs:input_type -> panther.agent.v1.LogsRequest
-	36, // 50: panther.agent.v1.AgentService.Watch:input_type -> panther.agent.v1.WatchRequest
-	6,  // 51: panther.agent.v1.AgentService.HasSource:output_type -> panther.agent.v1.HasSourceResponse
-	8,  // 52: panther.agent.v1.AgentService.UploadSource:output_type -> panther.agent.v1.UploadSourceResponse
-	10, // 53: panther.agent.v1.AgentService.Deploy:output_type -> panther.agent.v1.DeployResponse
-	22, // 54: panther.agent.v1.AgentService.Confirm:output_type -> panther.agent.v1.ConfirmResponse
-	24, // 55: panther.agent.v1.AgentService.Rollback:output_type -> panther.agent.v1.RollbackResponse
-	27, // 56: panther.agent.v1.AgentService.ListGenerations:output_type -> panther.agent.v1.ListGenerationsResponse
-	29, // 57: panther.agent.v1.AgentService.Status:output_type -> panther.agent.v1.StatusResponse
-	33, // 58: panther.agent.v1.AgentService.ListDeployments:output_type -> panther.agent.v1.ListDeploymentsResponse
-	35, // 59: panther.agent.v1.AgentService.Logs:output_type -> panther.agent.v1.LogsResponse
-	37, // 60: panther.agent.v1.AgentService.Watch:output_type -> panther.agent.v1.WatchResponse
-	51, // [51:61] is the sub-list for method output_type
-	41, // [41:51] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	39, // 7: panther.agent.v1.DeployEvent.time:type_name -> google.protobuf.Timestamp
+	13, // 8: panther.agent.v1.DeployEvent.phase_started:type_name -> panther.agent.v1.PhaseStarted
+	14, // 9: panther.agent.v1.DeployEvent.phase_finished:type_name -> panther.agent.v1.PhaseFinished
+	15, // 10: panther.agent.v1.DeployEvent.log:type_name -> panther.agent.v1.LogLine
+	16, // 11: panther.agent.v1.DeployEvent.warning:type_name -> panther.agent.v1.Warning
+	17, // 12: panther.agent.v1.DeployEvent.health:type_name -> panther.agent.v1.HealthResult
+	18, // 13: panther.agent.v1.DeployEvent.summary:type_name -> panther.agent.v1.Summary
+	20, // 14: panther.agent.v1.DeployEvent.awaiting_confirmation:type_name -> panther.agent.v1.AwaitingConfirmation
+	21, // 15: panther.agent.v1.DeployEvent.result:type_name -> panther.agent.v1.Result
+	12, // 16: panther.agent.v1.DeployEvent.heartbeat:type_name -> panther.agent.v1.Heartbeat
+	40, // 17: panther.agent.v1.Heartbeat.interval:type_name -> google.protobuf.Duration
+	1,  // 18: panther.agent.v1.PhaseStarted.phase:type_name -> panther.agent.v1.Phase
+	1,  // 19: panther.agent.v1.PhaseFinished.phase:type_name -> panther.agent.v1.Phase
+	40, // 20: panther.agent.v1.PhaseFinished.elapsed:type_name -> google.protobuf.Duration
+	1,  // 21: panther.agent.v1.LogLine.phase:type_name -> panther.agent.v1.Phase
+	19, // 22: panther.agent.v1.Summary.closure_changes:type_name -> panther.agent.v1.ClosureChange
+	39, // 23: panther.agent.v1.AwaitingConfirmation.deadline:type_name -> google.protobuf.Timestamp
+	2,  // 24: panther.agent.v1.Result.outcome:type_name -> panther.agent.v1.Outcome
+	1,  // 25: panther.agent.v1.Result.failed_phase:type_name -> panther.agent.v1.Phase
+	3,  // 26: panther.agent.v1.ConfirmRequest.envelope:type_name -> panther.agent.v1.SignedEnvelope
+	21, // 27: panther.agent.v1.ConfirmResponse.result:type_name -> panther.agent.v1.Result
+	3,  // 28: panther.agent.v1.RollbackRequest.envelope:type_name -> panther.agent.v1.SignedEnvelope
+	11, // 29: panther.agent.v1.RollbackResponse.event:type_name -> panther.agent.v1.DeployEvent
+	39, // 30: panther.agent.v1.Generation.created:type_name -> google.protobuf.Timestamp
+	27, // 31: panther.agent.v1.ListGenerationsResponse.generations:type_name -> panther.agent.v1.Generation
+	40, // 32: panther.agent.v1.StatusResponse.uptime:type_name -> google.protobuf.Duration
+	31, // 33: panther.agent.v1.StatusResponse.pending:type_name -> panther.agent.v1.PendingDeployment
+	32, // 34: panther.agent.v1.StatusResponse.last_deployment:type_name -> panther.agent.v1.DeploymentInfo
+	40, // 35: panther.agent.v1.StatusResponse.agent_uptime:type_name -> google.protobuf.Duration
+	39, // 36: panther.agent.v1.PendingDeployment.deadline:type_name -> google.protobuf.Timestamp
+	0,  // 37: panther.agent.v1.DeploymentInfo.action:type_name -> panther.agent.v1.Action
+	2,  // 38: panther.agent.v1.DeploymentInfo.outcome:type_name -> panther.agent.v1.Outcome
+	39, // 39: panther.agent.v1.DeploymentInfo.started:type_name -> google.protobuf.Timestamp
+	39, // 40: panther.agent.v1.DeploymentInfo.finished:type_name -> google.protobuf.Timestamp
+	32, // 41: panther.agent.v1.ListDeploymentsResponse.deployments:type_name -> panther.agent.v1.DeploymentInfo
+	11, // 42: panther.agent.v1.WatchResponse.event:type_name -> panther.agent.v1.DeployEvent
+	5,  // 43: panther.agent.v1.AgentService.HasSource:input_type -> panther.agent.v1.HasSourceRequest
+	7,  // 44: panther.agent.v1.AgentService.UploadSource:input_type -> panther.agent.v1.UploadSourceRequest
+	9,  // 45: panther.agent.v1.AgentService.Deploy:input_type -> panther.agent.v1.DeployRequest
+	22, // 46: panther.agent.v1.AgentService.Confirm:input_type -> panther.agent.v1.ConfirmRequest
+	24, // 47: panther.agent.v1.AgentService.Rollback:input_type -> panther.agent.v1.RollbackRequest
+	26, // 48: panther.agent.v1.AgentService.ListGenerations:input_type -> panther.agent.v1.ListGenerationsRequest
+	29, // 49: panther.agent.v1.AgentService.Status:input_type -> panther.agent.v1.StatusRequest
+	33, // 50: panther.agent.v1.AgentService.ListDeployments:input_type -> panther.agent.v1.ListDeploymentsRequest
+	35, // 51: panther.agent.v1.AgentService.Logs:input_type -> panther.agent.v1.LogsRequest
+	37, // 52: panther.agent.v1.AgentService.Watch:input_type -> panther.agent.v1.WatchRequest
+	6,  // 53: panther.agent.v1.AgentService.HasSource:output_type -> panther.agent.v1.HasSourceResponse
+	8,  // 54: panther.agent.v1.AgentService.UploadSource:output_type -> panther.agent.v1.UploadSourceResponse
+	10, // 55: panther.agent.v1.AgentService.Deploy:output_type -> panther.agent.v1.DeployResponse
+	23, // 56: panther.agent.v1.AgentService.Confirm:output_type -> panther.agent.v1.ConfirmResponse
+	25, // 57: panther.agent.v1.AgentService.Rollback:output_type -> panther.agent.v1.RollbackResponse
+	28, // 58: panther.agent.v1.AgentService.ListGenerations:output_type -> panther.agent.v1.ListGenerationsResponse
+	30, // 59: panther.agent.v1.AgentService.Status:output_type -> panther.agent.v1.StatusResponse
+	34, // 60: panther.agent.v1.AgentService.ListDeployments:output_type -> panther.agent.v1.ListDeploymentsResponse
+	36, // 61: panther.agent.v1.AgentService.Logs:output_type -> panther.agent.v1.LogsResponse
+	38, // 62: panther.agent.v1.AgentService.Watch:output_type -> panther.agent.v1.WatchResponse
+	53, // [53:63] is the sub-list for method output_type
+	43, // [43:53] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_panther_agent_v1_agent_proto_init() }
@@ -2946,6 +3016,7 @@ func file_panther_agent_v1_agent_proto_init() {
 		(*DeployEvent_Summary)(nil),
 		(*DeployEvent_AwaitingConfirmation)(nil),
 		(*DeployEvent_Result)(nil),
+		(*DeployEvent_Heartbeat)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2953,7 +3024,7 @@ func file_panther_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_panther_agent_v1_agent_proto_rawDesc), len(file_panther_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   35,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
