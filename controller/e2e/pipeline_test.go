@@ -181,7 +181,7 @@ func plControllerLog(t *testing.T, f *fleettest.Fleet, r fleettest.Result, host,
 	if path == "" {
 		t.Fatalf("pantherctl did not print its log path:\n%s", r)
 	}
-	name := regexp.MustCompile(`^` + regexp.QuoteMeta(mode+"-"+host+"-") + `\d{8}-\d{6}\.log$`)
+	name := regexp.MustCompile(`^` + regexp.QuoteMeta(mode+"-"+host+"-") + `\d{8}-\d{6}(-\d+)?\.log$`)
 	if filepath.Base(filepath.Dir(path)) != "deploy" || !name.MatchString(filepath.Base(path)) {
 		t.Errorf("controller log %s is not logs/deploy/%s-%s-<timestamp>.log", path, mode, host)
 	}
