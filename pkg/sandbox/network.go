@@ -102,10 +102,13 @@ func (n *network) attach(ctx context.Context, pid int) error {
 	return runIP(ctx, "link", "set", n.hostIf, "up")
 }
 
-// detach deletes the veth pair (both ends) if it still exists.
+// detach deletes the veth pair (both ends) if it still exists. The kernel
+// also deletes it when the sandbox's network namespace dies, asynchronously:
+// the link may be gone before ip looks it up ("Cannot find device") or
+// between the lookup and the delete ("No such device").
 func (n *network) detach(ctx context.Context) error {
 	err := runIP(ctx, "link", "del", n.hostIf)
-	if err != nil && strings.Contains(err.Error(), "Cannot find device") {
+	if err != nil && (strings.Contains(err.Error(), "Cannot find device") || strings.Contains(err.Error(), "No such device")) {
 		return nil
 	}
 	return err
