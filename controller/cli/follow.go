@@ -203,18 +203,7 @@ func (c *CLI) finishSwitch(ctx context.Context, n *network, r *reporter, s clien
 			return nil, ctx.Err()
 		case <-time.After(time.Second):
 		}
-		err = func() error {
-			conn, err := c.dial(ctx, n, host)
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			w, err := conn.Watch(ctx, id)
-			if err != nil {
-				return err
-			}
-			return r.follow(w, f)
-		}()
+		err = c.watchOnce(ctx, n, r, host, id, f)
 	}
 	if f.result != nil {
 		return f.result, nil
@@ -254,18 +243,7 @@ func (c *CLI) awaitOutcome(ctx context.Context, n *network, r *reporter, host, i
 	deadline := time.Now().Add(3 * time.Minute)
 	for time.Now().Before(deadline) {
 		f := &followed{}
-		err := func() error {
-			conn, err := c.dial(ctx, n, host)
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			w, err := conn.Watch(ctx, id)
-			if err != nil {
-				return err
-			}
-			return r.follow(w, f)
-		}()
+		err := c.watchOnce(ctx, n, r, host, id, f)
 		if f.result != nil {
 			return f.result, nil
 		}
@@ -275,6 +253,21 @@ func (c *CLI) awaitOutcome(ctx context.Context, n *network, r *reporter, host, i
 		time.Sleep(time.Second)
 	}
 	return nil, rpcError(host, cause)
+}
+
+// watchOnce reattaches to deployment id over a new connection and follows
+// it until it awaits confirmation, ends, or the stream breaks.
+func (c *CLI) watchOnce(ctx context.Context, n *network, r *reporter, host, id string, f *followed) error {
+	conn, err := c.dial(ctx, n, host)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	w, err := conn.Watch(ctx, id)
+	if err != nil {
+		return err
+	}
+	return r.follow(w, f)
 }
 
 func shortErr(err error) string {
