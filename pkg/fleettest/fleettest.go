@@ -93,6 +93,9 @@ type Options struct {
 	// AgentConfig holds extra agent.json keys (e.g. "maxUploadBytes") set
 	// on every host after the fleet's own; default none.
 	AgentConfig map[string]any
+	// BootTimeout bounds each host's boot, and then its agent unit's start;
+	// default 30s each. Large fleets on a loaded machine need more.
+	BootTimeout time.Duration
 }
 
 // Fleet is a running test fleet.
@@ -199,13 +202,18 @@ Environment=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 WantedBy=multi-user.target
 `, f.Bin.Agent)
 	sb := sandboxtest.Boot(t, sandboxtest.Options{
-		Name:   name,
-		NetNS:  !f.opts.NoSandboxNetNS,
-		Units:  map[string]string{"panther-agent.service": unit},
-		Enable: []string{"panther-agent.service"},
-		Files:  map[string]string{"/etc/panther/agent.json": string(cfg)},
+		Name:        name,
+		NetNS:       !f.opts.NoSandboxNetNS,
+		Units:       map[string]string{"panther-agent.service": unit},
+		Enable:      []string{"panther-agent.service"},
+		Files:       map[string]string{"/etc/panther/agent.json": string(cfg)},
+		BootTimeout: f.opts.BootTimeout,
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	unitTimeout := 30 * time.Second
+	if f.opts.BootTimeout > 0 {
+		unitTimeout = f.opts.BootTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), unitTimeout)
 	defer cancel()
 	if err := sb.WaitUnit(ctx, "panther-agent.service", "active"); err != nil {
 		t.Errorf("fleettest: %s: agent unit: %v\n%s", name, err, sb.Journal(context.Background(), "panther-agent.service"))
