@@ -658,10 +658,11 @@ func BenchmarkFanOut(b *testing.B) {
 	}
 	benchRequireInotify(b, benchFanOutHosts)
 	bootStart := time.Now()
-	f := fleettest.New(b, fleettest.Options{Hosts: hosts, NoSandboxNetNS: os.Getenv(benchNoNetNSEnv) == "1", AgentConfig: benchAgentConfig()})
+	f := fleettest.New(b, fleettest.Options{Hosts: hosts, NoSandboxNetNS: os.Getenv(benchNoNetNSEnv) == "1",
+		AgentConfig: benchAgentConfig(), BootTimeout: 3 * time.Minute})
 	boot := time.Since(bootStart)
 	all := append(append([]string{"deploy"}, names...), "--jobs", "8", "--yes", "--json", "--keep-going", "--flake", f.Flake)
-	one := []string{"deploy", names[0], "--yes", "--json", "--flake", f.Flake}
+	one := []string{"deploy", names[0], "--yes", "--json", "--log-level", "debug", "--flake", f.Flake}
 	firstStart := time.Now()
 	benchMustCtl(b, f, all...) // the first deploy registers, uploads and switches every host
 	first := time.Since(firstStart)
@@ -676,6 +677,9 @@ func BenchmarkFanOut(b *testing.B) {
 		sb2 := benchSandboxCPU()
 		s.addDur("ms/fan-out-32", fan.elapsed())
 		s.addDur("ms/one-host", single.elapsed())
+		for name, d := range benchDeploySegments(b, single, benchCtlLogs(b, f, single)[names[0]]) {
+			s.addDur("ms/one-host."+name, d)
+		}
 		s.add("MB/peak-rss", float64(fan.maxRSS)/(1<<20))
 		s.add("MB/peak-rss-one-host", float64(single.maxRSS)/(1<<20))
 		s.add("cpu-s/pantherctl", fan.cpu.Seconds())

@@ -554,6 +554,15 @@ func (r *results) fanOut(b *strings.Builder) {
 			fmt.Fprintf(b, "| %s | %s |\n", s.label, show(v, s.unit))
 		}
 	}
+	var segs []string
+	for _, seg := range []string{"start", "tailnet-up", "dial", "upload-check", "deploy-request", "validate", "build", "dry-activate", "switch", "health", "confirm", "exit"} {
+		if v, ok := r.get(bench, "ms/one-host."+seg); ok {
+			segs = append(segs, fmt.Sprintf("%s %.0f", seg, v))
+		}
+	}
+	if len(segs) > 0 {
+		fmt.Fprintf(b, "\nThe one-host deploy of this fleet, by segment as in figure 1 (medians, ms): %s.\n", strings.Join(segs, ", "))
+	}
 	if r.missed(bench) {
 		cores := float64(r.procs[bench])
 		hosts, ctl := r.val(bench, "cpu-s/hosts"), r.val(bench, "cpu-s/pantherctl")
