@@ -71,6 +71,7 @@ BENCH_ENV := TS_NO_LOGS_NO_SUPPORT=true
 .PHONY: bench
 bench: ## As root: measure the figures with goals (~20 min) and write docs/BENCHMARKS.md.
 	@mkdir -p $(BIN) docs
+	@sysctl -qw fs.inotify.max_user_instances=1024 || echo "warning: raise fs.inotify.max_user_instances (32 sandboxes need more than the default 128)"
 	@echo "benchmarks running (full output in $(BENCH_OUT))"
 	@{ \
 	  echo "bench-env: date: $$(date -u +%Y-%m-%dT%H:%M:%SZ)"; \
