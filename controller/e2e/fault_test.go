@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/pantheros/panther/agent/journal"
 	"github.com/pantheros/panther/pkg/fleettest"
@@ -638,7 +637,7 @@ func ftStartCtl(t *testing.T, f *fleettest.Fleet, terminal bool, args ...string)
 	c.cmd.Dir, c.cmd.Env = f.Dir, f.Env()
 	c.cmd.Stdout, c.cmd.Stderr = ftWriter{c, &c.out}, ftWriter{c, &c.errOut}
 	if terminal {
-		tty, term, err := ftOpenPTY()
+		tty, term, err := fleettest.OpenPTY()
 		if err != nil {
 			t.Fatalf("a terminal for pantherctl: %v", err)
 		}
@@ -732,46 +731,4 @@ func (c *ftCtl) wait(t *testing.T, timeout time.Duration) fleettest.Result {
 	}
 	t.Logf("pantherctl %s: exit %d in %v", strings.Join(c.args, " "), c.res.Code, c.res.Elapsed.Round(time.Millisecond))
 	return c.res
-}
-
-// ftOpenPTY opens a new pseudo-terminal: its controlling side and the
-// terminal itself.
-func ftOpenPTY() (ctl, term *os.File, err error) {
-	ctl, err = os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	var unlock int32
-	var n uint32
-	if err := ftIoctl(ctl, syscall.TIOCSPTLCK, unsafe.Pointer(&unlock)); err != nil {
-		ctl.Close()
-		return nil, nil, fmt.Errorf("unlocking the pty: %w", err)
-	}
-	if err := ftIoctl(ctl, syscall.TIOCGPTN, unsafe.Pointer(&n)); err != nil {
-		ctl.Close()
-		return nil, nil, fmt.Errorf("pty number: %w", err)
-	}
-	term, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		ctl.Close()
-		return nil, nil, err
-	}
-	return ctl, term, nil
-}
-
-func ftIoctl(f *os.File, req uintptr, arg unsafe.Pointer) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var errno syscall.Errno
-	if err := rc.Control(func(fd uintptr) {
-		_, _, errno = syscall.Syscall(syscall.SYS_IOCTL, fd, req, uintptr(arg))
-	}); err != nil {
-		return err
-	}
-	if errno != 0 {
-		return errno
-	}
-	return nil
 }

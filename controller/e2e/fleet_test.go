@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,8 +12,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/pantheros/panther/agent/journal"
 	"github.com/pantheros/panther/controller/inventory"
@@ -716,7 +713,7 @@ func (w flWriter) Write(b []byte) (int, error) {
 // It is killed when t ends.
 func (x *flFleet) startOnTerminal(t *testing.T, args ...string) *flCtl {
 	t.Helper()
-	tty, term, err := flOpenPTY()
+	tty, term, err := fleettest.OpenPTY()
 	if err != nil {
 		t.Fatalf("a terminal for pantherctl: %v", err)
 	}
@@ -793,31 +790,6 @@ func (c *flCtl) wait(t *testing.T, timeout time.Duration) fleettest.Result {
 	}
 	t.Logf("pantherctl %s: exit %d in %v", strings.Join(c.args, " "), c.res.Code, c.res.Elapsed.Round(time.Millisecond))
 	return c.res
-}
-
-// flOpenPTY opens a new pseudo-terminal: its controlling side and the
-// terminal itself.
-func flOpenPTY() (ctl, term *os.File, err error) {
-	ctl, err = os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	fd := int(ctl.Fd())
-	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
-		ctl.Close()
-		return nil, nil, fmt.Errorf("unlocking the pty: %w", err)
-	}
-	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
-	if err != nil {
-		ctl.Close()
-		return nil, nil, fmt.Errorf("pty number: %w", err)
-	}
-	term, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		ctl.Close()
-		return nil, nil, err
-	}
-	return ctl, term, nil
 }
 
 // offline: a known host that lost its network is reported by status and
