@@ -32,18 +32,22 @@ func resolvePeer(ctx context.Context, lc *local.Client, addr string) (string, er
 	if ip, err := netip.ParseAddr(host); err == nil && !tsaddr.IsTailscaleIP(ip.Unmap()) {
 		return "", fmt.Errorf("%w: %s is not a tailnet address", ErrUnknownPeer, ip)
 	}
-	ctx, cancel := context.WithTimeout(ctx, peerWait)
+	wctx, cancel := context.WithTimeout(ctx, peerWait)
 	defer cancel()
 	for {
-		st, err := lc.Status(ctx)
+		st, err := lc.Status(wctx)
 		if err != nil {
+			if wctx.Err() != nil && ctx.Err() == nil {
+				// The wait for the peer ran out during the status call.
+				return "", fmt.Errorf("%w: no peer %q in the netmap", ErrUnknownPeer, host)
+			}
 			return "", fmt.Errorf("resolving %s in the netmap: %w", host, err)
 		}
 		if ip, ok := peerIP(st, host); ok {
 			return net.JoinHostPort(ip.String(), port), nil
 		}
 		select {
-		case <-ctx.Done():
+		case <-wctx.Done():
 			return "", fmt.Errorf("%w: no peer %q in the netmap", ErrUnknownPeer, host)
 		case <-time.After(50 * time.Millisecond):
 		}
