@@ -1,36 +1,20 @@
 package nix_test
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
 	"github.com/pantheros/panther/pkg/nix"
 	"github.com/pantheros/panther/pkg/nixtest"
 )
 
-// realNix returns a Nix running the real binaries with the test settings,
-// or skips (see nixtest.Env).
-func realNix(t *testing.T) *nix.Nix {
-	t.Helper()
-	env := nixtest.Env(t)
-	log := hclog.New(&hclog.LoggerOptions{
-		Name:  t.Name(),
-		Level: hclog.LevelFromString(cmp.Or(os.Getenv("PANTHER_TEST_LOG_LEVEL"), "warn")),
-	})
-	return nix.New(nix.Options{ExtraConfig: env.ExtraConfig}, log)
-}
-
 func TestRealBuildAndEval(t *testing.T) {
-	n := realNix(t)
+	n := nixtest.Nix(t)
 	dir := nixtest.Flake(t, map[string]string{
 		"alpha": nixtest.Good, "beta": nixtest.Warnings, "gamma": nixtest.BuildFail, "delta": nixtest.EvalError,
 	})
@@ -98,7 +82,7 @@ func TestRealBuildAndEval(t *testing.T) {
 }
 
 func TestRealProfile(t *testing.T) {
-	n := realNix(t)
+	n := nixtest.Nix(t)
 	dir := nixtest.Flake(t, map[string]string{"alpha": nixtest.Good})
 	ctx := t.Context()
 	build := func(variant string) string {

@@ -11,6 +11,7 @@
 package nixtest
 
 import (
+	"cmp"
 	"embed"
 	"encoding/json"
 	"io/fs"
@@ -21,6 +22,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/pantheros/panther/pkg/nix"
 )
 
 // Variants of the lab flake.
@@ -207,4 +212,17 @@ func skipOrFail(t testing.TB, reason string) {
 		t.Fatalf("nixtest: %s (%s=1 forbids skipping)", reason, RequireEnv)
 	}
 	t.Skipf("nixtest: %s", reason)
+}
+
+// Nix returns a pkg/nix runner of the real binaries with the test settings
+// (see Env, which it skips through); PANTHER_TEST_LOG_LEVEL raises its log
+// level from warn.
+func Nix(t testing.TB) *nix.Nix {
+	t.Helper()
+	env := Env(t)
+	log := hclog.New(&hclog.LoggerOptions{
+		Name:  t.Name(),
+		Level: hclog.LevelFromString(cmp.Or(os.Getenv("PANTHER_TEST_LOG_LEVEL"), "warn")),
+	})
+	return nix.New(nix.Options{ExtraConfig: env.ExtraConfig}, log)
 }

@@ -1,7 +1,6 @@
 package nixtest_test
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"os"
@@ -11,24 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
 	"github.com/pantheros/panther/pkg/nix"
 	"github.com/pantheros/panther/pkg/nixtest"
 )
 
-func newNix(t *testing.T) *nix.Nix {
-	t.Helper()
-	env := nixtest.Env(t)
-	log := hclog.New(&hclog.LoggerOptions{
-		Name:  t.Name(),
-		Level: hclog.LevelFromString(cmp.Or(os.Getenv("PANTHER_TEST_LOG_LEVEL"), "warn")),
-	})
-	return nix.New(nix.Options{ExtraConfig: env.ExtraConfig}, log)
-}
-
 func TestVariants(t *testing.T) {
-	n := newNix(t)
+	n := nixtest.Nix(t)
 	hosts := map[string]string{}
 	for _, v := range nixtest.Variants() {
 		hosts["h-"+v] = v
@@ -141,7 +128,7 @@ func checkToplevel(t *testing.T, out, variant string) {
 }
 
 func TestRewritingHostsChangesOutPath(t *testing.T) {
-	n := newNix(t)
+	n := nixtest.Nix(t)
 	dir := nixtest.Flake(t, map[string]string{"alpha": nixtest.Good})
 	installable, err := nix.Toplevel(nixtest.Ref(dir), "alpha")
 	if err != nil {
@@ -173,7 +160,7 @@ func TestRewritingHostsChangesOutPath(t *testing.T) {
 }
 
 func TestDefaultHosts(t *testing.T) {
-	n := newNix(t)
+	n := nixtest.Nix(t)
 	dir := nixtest.Flake(t, nil)
 	hosts, err := n.Hosts(context.Background(), nixtest.Ref(dir))
 	if err != nil || !slices.Equal(hosts, []string{"alpha", "beta"}) {
@@ -187,7 +174,7 @@ func TestDryActivateWithoutRunningSystem(t *testing.T) {
 	if _, err := os.Lstat(nixtest.CurrentSystem); err == nil {
 		t.Skip("this machine has a /run/current-system; the expectation below assumes none")
 	}
-	n := newNix(t)
+	n := nixtest.Nix(t)
 	dir := nixtest.Flake(t, map[string]string{"a": nixtest.Good, "b": nixtest.DryFail})
 	for _, tt := range []struct {
 		host, want string

@@ -49,7 +49,7 @@ func buildAll(t *testing.T, n *nix.Nix, variants ...string) map[string]string {
 // namespace, and checks what each did to units, links, the boot entry and
 // /run/current-system.
 func TestSwitchInSandbox(t *testing.T) {
-	n := newNix(t)
+	n := nixtest.Nix(t)
 	sandboxtest.Require(t, true)
 	tops := buildAll(t, n, nixtest.Good, nixtest.GoodV2, nixtest.UnitFail, nixtest.WebOK, nixtest.WebBroken,
 		nixtest.ActivationFail, nixtest.RebootRequired, nixtest.RestartAgent, nixtest.CutNetwork, nixtest.DryFail)
