@@ -253,21 +253,28 @@ func TestValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := validConfig()
 			tt.mutate(c)
-			err := c.Validate()
-			if tt.wantFields == nil {
-				if err != nil {
-					t.Fatalf("Validate: %v", err)
-				}
-				return
-			}
-			ce := problems(t, err)
-			if got := ce.Fields(); !reflect.DeepEqual(got, tt.wantFields) {
-				t.Errorf("problem fields = %q, want %q (%v)", got, tt.wantFields, err)
-			}
-			if !strings.Contains(ce.Problems[0].Message, tt.wantMsg) {
-				t.Errorf("message %q does not contain %q", ce.Problems[0].Message, tt.wantMsg)
-			}
+			checkValidate(t, c, tt.wantFields, tt.wantMsg)
 		})
+	}
+}
+
+// checkValidate validates c and wants exactly wantFields to be reported
+// (none: valid), the first with a message containing wantMsg.
+func checkValidate(t *testing.T, c *Config, wantFields []string, wantMsg string) {
+	t.Helper()
+	err := c.Validate()
+	if wantFields == nil {
+		if err != nil {
+			t.Fatalf("Validate: %v", err)
+		}
+		return
+	}
+	ce := problems(t, err)
+	if got := ce.Fields(); !reflect.DeepEqual(got, wantFields) {
+		t.Errorf("problem fields = %q, want %q (%v)", got, wantFields, err)
+	}
+	if !strings.Contains(ce.Problems[0].Message, wantMsg) {
+		t.Errorf("message %q does not contain %q", ce.Problems[0].Message, wantMsg)
 	}
 }
 
@@ -304,20 +311,7 @@ func TestValidateHealthChecks(t *testing.T) {
 			c := validConfig()
 			c.HealthChecks = []HealthCheck{tt.check}
 			c.ApplyDefaults()
-			err := c.Validate()
-			if tt.wantFields == nil {
-				if err != nil {
-					t.Fatalf("Validate: %v", err)
-				}
-				return
-			}
-			ce := problems(t, err)
-			if got := ce.Fields(); !reflect.DeepEqual(got, tt.wantFields) {
-				t.Errorf("problem fields = %q, want %q (%v)", got, tt.wantFields, err)
-			}
-			if !strings.Contains(ce.Problems[0].Message, tt.wantMsg) {
-				t.Errorf("message %q does not contain %q", ce.Problems[0].Message, tt.wantMsg)
-			}
+			checkValidate(t, c, tt.wantFields, tt.wantMsg)
 		})
 	}
 }
