@@ -23,23 +23,36 @@ build: ## Build pantherctl, panther-agent and panther-lab into bin/.
 	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/panther-agent ./agent/cmd/panther-agent
 	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/panther-lab ./controller/cmd/panther-lab
 
+.PHONY: setup
+setup: ## As root: install what demo and test need (Debian packages, nix config, Go tools); idempotent.
+	@hack/setup
+	@$(MAKE) --no-print-directory tools
+
 .PHONY: demo
-demo: build ## As root: the whole flow on this machine (tailnet + 3 sandboxed hosts), ~1 min.
+demo: setup build ## As root: set up, then the whole flow on this machine (tailnet + 3 sandboxed hosts), ~1 min.
 	$(BIN)/pantherctl lab demo
 
 .PHONY: test
-test: ## Run every test (real nix, systemd sandboxes and tailnet need root; see README).
+test: setup ## Set up, then run every test (real nix, systemd sandboxes and tailnet need root; see README).
 	$(GO) test -tags $(TAGS) -count=1 -timeout 75m ./...
 
 .PHONY: test-short
 test-short: ## Run the fast unit tests only.
 	$(GO) test -tags $(TAGS) -short ./...
 
+TOOLS := github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION) \
+	google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION) \
+	google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
 .PHONY: tools
-tools: ## Install buf and the protoc plugins at pinned versions.
-	GOFLAGS= $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
-	GOFLAGS= $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
-	GOFLAGS= $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+tools: ## Install buf and the protoc plugins at pinned versions (skips those already installed).
+	@for t in $(TOOLS); do \
+	  pkg=$${t%@*}; ver=$${t##*@}; bin="$(GOBIN)/$${pkg##*/}"; \
+	  if $(GO) version -m "$$bin" 2>/dev/null | awk '$$1 == "mod" {print $$3; exit}' | grep -qxF "$$ver"; then \
+	    echo "tools: $${pkg##*/} $$ver installed"; continue; \
+	  fi; \
+	  echo "tools: go install $$t"; GOFLAGS= $(GO) install "$$t" || exit 1; \
+	done
 
 .PHONY: proto
 proto: ## Regenerate the gRPC code from proto/ with buf.

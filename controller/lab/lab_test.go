@@ -12,12 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pantheros/panther/pkg/nix"
 	"github.com/pantheros/panther/pkg/sandbox"
 )
 
 // requireLab skips the test (fails it when PANTHER_REQUIRE_INTEGRATION=1)
 // unless this machine can run a lab: root, systemd and the sandbox tools,
-// nix.
+// nix and a nix configuration it can build with.
 func requireLab(t *testing.T) {
 	t.Helper()
 	var missing []string
@@ -26,6 +27,8 @@ func requireLab(t *testing.T) {
 	}
 	if _, err := exec.LookPath("nix"); err != nil {
 		missing = append(missing, "nix is not installed (apt-get install nix-bin)")
+	} else if item := nix.CheckConfig(os.Environ()); item != "" {
+		missing = append(missing, item)
 	}
 	if len(missing) == 0 {
 		return

@@ -2,16 +2,19 @@ package lab
 
 import (
 	"errors"
+	"os"
 	"os/exec"
 
 	"github.com/pantheros/panther/pkg/labnet"
+	"github.com/pantheros/panther/pkg/nix"
 	"github.com/pantheros/panther/pkg/sandbox"
 )
 
 // Preflight reports whether the lab can run on this machine. The error is a
 // *sandbox.MissingError (errors.Is(err, sandbox.ErrMissing)) listing every
 // missing piece with how to get it: root, systemd and the sandbox tools,
-// nix, panther-agent and pantherctl, an IPv4 address.
+// nix and a nix configuration it can build with, panther-agent and
+// pantherctl, an IPv4 address.
 func Preflight(lookPath func(string) (string, error)) error {
 	if lookPath == nil {
 		lookPath = exec.LookPath
@@ -23,10 +26,17 @@ func Preflight(lookPath func(string) (string, error)) error {
 	} else if err != nil {
 		items = append(items, err.Error())
 	}
+	nixFound := true
 	for _, bin := range []string{"nix", "nix-env"} {
 		if _, err := lookPath(bin); err != nil {
 			items = append(items, bin+" is not installed: apt-get install nix-bin (the hosts build with the machine's nix; no daemon needed as root)")
+			nixFound = false
 			break
+		}
+	}
+	if nixFound {
+		if item := nix.CheckConfig(os.Environ()); item != "" {
+			items = append(items, item)
 		}
 	}
 	if _, err := FindBinaries(); err != nil {

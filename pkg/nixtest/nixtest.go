@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -180,10 +181,18 @@ type NixEnv struct {
 // variable as pkg/sandboxtest's).
 const RequireEnv = "PANTHER_REQUIRE_INTEGRATION"
 
+// configOnce guards configProblem: nix.CheckConfig's finding, asked once
+// per test process.
+var (
+	configOnce    sync.Once
+	configProblem string
+)
+
 // Env returns the nix environment for tests, or skips the test with the
 // reason when nix cannot run here (fails it instead when RequireEnv=1): nix
-// missing (Debian package nix-bin) or not root (without a daemon, nix writes
-// /nix/store itself).
+// missing (Debian package nix-bin), not root (without a daemon, nix writes
+// /nix/store itself), or a nix configuration it cannot build with (no
+// nixbld group: `make setup` writes one that needs none).
 func Env(t testing.TB) NixEnv {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -193,6 +202,10 @@ func Env(t testing.TB) NixEnv {
 		if _, err := exec.LookPath(bin); err != nil {
 			skipOrFail(t, bin+" is not installed (Debian package nix-bin)")
 		}
+	}
+	configOnce.Do(func() { configProblem = nix.CheckConfig(os.Environ()) })
+	if configProblem != "" {
+		skipOrFail(t, configProblem)
 	}
 	extra := []string{"sandbox = false", "substituters ="}
 	var env []string
