@@ -6,6 +6,11 @@
 # same name, into the agent's JSON config (see agent/config); options left
 # null are dropped so the agent applies its own default.
 #
+# It refuses at evaluation what the agent refuses at start: the cheap rules
+# of agent/config's Validate are mirrored as assertions (see `refusals`)
+# whose messages name the option and the bad item, and, with checkConfig,
+# the rendered file goes through the agent's own `check-config` in the build.
+#
 # The module uses only builtins and a few lib functions so that it evaluates
 # with the small stub in ./stub (no nixpkgs needed); keep it that way.
 { config, lib, pkgs, ... }:
@@ -15,9 +20,23 @@ let
 
   cfg = config.services.panther-agent;
 
-  # A Go duration string ("90s", "1m30s") or a whole number of seconds.
-  duration = types.either types.ints.positive
-    (types.strMatching "([0-9]+(\\.[0-9]*)?(ns|us|ms|s|m|h))+");
+  # A Go duration string ("90s", "1m30s") or a whole number of seconds. Its
+  # value (positive, in range) is checked by the assertions, whose messages
+  # say why: the type only checks the form.
+  durationRe = "([0-9]+(\\.[0-9]*)?(ns|us|ms|s|m|h))+";
+  duration = types.either types.ints.unsigned (types.strMatching durationRe);
+
+  # seconds d: a duration option's value in seconds, as a float (Go's
+  # time.ParseDuration, whose overflow past maxSeconds the agent refuses).
+  unitSeconds = { ns = 1.0e-9; us = 1.0e-6; ms = 1.0e-3; s = 1.0; m = 60.0; h = 3600.0; };
+  maxSeconds = 9223372036.854775807; # 2^63-1 ns
+  decimal = digits: frac:
+    let intPart = builtins.head (builtins.match "0*([0-9]+)" digits); in
+    builtins.fromJSON "${intPart}.${if frac == null then "" else frac}0";
+  seconds = d:
+    if builtins.isInt d then d * 1.0
+    else builtins.foldl' (sum: p: sum + decimal (builtins.elemAt p 0) (builtins.elemAt p 2) * unitSeconds.${builtins.elemAt p 3}) 0.0
+      (builtins.filter builtins.isList (builtins.split "([0-9]+)(\\.([0-9]*))?(ns|us|ms|s|m|h)" d));
 
   healthCheck = types.submodule {
     options = {
@@ -86,9 +105,12 @@ let
   rendered = dropNulls {
     inherit (cfg)
       hostName flakeHost controlUrl authKeyFile tags allowedTags allowedUsers
-      trustedKeys port stateDir profile confirmTimeout maxConfirmTimeout
+      port stateDir profile confirmTimeout maxConfirmTimeout
       healthSettle criticalUnits logRetention maxUploadBytes nixExtraConfig
       noLogsNoSupport logLevel logJSON;
+    # Two modules adding the same key give it twice; the agent refuses
+    # duplicates.
+    trustedKeys = lib.unique cfg.trustedKeys;
     healthChecks = map
       (c: {
         inherit (c) name type url expectStatus address command timeout interval retries;
@@ -99,6 +121,17 @@ let
 
   configFile = pkgs.writeText "panther-agent.json" (builtins.toJSON cfg.renderedConfig);
 
+  # The config file the unit and /etc use. With checkConfig, the agent's own
+  # check-config reads it, with extraArgs, in the build: a value the agent
+  # would refuse at start fails the system build with the agent's message.
+  checkedConfigFile =
+    if !cfg.checkConfig then configFile
+    else
+      pkgs.runCommand "panther-agent.json" { } ''
+        ${cfg.package}/bin/panther-agent check-config --config ${configFile} ${lib.escapeShellArgs cfg.extraArgs} >/dev/null
+        cp ${configFile} $out
+      '';
+
   stateDirUnderVarLib = lib.hasPrefix "/var/lib/" cfg.stateDir;
 
   validKey = k: builtins.match "panther-ed25519:[A-Za-z0-9+/]{43}=" k != null;
@@ -107,16 +140,162 @@ let
     if c.type == "http" then c.url != null && c.address == null && c.command == null
     else if c.type == "tcp" then c.address != null && c.url == null && c.command == null && c.expectStatus == null
     else c.command != null && c.command != [ ] && c.url == null && c.address == null && c.expectStatus == null;
+
+  # ---- What the agent refuses at start (agent/config Validate), refused at
+  # evaluation with the option and the bad item named. -----------------------
+  opt = name: "services.panther-agent.${name}";
+  show = builtins.toJSON;
+  # refuse name bad why: one assertion over the bad items of an option.
+  refuse = name: bad: why: {
+    assertion = bad == [ ];
+    message = "${opt name}: ${builtins.concatStringsSep ", " (map show bad)}: ${why}";
+  };
+  matches = re: s: builtins.match re s != null;
+
+  # Go's filepath.Clean leaves it unchanged: absolute, no empty, "." or ".."
+  # component, no trailing slash.
+  cleanAbsPath = p: p == "/" || (matches "(/[^/]+)+" p
+    && !(builtins.any (c: c == "." || c == "..") (builtins.filter builtins.isString (builtins.split "/" p))));
+  # Directories the agent must not take over (it makes its state dir 0700).
+  systemDirs = [
+    "/" "/bin" "/boot" "/dev" "/etc" "/home" "/lib" "/mnt" "/nix" "/nix/store" "/nix/var" "/opt" "/proc"
+    "/root" "/run" "/srv" "/sys" "/tmp" "/usr" "/var" "/var/cache" "/var/empty" "/var/lib" "/var/log" "/var/tmp"
+  ];
+  unitSuffixes = "service|socket|target|mount|automount|timer|path|device|swap|scope|slice";
+  isUnitName = u: builtins.stringLength u <= 255 && matches "[^/[:space:][:cntrl:]]+\\.(${unitSuffixes})" u;
+  isTag = matches "tag:[A-Za-z][A-Za-z0-9-]*";
+  isHttpURL = matches "[hH][tT][tT][pP][sS]?://[^/?#[:space:]]+([/?#][^[:space:]]*)?";
+  isHostPort = a:
+    let m = builtins.match "([[][0-9A-Za-z:.%_-]+[]]|[^:]+):([0-9]{1,5})" a; in
+    m != null && (let port = builtins.fromJSON (builtins.head (builtins.match "0*([0-9]+)" (builtins.elemAt m 1))); in port >= 1 && port <= 65535);
+  isHostName = h: builtins.stringLength h <= 253 && matches "[A-Za-z0-9_][A-Za-z0-9_.-]*" h;
+  isAttrName = h: builtins.stringLength h <= 128 && matches "[A-Za-z_-][A-Za-z0-9_-]*" h;
+
+  # durationProblem name d zeroOK: why the agent refuses duration d, or null.
+  durationProblem = d: zeroOK:
+    let secs = seconds d; in
+    if secs >= maxSeconds then "${show d} is out of range (at most 2562047h)"
+    else if !zeroOK && secs <= 0 then "${show d} must be a positive duration (the agent would not wait at all)"
+    else null;
+  durationAssertion = name: d: zeroOK:
+    let why = durationProblem d zeroOK; in
+    { assertion = why == null; message = "${opt name}: ${toString why}"; };
+
+  # panther-agent run's flags (agent/config/flags.go; TestModuleKnowsAgentFlags
+  # keeps this list in step). config is set by the module.
+  agentFlags = [
+    "hostname" "flake-host" "state-dir" "control-url" "auth-key-file" "tag" "allowed-tag" "allowed-user"
+    "trusted-key" "port" "profile" "current-system" "runtime-dir" "confirm-timeout" "max-confirm-timeout"
+    "health-settle" "critical-unit" "log-retention" "max-upload-bytes" "nix-extra-config" "no-logs-no-support"
+    "log-level" "log-json" "unit-name" "systemd-run-path"
+  ];
+  boolFlags = [ "no-logs-no-support" "log-json" ];
+  # extraArgsProblems i: the arguments from i on that Go's flag parsing in
+  # `panther-agent run` would refuse.
+  extraArgsProblems = i:
+    let
+      args = cfg.extraArgs;
+      a = builtins.elemAt args i;
+      m = builtins.match "--?([^=-][^=]*)(=.*)?" a;
+      name = builtins.head m;
+    in
+    if i >= builtins.length args then [ ]
+    else if m == null then [ "${show a} is not a flag (give values as --flag=value)" ] ++ extraArgsProblems (i + 1)
+    else if name == "config" then [ "${show a}: the module sets --config" ] ++ extraArgsProblems (i + 1)
+    else if !(builtins.elem name agentFlags) then [ "${show a} is not a flag of panther-agent run" ] ++ extraArgsProblems (i + 1)
+    else if builtins.elemAt m 1 != null || builtins.elem name boolFlags then extraArgsProblems (i + 1)
+    else if i + 1 >= builtins.length args then [ "${show a} needs a value" ]
+    else extraArgsProblems (i + 2);
+
+  healthCheckNames = map (c: c.name) cfg.healthChecks;
+
+  refusals = [
+    {
+      assertion = isHostName cfg.hostName;
+      message = "${opt "hostName"}: ${show cfg.hostName} is not a hostname: use letters, digits, '-', '_' and '.'";
+    }
+    {
+      assertion = isAttrName cfg.flakeHost;
+      message = "${opt "flakeHost"}: ${show cfg.flakeHost}${lib.optionalString (cfg.flakeHost == cfg.hostName) " (hostName, its default)"} is not a plain nixosConfigurations attribute name: use letters, digits, '-' and '_', not starting with a digit, or set flakeHost";
+    }
+    {
+      assertion = cfg.controlUrl == null || isHttpURL cfg.controlUrl;
+      message = "${opt "controlUrl"}: ${show cfg.controlUrl} is not an http(s) URL with a host; leave it null for Tailscale's control server";
+    }
+    (refuse "tags" (builtins.filter (t: !isTag t) cfg.tags) "not a tailnet tag like \"tag:panther-agent\" (tag:, a letter, then letters, digits and '-')")
+    (refuse "allowedTags" (builtins.filter (t: !isTag t) cfg.allowedTags) "not a tailnet tag like \"tag:panther-controller\" (tag:, a letter, then letters, digits and '-')")
+    (refuse "allowedUsers" (builtins.filter (u: !matches "[^[:space:][:cntrl:]]+" u) cfg.allowedUsers) "not a login name")
+    {
+      assertion = cfg.allowedTags != [ ] || cfg.allowedUsers != [ ];
+      message = "${opt "allowedTags"}: no caller could reach the agent: allow at least one tag or set allowedUsers";
+    }
+    (refuse "stateDir" (builtins.filter (p: !cleanAbsPath p) [ cfg.stateDir ]) "not a clean absolute path (no trailing slash, no empty, . or .. component)")
+    (refuse "stateDir" (builtins.filter (p: builtins.elem p systemDirs || lib.hasPrefix "/nix/store/" p) [ cfg.stateDir ])
+      "a system directory, which the agent would make root-only (mode 0700): give it a directory of its own, like /var/lib/panther-agent")
+    (refuse "profile" (builtins.filter (p: !cleanAbsPath p) [ cfg.profile ]) "not a clean absolute path")
+    (refuse "authKeyFile" (builtins.filter (p: p != null && !cleanAbsPath p) [ cfg.authKeyFile ]) "not a clean absolute path")
+    (refuse "criticalUnits" (builtins.filter (u: !isUnitName u) cfg.criticalUnits) "not a systemd unit name with its type, like \"nginx.service\"")
+    {
+      assertion = extraArgsProblems 0 == [ ];
+      message = "${opt "extraArgs"}: ${builtins.concatStringsSep "; " (extraArgsProblems 0)}";
+    }
+    (durationAssertion "confirmTimeout" cfg.confirmTimeout false)
+    (durationAssertion "maxConfirmTimeout" cfg.maxConfirmTimeout false)
+    (durationAssertion "healthSettle" cfg.healthSettle true)
+    {
+      assertion = seconds cfg.confirmTimeout <= seconds cfg.maxConfirmTimeout;
+      message = "${opt "confirmTimeout"}: ${show cfg.confirmTimeout} is longer than maxConfirmTimeout (${show cfg.maxConfirmTimeout})";
+    }
+    (refuse "healthChecks" (builtins.filter (n: builtins.length (builtins.filter (m: m == n) healthCheckNames) > 1) (lib.unique healthCheckNames))
+      "the name of more than one check; names must be unique")
+  ] ++ builtins.concatLists (builtins.genList
+    (i:
+      let
+        c = builtins.elemAt cfg.healthChecks i;
+        name = "healthChecks.${toString i}";
+      in
+      [
+        (durationAssertion "${name}.timeout" c.timeout false)
+        (durationAssertion "${name}.interval" c.interval false)
+        (refuse "${name}.url" (builtins.filter (u: u != null && !isHttpURL u) [ c.url ]) "not an http(s) URL with a host")
+        (refuse "${name}.address" (builtins.filter (a: a != null && !isHostPort a) [ c.address ]) "not host:port (a host and a port from 1 to 65535)")
+      ])
+    (builtins.length cfg.healthChecks))
+  ++ [
+    (refuse "settings" (builtins.filter (k: rendered ? ${k}) (builtins.attrNames cfg.settings))
+      "has an option of its own: set it through that option, not settings")
+  ];
 in
 {
   options.services.panther-agent = {
     enable = mkEnableOption "panther-agent, which deploys this host's NixOS configuration when a trusted panther controller asks over the tailnet";
 
-    package = mkOption {
-      type = types.package;
-      default = pkgs.panther-agent;
-      defaultText = literalExpression "pkgs.panther-agent";
-      description = "The panther-agent package. The panther flake's nixosModules.default sets it to the flake's build.";
+    package = lib.mkPackageOption pkgs "panther-agent" {
+      extraDescription = "The panther flake's nixosModules.default sets it to the flake's build.";
+    };
+
+    checkConfig = mkOption {
+      type = types.bool;
+      default = pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform;
+      defaultText = literalExpression "pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform";
+      description = ''
+        Check the rendered config file (and `extraArgs`) with the agent's own
+        `panther-agent check-config` while building the system, so that a value
+        the agent would refuse at start fails the build instead. Off when
+        cross-compiling (the build machine cannot run the host's agent).
+      '';
+    };
+
+    settings = mkOption {
+      type = (pkgs.formats.json { }).type;
+      default = { };
+      example = { runtimeDir = "/run/panther-agent"; };
+      description = ''
+        Agent config keys this module has no option for, rendered as they are
+        into the agent's config file. The agent refuses unknown keys (and
+        `checkConfig` catches that in the build); keys that have an option here
+        must be set through the option.
+      '';
     };
 
     hostName = mkOption {
@@ -181,7 +360,8 @@ in
     };
 
     port = mkOption {
-      type = types.port;
+      # types.port admits 0, which the agent would replace by its default.
+      type = types.ints.between 1 65535;
       default = 7443;
       description = ''
         Port of the agent's gRPC endpoint, which exists only on the tailnet. The
@@ -217,7 +397,7 @@ in
     healthSettle = mkOption {
       type = duration;
       default = "5s";
-      description = "Pause after a switch before unit states and health checks are judged.";
+      description = "Pause after a switch before unit states and health checks are judged; 0 judges at once.";
     };
 
     criticalUnits = mkOption {
@@ -281,13 +461,15 @@ in
       type = types.attrs;
       internal = true;
       readOnly = true;
-      default = rendered;
-      description = "The agent's config file as rendered from these options (for inspection and tests).";
+      default = cfg.settings // rendered;
+      description = "The agent's config file as rendered from these options and `settings` (for inspection and tests).";
     };
   };
 
+  meta.maintainers = [{ name = "panther maintainers"; github = "pantheros"; }];
+
   config = mkIf cfg.enable {
-    assertions = [
+    assertions = refusals ++ [
       {
         assertion = cfg.trustedKeys != [ ];
         message = "services.panther-agent.trustedKeys: add at least one controller key (run `pantherctl keygen` and paste the panther-ed25519:... line).";
@@ -309,7 +491,10 @@ in
     # Same store file as on the command line: /etc holds it for people and
     # tools, while ExecStart names the store path so that a config change
     # also changes the unit.
-    environment.etc."panther/agent.json".source = configFile;
+    environment.etc."panther/agent.json".source = checkedConfigFile;
+
+    # `panther-agent check-config` and `version` for people on the host.
+    environment.systemPackages = [ cfg.package ];
 
     systemd.tmpfiles.rules = lib.optional (!stateDirUnderVarLib) "d ${cfg.stateDir} 0700 root root -";
 
@@ -339,9 +524,13 @@ in
       # Keep trying for ever: a host whose agent gave up can only be
       # reached by hand.
       unitConfig.StartLimitIntervalSec = 0;
+      # A new configuration without this unit (the module disabled) must not
+      # stop the agent in the middle of the switch it runs; it ends with the
+      # next reboot.
+      unitConfig.X-StopOnRemoval = false;
 
       serviceConfig = {
-        ExecStart = "${cfg.package}/bin/panther-agent run --config ${configFile}"
+        ExecStart = "${cfg.package}/bin/panther-agent run --config ${checkedConfigFile}"
           + lib.optionalString (cfg.extraArgs != [ ]) " ${lib.escapeShellArgs cfg.extraArgs}";
         # The agent tells systemd it is ready once its tailnet listener is up.
         Type = "notify";

@@ -146,7 +146,9 @@ func TestModuleUnitHardeningKeepsAgentWorking(t *testing.T) {
 		Files: map[string]string{
 			"/srv/agent.sh":        agentStandIn,
 			"/srv/flake/flake.nix": fakeSystemFlake(system),
-			"/etc/nix/nix.conf":    "experimental-features = nix-command flakes\nsandbox = false\nsubstituters =\n",
+			// No build users: the sandbox is this machine's root, which
+			// need not have the nixbld group NixOS has.
+			"/etc/nix/nix.conf": "experimental-features = nix-command flakes\nsandbox = false\nsubstituters =\nbuild-users-group =\n",
 		},
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)

@@ -6,7 +6,16 @@
 # checks evaluate the same module with the real module system.
 #
 #   nix-instantiate --eval --strict --json nixos-module/stub/eval.nix -A rendered
-{ host ? ../example.nix }:
+#
+# host is a module file, or a module function or attribute set (tests pass
+# one with --arg). `checked` is the rendered config once every assertion
+# holds and throws NixOS's "Failed assertions" message otherwise. With
+# realBuild = true, writeText and runCommand make real derivations (built by
+# /bin/sh with the machine's tools, so they need sandbox = false), and
+# `configFile` is the file the unit uses: with checkConfig, the agent's own
+# check-config runs in its build (set services.panther-agent.package to a
+# directory holding bin/panther-agent).
+{ host ? ../example.nix, realBuild ? false }:
 
 let
   lib = import ./lib.nix;
@@ -14,14 +23,34 @@ let
 
   fakeStorePath = name: "/nix/store/00000000000000000000000000000000-${name}";
   pkgs = {
-    writeText = name: text: { outPath = fakeStorePath name; inherit name text; };
+    writeText = name: text:
+      if realBuild then builtins.toFile name text
+      else { outPath = fakeStorePath name; inherit name text; };
+    runCommand = name: env: script:
+      if realBuild then
+        derivation (env // {
+          inherit name;
+          system = builtins.currentSystem;
+          builder = "/bin/sh";
+          args = [ "-c" script ];
+          PATH = "/usr/bin:/bin";
+        })
+      else { outPath = fakeStorePath name; inherit name script; };
+    formats.json = _: { type = lib.types.json; };
+    stdenv = {
+      buildPlatform.canExecute = _: true;
+      hostPlatform = { };
+    };
     git = fakeStorePath "git";
     panther-agent = fakeStorePath "panther-agent";
   };
 
   args = { inherit config lib pkgs; };
   agentModule = import ../default.nix args;
-  hostModule = import host args;
+  hostModule =
+    if builtins.isFunction host then host args
+    else if builtins.isAttrs host then host
+    else import host args;
 
   # The options of the rest of NixOS that the module reads.
   nixosOptions = {
@@ -72,6 +101,13 @@ rec {
   rendered = config.services.panther-agent.renderedConfig;
   json = builtins.toJSON rendered;
   failedAssertions = map (a: a.message) (builtins.filter (a: !a.assertion) (out.assertions or [ ]));
+  # As NixOS's system.build.toplevel does with failed assertions.
+  checked =
+    if failedAssertions == [ ] then rendered
+    else throw "\nFailed assertions:\n${builtins.concatStringsSep "\n" (map (m: "- ${m}") failedAssertions)}";
+  configFile = etc."panther/agent.json".source;
+  systemPackages = out.environment.systemPackages or [ ];
+  meta = agentModule.meta or { };
   unit = out.systemd.services.panther-agent or null;
   etc = out.environment.etc or { };
   tmpfiles = out.systemd.tmpfiles.rules or [ ];

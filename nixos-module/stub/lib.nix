@@ -28,6 +28,8 @@ let
     either = a: b: mkType "${a.name} or ${b.name}" (v: a.check v || b.check v) { };
     listOf = t: mkType "list of ${t.name}" (v: builtins.isList v && builtins.all t.check v) { elemType = t; };
     submodule = m: mkType "submodule" builtins.isAttrs { inherit (m) options; };
+    # pkgs.formats.json's type: any JSON value.
+    json = mkType "JSON value" (_: true) { };
   };
 in
 rec {
@@ -40,6 +42,12 @@ rec {
     example = true;
     description = "Whether to enable ${name}.";
   };
+  mkPackageOption = pkgs: name: { extraDescription ? "" }: mkOption {
+    type = types.package;
+    default = pkgs.${name};
+    defaultText = literalExpression "pkgs.${name}";
+    description = "The ${name} package to use." + optionalString (extraDescription != "") " ${extraDescription}";
+  };
   mkIf = condition: content: { _type = "if"; inherit condition content; };
   literalExpression = text: { _type = "literalExpression"; inherit text; };
 
@@ -49,6 +57,7 @@ rec {
     then builtins.substring (builtins.stringLength pre) (builtins.stringLength s) s
     else s;
   optional = cond: x: if cond then [ x ] else [ ];
+  unique = builtins.foldl' (acc: x: if builtins.elem x acc then acc else acc ++ [ x ]) [ ];
   optionalAttrs = cond: as: if cond then as else { };
   optionalString = cond: s: if cond then s else "";
   escapeShellArg = arg:
