@@ -32,7 +32,8 @@ let
           inherit name;
           system = builtins.currentSystem;
           builder = "/bin/sh";
-          args = [ "-c" script ];
+          # stdenv runs builders with errexit.
+          args = [ "-c" "set -e\n${script}" ];
           PATH = "/usr/bin:/bin";
         })
       else { outPath = fakeStorePath name; inherit name script; };
