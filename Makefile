@@ -102,6 +102,12 @@ bench: ## As root: measure the figures with goals (~20 min) and write docs/BENCH
 	} 2>&1 | tee $(BENCH_OUT) | grep --line-buffered -E '^(Benchmark|--- FAIL|FAIL|ok )' || true
 	$(GO) run ./controller/e2e/benchreport -o docs/BENCHMARKS.md $(BENCH_OUT)
 
+.PHONY: vendor-hash
+vendor-hash: ## Print the Nix vendorHash of go.mod/go.sum (offline, from the Go module cache).
+	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
+	  GOFLAGS=-mod=mod $(GO) mod vendor -o "$$d/vendor" && \
+	  nix --extra-experimental-features nix-command hash path "$$d/vendor"
+
 .PHONY: clean
 clean: ## Remove built binaries.
 	rm -rf $(BIN)

@@ -63,6 +63,9 @@
         { pantherctl = app "pantherctl"; default = app "pantherctl"; }
         // lib.optionalAttrs (isLinux pkgs) { panther-agent = app "panther-agent"; });
 
+      # `nix fmt`: nixfmt over the tree (nixfmt-tree in current nixpkgs).
+      formatter = forSystems allSystems (pkgs: pkgs.nixfmt-tree or pkgs.nixfmt-rfc-style);
+
       devShells = forSystems allSystems (pkgs: {
         default = pkgs.mkShell {
           packages = [

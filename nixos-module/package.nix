@@ -19,24 +19,30 @@ buildGo126Module {
   pname = command;
   inherit version;
 
-  # The Go module only: editing the Nix files or the docs does not rebuild.
+  # An allow-list: the Go module (every package, with the files they embed)
+  # and nothing else, so editing the docs, the Nix files, the Makefile or a
+  # README does not rebuild the agent. A new top-level Go directory must be
+  # added here (the vendor hash covers the imports of every package).
   src = lib.fileset.toSource {
     root = ../.;
-    fileset = lib.fileset.difference ../. (lib.fileset.unions [
-      ./.
-      ../flake.nix
-      (lib.fileset.maybeMissing ../flake.lock)
-      (lib.fileset.maybeMissing ../docs)
-      (lib.fileset.maybeMissing ../.git)
-    ]);
+    fileset = lib.fileset.difference
+      (lib.fileset.unions [
+        ../go.mod
+        ../go.sum
+        ../agent
+        ../controller
+        ../pkg
+        ../proto
+        ../examples
+      ])
+      (lib.fileset.fileFilter (file: file.hasExt "md") ../.);
   };
 
   # Hash of `go mod vendor` for the whole module. Refresh it after go.mod,
-  # go.sum or the set of imported packages changes:
-  #   - with network: set it to lib.fakeHash, run `nix build .#panther-agent`
-  #     and copy the hash from the "got:" line;
-  #   - offline, from a filled module cache: in a scratch copy of the repo run
-  #     `GOFLAGS=-mod=mod go mod vendor -o /tmp/vendor && nix hash path /tmp/vendor`.
+  # go.sum or the set of imported packages changes: `make vendor-hash` prints
+  # it offline from the Go module cache (go mod vendor into a scratch
+  # directory, then nix hash path). nixos-module's TestVendorHashMatchesGoMod
+  # fails when this line is stale.
   vendorHash = "sha256-IUTScXUcWhAtke4SUiZXYHzwNvgfLbuafqsToG9AUos=";
 
   subPackages = [ subPackages.${command} ];
