@@ -316,3 +316,43 @@ func TestModuleChecksConfigInBuild(t *testing.T) {
 		})
 	}
 }
+
+// TestModuleInstallsAgentAndKeepsItOnRemoval checks the module's other
+// duties: the agent on PATH, X-StopOnRemoval=false on its unit (a switch to a
+// configuration without the unit must not stop the agent running it), a
+// checked config file, and a maintainer.
+func TestModuleInstallsAgentAndKeepsItOnRemoval(t *testing.T) {
+	var unit moduleUnit
+	if err := json.Unmarshal(nixEval(t, "unit"), &unit); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := unit.UnitConfig["X-StopOnRemoval"]; !ok || v != false {
+		t.Errorf("unitConfig X-StopOnRemoval = %v, want false", v)
+	}
+	var pkgs []string
+	if err := json.Unmarshal(nixEval(t, "systemPackages"), &pkgs); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(pkgs, func(p string) bool { return strings.HasSuffix(p, "-panther-agent") }) {
+		t.Errorf("environment.systemPackages = %q, want the agent package", pkgs)
+	}
+	var name, script string
+	if err := json.Unmarshal(nixEval(t, "configFile.name"), &name); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(nixEval(t, "configFile.script"), &script); err != nil {
+		t.Fatal(err)
+	}
+	if name != "panther-agent.json" || !strings.Contains(script, "/bin/panther-agent check-config --config /nix/store/") {
+		t.Errorf("the unit's config file is %q built by %q, want the rendered file checked by panther-agent check-config", name, script)
+	}
+	var meta struct {
+		Maintainers []map[string]string `json:"maintainers"`
+	}
+	if err := json.Unmarshal(nixEval(t, "meta"), &meta); err != nil {
+		t.Fatal(err)
+	}
+	if len(meta.Maintainers) == 0 {
+		t.Error("meta.maintainers is empty")
+	}
+}
