@@ -55,11 +55,22 @@ func setting(out, name string) (string, bool) {
 }
 
 // showConfig runs `nix show-config` (nix-command enabled for this call
-// only) and returns its standard output.
+// only), or `nix config show` where show-config is gone, and returns its
+// standard output.
 func showConfig(environ []string) (string, error) {
+	out, err := runShowConfig(environ, "show-config")
+	if err != nil {
+		if out2, err2 := runShowConfig(environ, "config", "show"); err2 == nil {
+			return out2, nil
+		}
+	}
+	return out, err
+}
+
+func runShowConfig(environ []string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "nix", "--extra-experimental-features", "nix-command", "show-config")
+	cmd := exec.CommandContext(ctx, "nix", append([]string{"--extra-experimental-features", "nix-command"}, args...)...)
 	cmd.Env = environ
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -71,7 +82,7 @@ func showConfig(environ []string) (string, error) {
 		if msg == "" {
 			msg = err.Error()
 		}
-		return "", fmt.Errorf("nix show-config: %s", msg)
+		return "", fmt.Errorf("nix %s: %s", strings.Join(args, " "), msg)
 	}
 	return stdout.String(), nil
 }
