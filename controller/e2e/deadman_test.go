@@ -335,6 +335,35 @@ func TestDeadmanUnitFailRollsBackAtOnce(t *testing.T) {
 	d.wantSystem(t, d.first, rec.NewPath)
 }
 
+// 3b. A switch that does not end within the agent's switchTimeout is
+// stopped by systemd at the deadline and the previous system restored; the
+// transient units are gone once their end is recorded.
+func TestDeadmanSwitchTimeout(t *testing.T) {
+	const timeout = 3 * time.Second // < nixtest.SlowSwitchDelay
+	d := newDMFleet(t, "good", fleettest.Options{AgentConfig: map[string]any{"switchTimeout": timeout.String()}})
+	f, h := d.f, d.h
+	f.SetVariant("alpha", "slow-switch")
+	_, id := d.deploy(t, 4, "--confirm-timeout", "2m")
+	rec := h.JournalRecord(t, id)
+	wantRecord(t, rec, journal.StateRolledBack, "switch-to-configuration switch did not finish within 3s: systemd stopped it", d.first, rec.NewPath)
+	if rec.SwitchExitCode != nil {
+		t.Errorf("switch exit code %d recorded for a switch stopped at its deadline", *rec.SwitchExitCode)
+	}
+	wantLog(t, h, id, "lab: slow switch", "[rollback] done", "[result] rolled-back")
+	d.wantSystem(t, d.first, "")
+	// The rollback's unit is cleared just after the result goes out.
+	for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
+		out := h.SB.Run(t, "systemctl", "list-units", "--all", "--plain", "--no-legend", "panther-switch-*", "panther-rollback-*", "panther-dry-activate-*")
+		if strings.TrimSpace(out) == "" {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Errorf("transient units left loaded:\n%s", out)
+			break
+		}
+	}
+}
+
 // 4. An HTTP health check from the agent's config against a real web
 // server: the broken web server is rolled back and the good one serves
 // again.
