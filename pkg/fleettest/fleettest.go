@@ -168,7 +168,7 @@ func (f *Fleet) AgentConfig(name string) map[string]any {
 		"tags":            []string{"tag:panther-agent"},
 		"allowedTags":     []string{"tag:panther-controller"},
 		"noLogsNoSupport": true,
-		"nixExtraConfig":  "sandbox = false\nsubstituters =",
+		"nixExtraConfig":  "sandbox = false\nsubstituters =\nbuild-users-group =",
 		"healthSettle":    "0s",
 		"confirmTimeout":  f.opts.ConfirmTimeout.String(),
 		"logLevel":        "debug",
