@@ -1,7 +1,11 @@
 // Package fleettest runs a fleet for integration tests: an in-process
 // tailnet, hosts that are real systemd sandboxes (each in its own network
 // namespace) running the real panther-agent as a unit with real nix, and the
-// real pantherctl binary run as a separate process against them.
+// real pantherctl binary run as a separate process against them. The hosts
+// behave like NixOS where the agent depends on it (see pkg/sandbox and
+// pkg/nixtest): the agent unit is the NixOS module's (its PATH, never
+// stopped or restarted by a switch), and with Options.InitialGeneration a
+// host boots into a system of its own with the agent unit in it.
 package fleettest
 
 import (
