@@ -29,6 +29,16 @@ const (
 	ServicePath = ServiceBinDir + ":" + SystemdBinDir
 )
 
+// BootEntry is the boot loader entry of a sandbox, its boot default: when it
+// exists at boot, its options line's init=<toplevel>/init names the system
+// that comes up. Before systemd starts, the sandbox runs
+// <toplevel>/activate <toplevel> (which, like NixOS's activation script,
+// installs the system's units and points /run/current-system at it) and
+// links /run/booted-system to <toplevel>, as the boot loader and NixOS's
+// stage 2 do. So a reboot brings up the boot default, not whatever ran
+// before. The lab flakes' switch-to-configuration switch and boot write it.
+const BootEntry = "/boot/loader/entries/panther.conf"
+
 // servicePackages are the Debian packages standing for the tools NixOS adds
 // to every service's path (systemd's are in SystemdBinDir).
 var servicePackages = []string{"coreutils", "findutils", "grep", "sed"}
