@@ -186,7 +186,7 @@ let
   agentFlags = [
     "hostname" "flake-host" "state-dir" "control-url" "auth-key-file" "tag" "allowed-tag" "allowed-user"
     "trusted-key" "port" "profile" "current-system" "runtime-dir" "confirm-timeout" "max-confirm-timeout"
-    "health-settle" "critical-unit" "log-retention" "max-upload-bytes" "nix-extra-config" "no-logs-no-support"
+    "health-settle" "switch-timeout" "critical-unit" "log-retention" "max-upload-bytes" "nix-extra-config" "no-logs-no-support"
     "log-level" "log-json" "unit-name" "systemd-run-path"
   ];
   boolFlags = [ "no-logs-no-support" "log-json" ];

@@ -90,6 +90,8 @@ func fakeSystemFlake(system string) string {
         mkdir -p $out/bin
         cat > $out/bin/switch-to-configuration <<'EOS'
         #!/bin/sh
+        # As NixOS's: the transient unit's PATH holds only systemd's tools.
+        export PATH=/usr/bin:/bin
         { echo "action $1"; grep NoNewPrivs /proc/self/status; } > /var/lib/panther-agent/switched
         EOS
         chmod +x $out/bin/switch-to-configuration
