@@ -263,4 +263,3 @@ func boolValue(b bool) float64 {
 	}
 	return 0
 }
-
