@@ -222,4 +222,3 @@ func TestNewRefusesBadConfig(t *testing.T) {
 	r.Observe(final("d1"))
 	r.Close(time.Second)
 }
-
