@@ -130,6 +130,13 @@ type Config struct {
 	// SystemdRunPath is the systemd-run binary; a bare name is looked up in
 	// PATH. Default: "systemd-run".
 	SystemdRunPath string `json:"systemdRunPath"`
+
+	// Metrics and result hooks (observability.go).
+
+	// Metrics configures the tailnet-only Prometheus endpoint. Default: off.
+	Metrics Metrics `json:"metrics"`
+	// ResultHooks run on each final deployment result. Default: none.
+	ResultHooks ResultHooks `json:"resultHooks"`
 }
 
 // HealthCheck is one check run after a switch. Type selects which of URL
@@ -237,6 +244,7 @@ func (c *Config) ApplyDefaults() {
 	for i := range c.HealthChecks {
 		c.HealthChecks[i].applyDefaults()
 	}
+	c.applyObservabilityDefaults()
 }
 
 func (h *HealthCheck) applyDefaults() {
