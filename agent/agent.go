@@ -112,6 +112,11 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 	}
 	defer sys.Close()
 	restarter := newSelfRestarter(ctx, cfg.UnitName, activation.ExecRunner{}, log)
+	obs, err := newObservers(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer obs.close()
 	engine, err := deploy.New(deploy.Options{
 		Host: cfg.HostName, Profile: cfg.Profile, CurrentSystem: cfg.CurrentSystem, RuntimeDir: cfg.RuntimeDir,
 		DefaultConfirm: cfg.ConfirmTimeout.Duration, MaxConfirm: cfg.MaxConfirmTimeout.Duration,
@@ -123,6 +128,7 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 		Journal:     j,
 		Log:         log,
 		OnConfirmed: restarter.afterConfirm,
+		OnResult:    obs.onResult,
 	})
 	if err != nil {
 		return err
@@ -153,6 +159,15 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 	authz, err := tailnet.NewAuthorizer(tailnet.AuthorizerConfig{AllowedTags: cfg.AllowedTags, AllowedUsers: cfg.AllowedUsers}, node, log)
 	if err != nil {
 		return err
+	}
+	if obs.metrics != nil {
+		// On the tailnet too, for the same peers as the API.
+		mln, err := listenMetrics(node, cfg.Metrics.Port)
+		if err != nil {
+			return err
+		}
+		obs.serveMetrics(mln, authz)
+		log.Info("serving metrics on the tailnet", "port", cfg.Metrics.Port)
 	}
 	opts := append(tailnet.ServerKeepalive(), authz.ServerOptions()...)
 	opts = append(opts, grpc.MaxRecvMsgSize(4<<20))
