@@ -23,6 +23,13 @@ build: ## Build pantherctl, panther-agent and panther-lab into bin/.
 	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/panther-agent ./agent/cmd/panther-agent
 	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/panther-lab ./controller/cmd/panther-lab
 
+.PHONY: man
+man: build ## Write the man pages and shell completions (generated from the commands) into bin/share.
+	mkdir -p $(BIN)/share/man/man1 $(BIN)/share/man/man8 $(BIN)/share/completions
+	$(BIN)/pantherctl man > $(BIN)/share/man/man1/pantherctl.1
+	$(BIN)/panther-agent man > $(BIN)/share/man/man8/panther-agent.8
+	for sh in bash zsh fish; do $(BIN)/pantherctl completion $$sh > $(BIN)/share/completions/pantherctl.$$sh; done
+
 .PHONY: demo
 demo: build ## As root: the whole flow on this machine (tailnet + 3 sandboxed hosts), ~1 min.
 	$(BIN)/pantherctl lab demo

@@ -39,6 +39,7 @@ Usage:
   panther-agent run --config FILE [flags]   serve the agent API on the tailnet
   panther-agent check-config --config FILE  validate a config file and print it with defaults
   panther-agent version                     print the version
+  panther-agent man                         print the man page (roff)
 
 Run 'panther-agent run --help' for the flags; each overrides the config file.`)
 	}
@@ -53,6 +54,12 @@ Run 'panther-agent run --help' for the flags; each overrides the config file.`)
 	case "-h", "--help", "help":
 		usage()
 		return 0
+	case "man":
+		if err := writeManPage(stdout); err != nil {
+			fmt.Fprintf(stderr, "panther-agent: %v\n", err)
+			return 1
+		}
+		return 0
 	case "run", "check-config":
 	default:
 		fmt.Fprintf(stderr, "panther-agent: unknown command %q\n", args[0])
@@ -61,8 +68,7 @@ Run 'panther-agent run --help' for the flags; each overrides the config file.`)
 	}
 	fs := flag.NewFlagSet("panther-agent "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "agent config file (JSON, as written by the NixOS module)")
-	flags := config.RegisterFlags(fs)
+	cfgPath, flags := runFlags(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
