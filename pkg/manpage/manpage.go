@@ -114,7 +114,7 @@ func (p *Page) String() string { return p.b.String() }
 
 // Escape makes text safe inside a roff line: backslashes are doubled, a
 // hyphen is a real minus (so options can be copied), and a line starting
-// with '.' or '\'' is not taken as a request.
+// with '.' or '\” is not taken as a request.
 func Escape(s string) string {
 	s = strings.ReplaceAll(s, `\`, `\e`)
 	s = strings.ReplaceAll(s, "-", `\-`)
