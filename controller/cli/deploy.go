@@ -379,13 +379,19 @@ func (b *batch) connect(ctx context.Context, hr *hostRun) error {
 		return err
 	}
 	hr.conn = conn
-	hr.r.line("==> upload %s (%d files, %d bytes)", shortDigest(b.packed.Digest), b.packed.Files, b.packed.Bytes)
+	if hr.r.hl != nil {
+		hr.r.hl.setPhase("upload") // the live line only
+	}
 	t0 := time.Now()
 	// Each upload reads the archive from its own section of the file.
 	sent, err := conn.Upload(ctx, b.s, b.packed.Digest, newSectionReader(b.src, b.packed.Bytes))
 	if err != nil {
+		// A refused request (key, peer, replay) shows the refusal alone,
+		// not an upload that seemed to start.
 		return rpcError(hr.host.Name, err)
 	}
+	// Shown once the agent has accepted the source.
+	hr.r.line("==> upload %s (%d files, %d bytes)", shortDigest(b.packed.Digest), b.packed.Files, b.packed.Bytes)
 	if sent == 0 {
 		hr.r.line("    the agent already has this source; nothing sent")
 	} else {
@@ -493,7 +499,8 @@ func (c *CLI) finishBatch(runs []*hostRun, o *deployOpts) error {
 	sort.SliceStable(runs, func(i, j int) bool { return runs[i].host.Name < runs[j].host.Name })
 	worst := ExitOK
 	rank := map[int]int{ExitOK: 0, ExitError: 1, ExitRefused: 2, ExitFailed: 3, ExitRolledBack: 4, ExitManual: 5}
-	var lines []string
+	tbl := newTable(column{title: "HOST", max: 24}, column{title: "RESULT", max: 60},
+		column{title: "GEN"}, column{title: "TIME"}, column{title: "LOG"})
 	for _, hr := range runs {
 		code, what := hostOutcome(hr)
 		if rank[code] > rank[worst] {
@@ -503,7 +510,7 @@ func (c *CLI) finishBatch(runs []*hostRun, o *deployOpts) error {
 		if hr.result.GetGeneration() > 0 {
 			gen = fmt.Sprint(hr.result.GetGeneration())
 		}
-		lines = append(lines, fmt.Sprintf("%-16s %-52s %-5s %-8s %s", hr.host.Name, what, gen, hr.duration.Round(100*time.Millisecond), hr.logPath))
+		tbl.add(hr.host.Name, what, gen, hr.duration.Round(100*time.Millisecond).String(), hr.logPath)
 		if c.g.json {
 			out := map[string]any{"summary": true, "host": hr.host.Name, "result": what, "exitCode": code,
 				"log": hr.logPath, "durationMs": hr.duration.Milliseconds()}
@@ -525,10 +532,8 @@ func (c *CLI) finishBatch(runs []*hostRun, o *deployOpts) error {
 		}
 	}
 	if !c.g.json {
-		fmt.Fprintf(c.io.Stdout, "\n%-16s %-52s %-5s %-8s %s\n", "HOST", "RESULT", "GEN", "TIME", "LOG")
-		for _, l := range lines {
-			fmt.Fprintln(c.io.Stdout, l)
-		}
+		fmt.Fprintln(c.io.Stdout)
+		tbl.write(c.io.Stdout)
 	}
 	if worst == ExitOK {
 		return nil

@@ -40,6 +40,8 @@ type reporter struct {
 	// Watch replays the deployment from its start; what was shown already
 	// is not shown again.
 	seen time.Time
+	// switchEnd holds "switch done" until the switch has ended (switchend.go).
+	switchEnd switchEnd
 }
 
 func (r *reporter) line(format string, args ...any) {
@@ -73,6 +75,16 @@ func (r *reporter) event(ev *agentv1.DeployEvent) {
 		r.mu.Lock()
 		fmt.Fprintf(r.c.io.Stdout, `{"host":%q,"event":%s}`+"\n", r.host, b)
 		r.mu.Unlock()
+	}
+	hold, before, after := r.switchEnd.observe(ev)
+	if before != "" {
+		r.line("%s", before)
+	}
+	if after != "" {
+		defer r.line("%s", after)
+	}
+	if hold {
+		return
 	}
 	switch e := ev.Event.(type) {
 	case *agentv1.DeployEvent_PhaseStarted:
@@ -272,7 +284,7 @@ func (c *CLI) watchOnce(ctx context.Context, n *network, r *reporter, host, id s
 
 func shortErr(err error) string {
 	if st, ok := status.FromError(err); ok {
-		return st.Message()
+		return humanRPC(st.Message())
 	}
 	return err.Error()
 }
