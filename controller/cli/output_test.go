@@ -20,7 +20,9 @@ import (
 // the unit starts; "switch done" must come after the activation output.
 func TestSwitchDoneAfterTheSwitchEnds(t *testing.T) {
 	t0 := time.Unix(1_800_000_000, 0)
-	at := func(ms int) *timestamppb.Timestamp { return timestamppb.New(t0.Add(time.Duration(ms) * time.Millisecond)) }
+	at := func(ms int) *timestamppb.Timestamp {
+		return timestamppb.New(t0.Add(time.Duration(ms) * time.Millisecond))
+	}
 	logEv := func(ms int, line string) *agentv1.DeployEvent {
 		return &agentv1.DeployEvent{Time: at(ms), Event: &agentv1.DeployEvent_Log{Log: &agentv1.LogLine{Phase: agentv1.Phase_PHASE_SWITCH, Line: line}}}
 	}
