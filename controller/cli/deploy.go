@@ -386,16 +386,16 @@ func (b *batch) connect(ctx context.Context, hr *hostRun) error {
 	// Each upload reads the archive from its own section of the file.
 	sent, err := conn.Upload(ctx, b.s, b.packed.Digest, newSectionReader(b.src, b.packed.Bytes))
 	if err != nil {
-		// A refused request (key, peer, replay) shows the refusal alone,
-		// not an upload that seemed to start.
 		return rpcError(hr.host.Name, err)
 	}
-	// Shown once the agent has accepted the source.
-	hr.r.line("==> upload %s (%d files, %d bytes)", shortDigest(b.packed.Digest), b.packed.Files, b.packed.Bytes)
+	// A refused request (key, peer, replay: refused at the upload or at
+	// the request after it) shows the refusal alone, not an upload that
+	// seemed to lead somewhere: these lines show with the agent's first event.
+	hr.r.lineOnceAccepted("==> upload %s (%d files, %d bytes)", shortDigest(b.packed.Digest), b.packed.Files, b.packed.Bytes)
 	if sent == 0 {
-		hr.r.line("    the agent already has this source; nothing sent")
+		hr.r.lineOnceAccepted("    the agent already has this source; nothing sent")
 	} else {
-		hr.r.line("    upload done in %s (%d bytes)", time.Since(t0).Round(time.Millisecond), sent)
+		hr.r.lineOnceAccepted("    upload done in %s (%d bytes)", time.Since(t0).Round(time.Millisecond), sent)
 	}
 	return nil
 }

@@ -42,6 +42,9 @@ type reporter struct {
 	seen time.Time
 	// switchEnd holds "switch done" until the switch has ended (switchend.go).
 	switchEnd switchEnd
+	// pending lines are in the log file but shown only once the agent
+	// accepted the request (pending.go).
+	pending []string
 }
 
 func (r *reporter) line(format string, args ...any) {
@@ -56,6 +59,11 @@ func (r *reporter) emit(quiet bool, s string) {
 	if r.logw != nil {
 		fmt.Fprintf(r.logw, "%s %s\n", time.Now().UTC().Format(time.RFC3339Nano), s)
 	}
+	r.showLocked(quiet, s)
+}
+
+// showLocked shows s on the terminal or stdout (not in the log file).
+func (r *reporter) showLocked(quiet bool, s string) {
 	if r.c.g.json {
 		return
 	}
@@ -76,6 +84,7 @@ func (r *reporter) event(ev *agentv1.DeployEvent) {
 		fmt.Fprintf(r.c.io.Stdout, `{"host":%q,"event":%s}`+"\n", r.host, b)
 		r.mu.Unlock()
 	}
+	r.showPending()
 	hold, before, after := r.switchEnd.observe(ev)
 	if before != "" {
 		r.line("%s", before)

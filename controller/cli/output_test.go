@@ -172,3 +172,25 @@ func TestRawGRPCErrorsDoNotLeak(t *testing.T) {
 		}
 	}
 }
+
+// TestUploadLinesWaitForTheAgent: a refused request shows no upload lines;
+// an accepted one shows them before the agent's first event.
+func TestUploadLinesWaitForTheAgent(t *testing.T) {
+	var out, logf bytes.Buffer
+	r := &reporter{c: newCLI(IO{Stdout: &out}), host: "yoga", logw: &logf}
+	r.lineOnceAccepted("==> upload sha256:abc (1 files, 2 bytes)")
+	if out.Len() != 0 {
+		t.Fatalf("shown before the agent accepted: %q", out.String())
+	}
+	if !strings.Contains(logf.String(), "==> upload") {
+		t.Errorf("the log file lacks the upload line: %q", logf.String())
+	}
+	r.event(&agentv1.DeployEvent{Event: &agentv1.DeployEvent_PhaseStarted{PhaseStarted: &agentv1.PhaseStarted{Phase: agentv1.Phase_PHASE_VALIDATE}}})
+	got := out.String()
+	if i, j := strings.Index(got, "==> upload"), strings.Index(got, "==> validate"); i < 0 || j < i {
+		t.Errorf("upload line not before the first event:\n%s", got)
+	}
+	if strings.Count(logf.String(), "==> upload") != 1 {
+		t.Errorf("upload line logged twice:\n%s", logf.String())
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,10 +51,17 @@ func TestMetricsAndResultHooks(t *testing.T) {
 		},
 	})
 	alpha := f.Hosts["alpha"]
-	r := f.MustCtl(0, "deploy", "alpha", "--yes", "--flake", f.Flake, "--json")
-	id := fleettest.DeploymentIDFromJSON(r.Stdout)
-	if id == "" {
-		t.Fatalf("no deployment id in the output:\n%s", r)
+	r := f.MustCtl(0, "deploy", "alpha", "--yes", "--flake", f.Flake)
+	ids := alpha.Deployments(t)
+	if len(ids) != 1 {
+		t.Fatalf("deployments on alpha: %v\n%s", ids, r)
+	}
+	id := ids[0]
+	// The plain output says the switch is done once it has ended.
+	exited := strings.Index(r.Stdout, "switch-to-configuration switch exited")
+	done := strings.Index(r.Stdout, "switch done in")
+	if exited < 0 || done < exited {
+		t.Errorf("'switch done' is not after the switch's exit line:\n%s", r)
 	}
 
 	// The webhook got the final result.
@@ -106,6 +114,32 @@ func TestMetricsAndResultHooks(t *testing.T) {
 	if _, code := scrape(t, other, "alpha"); code != http.StatusForbidden {
 		t.Errorf("untagged scraper: status %d, want 403", code)
 	}
+	// A refused request: the refusal alone (no "==> upload" first), no
+	// deployment, so no hook and no count.
+	t.Run("Refused", func(t *testing.T) {
+		stranger := filepath.Join(t.TempDir(), "stranger.key")
+		f.MustCtl(0, "keygen", "--key", stranger)
+		r := f.MustCtl(6, "deploy", "alpha", "--yes", "--flake", f.Flake, "--key", stranger)
+		if strings.Contains(r.Stdout+r.Stderr, "==> upload") || !strings.Contains(r.Stderr, "refused") {
+			t.Errorf("refused deploy output:\n%s", r)
+		}
+		for _, raw := range []string{"desc =", "rpc error", "transport:"} {
+			if strings.Contains(r.Stdout+r.Stderr, raw) {
+				t.Errorf("raw gRPC text %q in:\n%s", raw, r)
+			}
+		}
+		time.Sleep(time.Second)
+		mu.Lock()
+		n := len(posts)
+		mu.Unlock()
+		if n != 1 {
+			t.Errorf("%d webhook posts after a refused request, want still 1", n)
+		}
+		if body, _ := scrape(t, ctl, "alpha"); !strings.Contains(body, `panther_deployments_total{action="switch",result="confirmed"} 1`) {
+			t.Errorf("metrics changed:\n%s", body)
+		}
+	})
+
 	// Nothing listens on the host's own interfaces.
 	if c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(metricsPort)), time.Second); err == nil {
 		c.Close()
