@@ -194,3 +194,22 @@ func TestUploadLinesWaitForTheAgent(t *testing.T) {
 		t.Errorf("upload line logged twice:\n%s", logf.String())
 	}
 }
+
+func TestTableFreeLastCell(t *testing.T) {
+	var out bytes.Buffer
+	tbl := newTable(column{title: "HOST", max: 24}, column{title: "REACHABLE"}, column{title: "GEN"},
+		column{title: "NIXOS VERSION", max: 40}, column{title: "LAST DEPLOYMENT"})
+	tbl.add("alpha", "yes 50ms", "1", "26.05.lab-good (Panther Lab)", "20261207T190951Z-24239d failed")
+	tbl.add("ghost", "no", "ghost is not a peer on the tailnet: check the name, or set its tailnetName")
+	tbl.add("beta", "yes 52ms", "12", "26.05.lab-good-with-a-much-longer-version-string (Panther Lab)", "-")
+	tbl.write(&out)
+	text := out.String()
+	lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
+	checkAligned(t, lines[0]+"\n"+lines[1]+"\n"+lines[3]+"\n", "HOST", "REACHABLE", "GEN", "NIXOS VERSION", "LAST DEPLOYMENT")
+	if !strings.HasSuffix(lines[2], "set its tailnetName") {
+		t.Errorf("the free cell was cut: %q", lines[2])
+	}
+	if len(lines[1]) > 120 {
+		t.Errorf("the free cell widened the columns:\n%s", text)
+	}
+}

@@ -29,7 +29,7 @@ func (t *table) write(w io.Writer) {
 	for i, c := range t.cols {
 		widths[i] = runeLen(c.title)
 		for _, r := range t.rows {
-			if i < len(r) {
+			if i < len(r)-1 || (i < len(r) && len(r) == len(t.cols)) { // not a free last cell
 				widths[i] = max(widths[i], runeLen(r[i]))
 			}
 		}
@@ -43,12 +43,13 @@ func (t *table) write(w io.Writer) {
 	}
 	writeRow(w, widths, titles)
 	for _, r := range t.rows {
-		line := make([]string, len(t.cols))
-		for i := range t.cols {
-			if i < len(r) {
-				line[i] = r[i]
-			}
-			if i < len(t.cols)-1 {
+		// A row with fewer cells than columns ends with a cell that runs
+		// on freely (e.g. an error message instead of the other columns).
+		n := min(len(r), len(t.cols))
+		line := make([]string, n)
+		for i := range line {
+			line[i] = r[i]
+			if i < n-1 {
 				line[i] = cut(line[i], widths[i])
 			}
 		}
