@@ -77,14 +77,13 @@ func (p *Page) Flags(fs *flag.FlagSet, keep func(*flag.Flag) bool, defaults map[
 	sort.Slice(fl, func(i, j int) bool { return fl[i].Name < fl[j].Name })
 	for _, f := range fl {
 		term := "--" + f.Name
+		name, desc := flag.UnquoteUsage(f)
 		if !IsBool(f) {
-			name, _ := flag.UnquoteUsage(f)
 			if name == "" {
 				name = "value"
 			}
 			term += " " + strings.ToUpper(name)
 		}
-		desc := f.Usage
 		def := f.DefValue
 		if d, ok := defaults[f.Name]; ok {
 			def = d
