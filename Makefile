@@ -28,6 +28,13 @@ setup: ## As root: install what demo and test need (Debian packages, nix config,
 	@hack/setup
 	@$(MAKE) --no-print-directory tools
 
+.PHONY: man
+man: build ## Write the man pages and shell completions (generated from the commands) into bin/share.
+	mkdir -p $(BIN)/share/man/man1 $(BIN)/share/man/man8 $(BIN)/share/completions
+	$(BIN)/pantherctl man > $(BIN)/share/man/man1/pantherctl.1
+	$(BIN)/panther-agent man > $(BIN)/share/man/man8/panther-agent.8
+	for sh in bash zsh fish; do $(BIN)/pantherctl completion $$sh > $(BIN)/share/completions/pantherctl.$$sh; done
+
 .PHONY: demo
 demo: setup build ## As root: set up, then the whole flow on this machine (tailnet + 3 sandboxed hosts), ~1 min.
 	$(BIN)/pantherctl lab demo

@@ -40,6 +40,7 @@ Usage:
   panther-agent run --config FILE [flags]   serve the agent API on the tailnet
   panther-agent check-config --config FILE  validate a config file and print it with defaults
   panther-agent version                     print the version
+  panther-agent man                         print the man page (roff)
 
 Run 'panther-agent run --help' for the flags; each overrides the config file.`)
 	}
@@ -54,6 +55,12 @@ Run 'panther-agent run --help' for the flags; each overrides the config file.`)
 	case "-h", "--help", "help":
 		usage()
 		return 0
+	case "man":
+		if err := writeManPage(stdout); err != nil {
+			fmt.Fprintf(stderr, "panther-agent: %v\n", err)
+			return 1
+		}
+		return 0
 	case "run", "check-config":
 	default:
 		fmt.Fprintf(stderr, "panther-agent: unknown command %q\n", args[0])
@@ -62,8 +69,7 @@ Run 'panther-agent run --help' for the flags; each overrides the config file.`)
 	}
 	fs := flag.NewFlagSet("panther-agent "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "agent config file (JSON, as written by the NixOS module)")
-	flags := config.RegisterFlags(fs)
+	cfgPath, flags := runFlags(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -115,6 +121,11 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 	restarter := newSelfRestarter(ctx, cfg.UnitName, activation.ExecRunner{}, log)
 	act := activation.New(activation.Options{Environment: switchEnvironment()}, activation.BusConnector(""), log)
 	defer act.Close()
+	obs, err := newObservers(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer obs.close()
 	engine, err := deploy.New(deploy.Options{
 		Host: cfg.HostName, Profile: cfg.Profile, CurrentSystem: cfg.CurrentSystem, RuntimeDir: cfg.RuntimeDir,
 		DefaultConfirm: cfg.ConfirmTimeout.Duration, MaxConfirm: cfg.MaxConfirmTimeout.Duration,
@@ -126,6 +137,7 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 		Journal:     j,
 		Log:         log,
 		OnConfirmed: restarter.afterConfirm,
+		OnResult:    obs.onResult,
 	})
 	if err != nil {
 		return err
@@ -156,6 +168,15 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 	authz, err := tailnet.NewAuthorizer(tailnet.AuthorizerConfig{AllowedTags: cfg.AllowedTags, AllowedUsers: cfg.AllowedUsers}, node, log)
 	if err != nil {
 		return err
+	}
+	if obs.metrics != nil {
+		// On the tailnet too, for the same peers as the API.
+		mln, err := listenMetrics(node, cfg.Metrics.Port)
+		if err != nil {
+			return err
+		}
+		obs.serveMetrics(mln, authz)
+		log.Info("serving metrics on the tailnet", "port", cfg.Metrics.Port)
 	}
 	opts := append(tailnet.ServerKeepalive(), authz.ServerOptions()...)
 	opts = append(opts, grpc.MaxRecvMsgSize(4<<20))

@@ -117,7 +117,19 @@ let
       })
       cfg.healthChecks;
     unitName = "panther-agent.service";
-  };
+  } // observabilityRendered;
+
+  # ---- BEGIN metrics and result hooks (rendered) -------------------------
+  # Rendered only when set, so that a host without them gets the same file.
+  hooksCfg = cfg.resultHooks;
+  observabilityRendered =
+    (if cfg.metrics.port == null then { } else { metrics = { inherit (cfg.metrics) port; }; })
+    // (if hooksCfg.command == null && hooksCfg.webhookUrl == null then { } else {
+      resultHooks = dropNulls {
+        inherit (hooksCfg) command commandTimeout webhookUrl webhookTimeout webhookAttempts;
+      };
+    });
+  # ---- END metrics and result hooks (rendered) ---------------------------
 
   configFile = pkgs.writeText "panther-agent.json" (builtins.toJSON cfg.renderedConfig);
 
@@ -463,6 +475,58 @@ in
       description = "Extra command-line arguments of `panther-agent run`; flags override the config file.";
     };
 
+    # ---- BEGIN metrics and result hooks (options) --------------------------
+    metrics.port = mkOption {
+      type = types.nullOr (types.ints.between 1 65535);
+      default = null;
+      example = 9464;
+      description = ''
+        Tailnet port of the agent's Prometheus endpoint (`GET /metrics`);
+        null serves none. It listens on the tailnet only, never on the host's
+        interfaces, and answers the same peers as the agent API
+        (`allowedTags`, `allowedUsers`): scrape from a tagged or allowed node.
+      '';
+    };
+
+    resultHooks = {
+      command = mkOption {
+        type = types.nullOr (types.listOf types.str);
+        default = null;
+        example = literalExpression ''[ "''${pkgs.curl}/bin/curl" "-fsS" "--data-binary" "@-" "https://ntfy.example.com/deploys" ]'';
+        description = ''
+          Program and arguments run on each final deployment result, with the
+          result as JSON on stdin and as `PANTHER_*` environment variables.
+          Its output goes to the agent's log.
+        '';
+      };
+      commandTimeout = mkOption {
+        type = types.nullOr duration;
+        default = null;
+        description = "Time limit of one run of the command; null means 30s.";
+      };
+      webhookUrl = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "https://hooks.example.com/panther";
+        description = ''
+          http(s) URL that receives a POST of each final result as JSON.
+          The request leaves the tailnet if the URL points outside it. The
+          URL ends up in the world-readable Nix store.
+        '';
+      };
+      webhookTimeout = mkOption {
+        type = types.nullOr duration;
+        default = null;
+        description = "Time limit of one POST attempt; null means 10s.";
+      };
+      webhookAttempts = mkOption {
+        type = types.nullOr (types.ints.between 1 10);
+        default = null;
+        description = "Attempts of the POST (network errors, 5xx and 429 are retried); null means 3.";
+      };
+    };
+    # ---- END metrics and result hooks (options) ----------------------------
+
     renderedConfig = mkOption {
       type = types.attrs;
       internal = true;
@@ -488,6 +552,21 @@ in
         assertion = cfg.authKeyFile == null || !(lib.hasPrefix builtins.storeDir cfg.authKeyFile);
         message = "services.panther-agent.authKeyFile: the file is in the world-readable Nix store; give the path of a secret outside it.";
       }
+      # ---- BEGIN metrics and result hooks (assertions) ----
+      {
+        assertion = cfg.metrics.port == null || cfg.metrics.port != cfg.port;
+        message = "services.panther-agent.metrics.port: ${toString cfg.metrics.port} is already the agent's gRPC port (services.panther-agent.port).";
+      }
+      {
+        assertion = cfg.resultHooks.webhookUrl == null
+          || builtins.match "https?://[^/?#[:space:]]+([/?][^#[:space:]]*)?" cfg.resultHooks.webhookUrl != null;
+        message = "services.panther-agent.resultHooks.webhookUrl: ${toString cfg.resultHooks.webhookUrl} is not an http(s) URL with a host (and no #fragment).";
+      }
+      {
+        assertion = cfg.resultHooks.command == null || (cfg.resultHooks.command != [ ] && builtins.head cfg.resultHooks.command != "");
+        message = "services.panther-agent.resultHooks.command: give the program first (or leave it null for no command).";
+      }
+      # ---- END metrics and result hooks (assertions) ----
       {
         assertion = builtins.all checkComplete cfg.healthChecks;
         message = "services.panther-agent.healthChecks: an http check needs url only, a tcp check address only, a command check command only.";

@@ -137,6 +137,13 @@ type Config struct {
 	// over D-Bus. It is still accepted so that existing files load.
 	// Default: "systemd-run".
 	SystemdRunPath string `json:"systemdRunPath"`
+
+	// Metrics and result hooks (observability.go).
+
+	// Metrics configures the tailnet-only Prometheus endpoint. Default: off.
+	Metrics Metrics `json:"metrics"`
+	// ResultHooks run on each final deployment result. Default: none.
+	ResultHooks ResultHooks `json:"resultHooks"`
 }
 
 // HealthCheck is one check run after a switch. Type selects which of URL
@@ -245,6 +252,7 @@ func (c *Config) ApplyDefaults() {
 	for i := range c.HealthChecks {
 		c.HealthChecks[i].applyDefaults()
 	}
+	c.applyObservabilityDefaults()
 }
 
 func (h *HealthCheck) applyDefaults() {

@@ -72,6 +72,9 @@ func TestLoadAppliesDefaults(t *testing.T) {
 		LogLevel:          "info",
 		UnitName:          "panther-agent.service",
 		SystemdRunPath:    "systemd-run",
+		ResultHooks: ResultHooks{
+			CommandTimeout: Duration{30 * time.Second}, WebhookTimeout: Duration{10 * time.Second}, WebhookAttempts: 3,
+		},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load with defaults:\n got %+v\nwant %+v", got, want)

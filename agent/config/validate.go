@@ -113,6 +113,7 @@ func (c *Config) Validate() error {
 		}
 		h.validate(v, p)
 	}
+	c.validateObservability(v)
 	if len(v.problems) == 0 {
 		return nil
 	}

@@ -82,6 +82,12 @@ type Deps struct {
 	// confirmed: the agent uses it to restart into a new version of itself
 	// only once the new system is kept.
 	OnConfirmed func(id string)
+
+	// OnResult, if set, is called once with every deployment's final result
+	// (not with a synthesized result of Watch). It runs on the engine's
+	// goroutine and must return quickly: metrics and result hooks queue
+	// their work.
+	OnResult func(Final)
 }
 
 // Engine runs deployments, one at a time.
@@ -94,6 +100,8 @@ type Engine struct {
 	log    hclog.Logger
 	now    func() time.Time
 	onConf func(id string)
+
+	onResult func(Final) // Deps.OnResult
 
 	ctx    context.Context // owns every background goroutine
 	cancel context.CancelFunc
@@ -126,7 +134,7 @@ func New(opts Options, deps Deps) (*Engine, error) {
 	return &Engine{
 		opts: opts, nix: deps.Nix, act: deps.Activator, health: deps.Health, j: deps.Journal,
 		log: deps.Log.Named("deploy"), now: deps.Now, onConf: deps.OnConfirmed,
-		ctx: ctx, cancel: cancel,
+		ctx: ctx, cancel: cancel, onResult: deps.OnResult,
 		runs: map[string]*run{}, timers: map[string]*time.Timer{},
 	}, nil
 }
@@ -369,6 +377,7 @@ func (e *Engine) Confirm(id, by string) (*Result, error) {
 		r.append(ev)
 	}
 	e.log.Info("deployment confirmed", "id", id, "by", by, "path", rec.NewPath)
+	e.observeFinal(rec, res)
 	e.prune()
 	if e.onConf != nil {
 		e.wg.Add(1)

@@ -128,6 +128,7 @@ func (d *deployment) finish(state journal.State, reason string) {
 	d.e.releaseLocked(d.rec.ID)
 	d.e.mu.Unlock()
 	d.publish(ev, false)
+	d.e.observeFinal(d.rec, ev.Result)
 	d.e.log.Info("deployment finished", "id", d.rec.ID, "state", state, "reason", reason)
 	d.e.prune()
 }

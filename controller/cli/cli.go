@@ -84,12 +84,7 @@ func Run(ctx context.Context, args []string, stdio IO) int {
 	if stdio.StdoutIsTerminal == nil {
 		stdio.StdoutIsTerminal = func() bool { return false }
 	}
-	c := &CLI{io: stdio}
-	c.commands = []*command{
-		c.deployCmd(), c.rollbackCmd(), c.statusCmd(), c.logsCmd(),
-		c.buildAllCmd(), c.preflightCmd(),
-		c.keygenCmd(), c.pubkeyCmd(), c.versionCmd(), c.labCmd(),
-	}
+	c := newCLI(stdio)
 	err := c.run(ctx, args)
 	if err == nil {
 		return ExitOK
@@ -106,6 +101,19 @@ func Run(ctx context.Context, args []string, stdio IO) int {
 	}
 	fmt.Fprintln(c.io.Stderr, "pantherctl: "+err.Error())
 	return ExitError
+}
+
+// newCLI returns pantherctl with its commands: Run, the completion scripts
+// and the man page all read this one list.
+func newCLI(stdio IO) *CLI {
+	c := &CLI{io: stdio}
+	c.commands = []*command{
+		c.deployCmd(), c.rollbackCmd(), c.statusCmd(), c.logsCmd(),
+		c.buildAllCmd(), c.preflightCmd(),
+		c.keygenCmd(), c.pubkeyCmd(), c.versionCmd(), c.labCmd(),
+		c.completionCmd(), c.manCmd(),
+	}
+	return c
 }
 
 func (c *CLI) run(ctx context.Context, args []string) error {

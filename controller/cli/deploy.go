@@ -381,17 +381,23 @@ func (b *batch) connect(ctx context.Context, hr *hostRun) error {
 		return err
 	}
 	hr.conn = conn
-	hr.r.line("==> upload %s (%d files, %d bytes)", shortDigest(b.packed.Digest), b.packed.Files, b.packed.Bytes)
+	if hr.r.hl != nil {
+		hr.r.hl.setPhase("upload") // the live line only
+	}
 	t0 := time.Now()
 	// Each upload reads the archive from its own section of the file.
 	sent, err := conn.Upload(ctx, b.s, b.packed.Digest, newSectionReader(b.src, b.packed.Bytes))
 	if err != nil {
 		return rpcError(hr.host.Name, err)
 	}
+	// A refused request (key, peer, replay: refused at the upload or at
+	// the request after it) shows the refusal alone, not an upload that
+	// seemed to lead somewhere: these lines show with the agent's first event.
+	hr.r.lineOnceAccepted("==> upload %s (%d files, %d bytes)", shortDigest(b.packed.Digest), b.packed.Files, b.packed.Bytes)
 	if sent == 0 {
-		hr.r.line("    the agent already has this source; nothing sent")
+		hr.r.lineOnceAccepted("    the agent already has this source; nothing sent")
 	} else {
-		hr.r.line("    upload done in %s (%d bytes)", time.Since(t0).Round(time.Millisecond), sent)
+		hr.r.lineOnceAccepted("    upload done in %s (%d bytes)", time.Since(t0).Round(time.Millisecond), sent)
 	}
 	return nil
 }
@@ -496,7 +502,8 @@ func (c *CLI) finishBatch(runs []*hostRun, o *deployOpts) error {
 	sort.SliceStable(runs, func(i, j int) bool { return runs[i].host.Name < runs[j].host.Name })
 	worst := ExitOK
 	rank := map[int]int{ExitOK: 0, ExitError: 1, ExitRefused: 2, ExitFailed: 3, ExitRolledBack: 4, ExitManual: 5}
-	var lines []string
+	tbl := newTable(column{title: "HOST", max: 24}, column{title: "RESULT", max: 60},
+		column{title: "GEN"}, column{title: "TIME"}, column{title: "LOG"})
 	for _, hr := range runs {
 		code, what := hostOutcome(hr)
 		if rank[code] > rank[worst] {
@@ -506,7 +513,7 @@ func (c *CLI) finishBatch(runs []*hostRun, o *deployOpts) error {
 		if hr.result.GetGeneration() > 0 {
 			gen = fmt.Sprint(hr.result.GetGeneration())
 		}
-		lines = append(lines, fmt.Sprintf("%-16s %-52s %-5s %-8s %s", hr.host.Name, what, gen, hr.duration.Round(100*time.Millisecond), hr.logPath))
+		tbl.add(hr.host.Name, what, gen, hr.duration.Round(100*time.Millisecond).String(), hr.logPath)
 		if c.g.json {
 			out := map[string]any{"summary": true, "host": hr.host.Name, "result": what, "exitCode": code,
 				"log": hr.logPath, "durationMs": hr.duration.Milliseconds()}
@@ -528,10 +535,8 @@ func (c *CLI) finishBatch(runs []*hostRun, o *deployOpts) error {
 		}
 	}
 	if !c.g.json {
-		fmt.Fprintf(c.io.Stdout, "\n%-16s %-52s %-5s %-8s %s\n", "HOST", "RESULT", "GEN", "TIME", "LOG")
-		for _, l := range lines {
-			fmt.Fprintln(c.io.Stdout, l)
-		}
+		fmt.Fprintln(c.io.Stdout)
+		tbl.write(c.io.Stdout)
 	}
 	if worst == ExitOK {
 		return nil

@@ -40,6 +40,11 @@ type reporter struct {
 	// Watch replays the deployment from its start; what was shown already
 	// is not shown again.
 	seen time.Time
+	// switchEnd holds "switch done" until the switch has ended (switchend.go).
+	switchEnd switchEnd
+	// pending lines are in the log file but shown only once the agent
+	// accepted the request (pending.go).
+	pending []string
 }
 
 func (r *reporter) line(format string, args ...any) {
@@ -54,6 +59,11 @@ func (r *reporter) emit(quiet bool, s string) {
 	if r.logw != nil {
 		fmt.Fprintf(r.logw, "%s %s\n", time.Now().UTC().Format(time.RFC3339Nano), s)
 	}
+	r.showLocked(quiet, s)
+}
+
+// showLocked shows s on the terminal or stdout (not in the log file).
+func (r *reporter) showLocked(quiet bool, s string) {
 	if r.c.g.json {
 		return
 	}
@@ -73,6 +83,17 @@ func (r *reporter) event(ev *agentv1.DeployEvent) {
 		r.mu.Lock()
 		fmt.Fprintf(r.c.io.Stdout, `{"host":%q,"event":%s}`+"\n", r.host, b)
 		r.mu.Unlock()
+	}
+	r.showPending()
+	hold, before, after := r.switchEnd.observe(ev)
+	if before != "" {
+		r.line("%s", before)
+	}
+	if after != "" {
+		defer r.line("%s", after)
+	}
+	if hold {
+		return
 	}
 	switch e := ev.Event.(type) {
 	case *agentv1.DeployEvent_PhaseStarted:
@@ -272,7 +293,7 @@ func (c *CLI) watchOnce(ctx context.Context, n *network, r *reporter, host, id s
 
 func shortErr(err error) string {
 	if st, ok := status.FromError(err); ok {
-		return st.Message()
+		return humanRPC(st.Message())
 	}
 	return err.Error()
 }

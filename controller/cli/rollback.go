@@ -78,27 +78,36 @@ func (c *CLI) listGenerations(ctx context.Context, n *network, host string) erro
 	if err != nil {
 		return rpcError(host, err)
 	}
+	c.printGenerations(host, resp.Generations)
+	return nil
+}
+
+// printGenerations prints rollback --list: JSON lines, or a table whose
+// columns follow their content.
+func (c *CLI) printGenerations(host string, gens []*agentv1.Generation) {
 	if c.g.json {
-		for _, g := range resp.Generations {
+		for _, g := range gens {
 			writeJSON(c.io.Stdout, map[string]any{
 				"host": host, "number": g.Number, "created": g.Created.AsTime(), "current": g.Current,
 				"storePath": g.StorePath, "nixosVersion": g.NixosVersion, "deploymentId": g.DeploymentId,
 				"result": g.Result, "reason": g.Reason,
 			})
 		}
-		return nil
+		return
 	}
 	w := c.io.Stdout
-	fmt.Fprintf(w, "%-4s %-19s %-3s %-28s %-26s %-14s %s\n", "GEN", "DATE", "CUR", "NIXOS VERSION", "DEPLOYMENT", "RESULT", "STORE PATH")
-	for _, g := range resp.Generations {
+	tbl := newTable(column{title: "GEN"}, column{title: "DATE"}, column{title: "CUR"},
+		column{title: "NIXOS VERSION", max: 40}, column{title: "DEPLOYMENT", max: 40}, column{title: "RESULT", max: 24},
+		column{title: "STORE PATH"})
+	for _, g := range gens {
 		cur := ""
 		if g.Current {
 			cur = "*"
 		}
-		fmt.Fprintf(w, "%-4d %-19s %-3s %-28s %-26s %-14s %s\n", g.Number, g.Created.AsTime().Local().Format(time.DateTime), cur,
+		tbl.add(fmt.Sprint(g.Number), g.Created.AsTime().Local().Format(time.DateTime), cur,
 			orDash(g.NixosVersion), orDash(g.DeploymentId), orDash(g.Result), g.StorePath)
 	}
-	return nil
+	tbl.write(w)
 }
 
 func (c *CLI) rollback(ctx context.Context, n *network, host string, gen int64, yes, noConfirm bool, confirm time.Duration, logDir string) error {

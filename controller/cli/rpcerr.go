@@ -33,7 +33,7 @@ func rpcError(host string, err error) error {
 		if strings.Contains(st.Message(), "no such host") || strings.Contains(st.Message(), tailnet.ErrUnknownPeer.Error()) {
 			return exitf(ExitError, "%s is not a peer on the tailnet: check the name, or set its tailnetName in panther.json if it differs from the flake's host name", host)
 		}
-		return exitf(ExitError, "cannot reach %s over the tailnet (%s): is the host online and panther-agent running? ('pantherctl status %s')", host, st.Message(), host)
+		return exitf(ExitError, "cannot reach %s over the tailnet (%s): is the host online and panther-agent running? ('pantherctl status %s')", host, humanRPC(st.Message()), host)
 	}
-	return exitf(ExitError, "%s: %s", host, st.Message())
+	return exitf(ExitError, "%s: %s", host, humanRPC(st.Message()))
 }

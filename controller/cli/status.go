@@ -60,16 +60,16 @@ unreachable hosts are reported, not fatal (the exit code is 1 when any was).`,
 				return nil
 			}
 			unreachable := 0
-			if !c.g.json {
-				fmt.Fprintf(c.io.Stdout, "%-16s %-10s %-5s %-24s %-9s %-20s %-28s %s\n", "HOST", "REACHABLE", "GEN", "NIXOS VERSION", "STATE", "FAILED UNITS", "PENDING", "LAST DEPLOYMENT")
-			}
+			tbl := newTable(column{title: "HOST", max: 24}, column{title: "REACHABLE"}, column{title: "GEN"},
+				column{title: "NIXOS VERSION", max: 40}, column{title: "STATE", max: 12}, column{title: "FAILED UNITS", max: 30},
+				column{title: "PENDING", max: 40}, column{title: "LAST DEPLOYMENT"})
 			for _, r := range rows {
 				if r.err != nil {
 					unreachable++
 					if c.g.json {
 						writeJSON(c.io.Stdout, map[string]any{"host": r.name, "reachable": false, "error": r.err.Error()})
 					} else {
-						fmt.Fprintf(c.io.Stdout, "%-16s %-10s %s\n", r.name, "no", r.err.Error())
+						tbl.add(r.name, "no", r.err.Error())
 					}
 					continue
 				}
@@ -91,8 +91,11 @@ unreachable hosts are reported, not fatal (the exit code is 1 when any was).`,
 				if l := st.LastDeployment; l != nil {
 					last = l.DeploymentId + " " + outcomeName(l.Outcome)
 				}
-				fmt.Fprintf(c.io.Stdout, "%-16s %-10s %-5d %-24s %-9s %-20s %-28s %s\n", r.name, fmt.Sprintf("yes %dms", r.rtt.Milliseconds()),
-					st.CurrentGeneration, orDash(st.NixosVersion), orDash(st.SystemState), failed, pending, last)
+				tbl.add(r.name, fmt.Sprintf("yes %dms", r.rtt.Milliseconds()),
+					fmt.Sprint(st.CurrentGeneration), orDash(st.NixosVersion), orDash(st.SystemState), failed, pending, last)
+			}
+			if !c.g.json {
+				tbl.write(c.io.Stdout)
 			}
 			if unreachable > 0 {
 				return exitf(ExitError, "%d of %d hosts unreachable", unreachable, len(rows))
