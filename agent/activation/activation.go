@@ -115,6 +115,10 @@ type ExitError struct {
 	Tail string
 }
 
+// ExitCode is the command's exit code (the engine judges
+// switch-to-configuration's codes).
+func (e *ExitError) ExitCode() int { return e.Code }
+
 func (e *ExitError) Error() string {
 	msg := fmt.Sprintf("%s exited %d", strings.Join(e.Argv, " "), e.Code)
 	if e.Tail != "" {
@@ -126,6 +130,29 @@ func (e *ExitError) Error() string {
 // DryActivate runs "<toplevel>/bin/switch-to-configuration dry-activate".
 func (a *Activation) DryActivate(ctx context.Context, toplevel string, onLine func(string)) error {
 	argv := []string{toplevel + "/bin/switch-to-configuration", "dry-activate"}
+	var last []string
+	a.log.Debug("running", "argv", argv)
+	code, err := a.run.Run(ctx, argv, func(l string) {
+		last = append(last, l)
+		if len(last) > 3 {
+			last = last[1:]
+		}
+		onLine(l)
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", argv[0], err)
+	}
+	if code != 0 {
+		return &ExitError{Argv: argv, Code: code, Tail: strings.Join(last, " / ")}
+	}
+	return nil
+}
+
+// CheckSwitch runs "<toplevel>/bin/switch-to-configuration check": the
+// system's switch inhibitors and pre-switch checks. An older
+// switch-to-configuration without "check" exits 1 with its usage text.
+func (a *Activation) CheckSwitch(ctx context.Context, toplevel string, onLine func(string)) error {
+	argv := []string{toplevel + "/bin/switch-to-configuration", "check"}
 	var last []string
 	a.log.Debug("running", "argv", argv)
 	code, err := a.run.Run(ctx, argv, func(l string) {

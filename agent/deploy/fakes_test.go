@@ -378,13 +378,16 @@ type fakeHealth struct {
 	err         error
 	reports     []HealthReport
 	baselineErr error
+	// failed are the units systemd reports failed (FailedUnits); Check
+	// fails on those not in its baseline, like the real checker.
+	failed []string
 
 	baselines int
 	checks    []healthCall
 }
 
 type healthCall struct {
-	Baseline      any
+	Baseline      []string
 	ExtraCritical []string
 }
 
@@ -395,34 +398,51 @@ func newFakeHealth() *fakeHealth {
 	}}
 }
 
-// fakeBaseline is what Baseline returns; Check must get it back.
-const fakeBaseline = "baseline: no failed units"
-
-func (h *fakeHealth) Baseline(ctx context.Context) (any, error) {
+func (h *fakeHealth) FailedUnits(ctx context.Context) ([]string, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.baselines++
 	if h.baselineErr != nil {
 		return nil, h.baselineErr
 	}
-	return fakeBaseline, nil
+	return slices.Clone(h.failed), nil
 }
 
-func (h *fakeHealth) Check(ctx context.Context, baseline any, extraCritical []string, report func(HealthReport)) (bool, string, error) {
+func (h *fakeHealth) Check(ctx context.Context, baseline []string, extraCritical []string, report func(HealthReport)) (HealthVerdict, error) {
 	h.mu.Lock()
-	h.checks = append(h.checks, healthCall{Baseline: baseline, ExtraCritical: slices.Clone(extraCritical)})
-	ok, reason, err, reports := h.ok, h.reason, h.err, slices.Clone(h.reports)
+	h.checks = append(h.checks, healthCall{Baseline: slices.Clone(baseline), ExtraCritical: slices.Clone(extraCritical)})
+	v := HealthVerdict{OK: h.ok, Reason: h.reason}
+	err, reports, failed := h.err, slices.Clone(h.reports), slices.Clone(h.failed)
 	h.mu.Unlock()
 	for _, r := range reports {
 		report(r)
 	}
-	return ok, reason, err
+	for _, u := range failed {
+		if slices.Contains(baseline, u) {
+			v.PreviouslyFailed = append(v.PreviouslyFailed, u)
+			report(HealthReport{Name: "failed-unit " + u, OK: true, Detail: "failed, but already failed before the switch"})
+			continue
+		}
+		v.NewlyFailed = append(v.NewlyFailed, u)
+		report(HealthReport{Name: "failed-unit " + u, OK: false, Detail: "failed since the baseline"})
+		if v.OK {
+			v.OK, v.Reason = false, "failed-unit "+u+": failed since the baseline"
+		}
+	}
+	return v, err
 }
 
 func (h *fakeHealth) script(ok bool, reason string, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.ok, h.reason, h.err = ok, reason, err
+}
+
+// setFailed sets the units systemd reports failed.
+func (h *fakeHealth) setFailed(units ...string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.failed = units
 }
 
 func (h *fakeHealth) calls() (int, []healthCall) {

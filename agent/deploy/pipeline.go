@@ -203,21 +203,22 @@ func (d *deployment) pipeline(ctx context.Context, stopLink func() bool, req Req
 		d.finish(journal.StateBuilt, "built "+newPath)
 		return
 	}
-	if err := d.dryActivate(ctx, newPath, warnings); err != nil {
+	sum, err := d.dryActivate(ctx, newPath, warnings)
+	if err != nil {
 		d.failOrCancel(ctx, PhaseDryActivate, err)
 		return
 	}
 	if req.Action == ActionDryActivate {
-		d.finish(journal.StateDryActivated, "dry-activated "+newPath+"; nothing changed")
+		d.finish(journal.StateDryActivated, dryActivatedMessage(sum))
+		return
+	}
+	if err := d.refuseStoppingAgent(sum, req); err != nil {
+		d.fail(string(PhaseDryActivate), err.Error())
 		return
 	}
 	// From here on the deployment belongs to the agent, not to the caller.
 	stopLink()
-	mode := "switch"
-	if req.Action == ActionBoot {
-		mode = "boot"
-	}
-	d.switchTo(e.ctx, newPath, mode, req.ConfirmTimeout)
+	d.switchTo(e.ctx, newPath, d.switchMode(req.Action, sum), req.ConfirmTimeout)
 }
 
 func (d *deployment) failOrCancel(ctx context.Context, p Phase, err error) {
@@ -233,8 +234,9 @@ func (d *deployment) failOrCancel(ctx context.Context, p Phase, err error) {
 	d.fail(string(p), err.Error())
 }
 
-// dryActivate runs the new system's dry-activate and emits the summary.
-func (d *deployment) dryActivate(ctx context.Context, newPath string, warnings []string) error {
+// dryActivate runs the new system's dry-activate (and its switch
+// inhibitors) and emits the summary.
+func (d *deployment) dryActivate(ctx context.Context, newPath string, warnings []string) (*Summary, error) {
 	e := d.e
 	sum := &Summary{NewPath: newPath, Warnings: warnings, NewVersion: readVersion(newPath)}
 	sum.CurrentPath = e.currentSystem()
@@ -245,9 +247,14 @@ func (d *deployment) dryActivate(ctx context.Context, newPath string, warnings [
 			parseDryActivateLine(l, sum)
 			d.emit(Event{Kind: EventLog, Phase: PhaseDryActivate, Line: l})
 		})
-		if err != nil {
+		if code, ok := exitCodeOf(err); ok && code == stcRebootRequired {
+			sum.NotActivatable = "dry-activate exited 100: the new system's init is incompatible with the running one"
+		} else if err != nil {
 			return fmt.Errorf("dry-activate: %w", err)
 		}
+		d.checkInhibitors(ctx, newPath, sum)
+		sum.RebootRequired = rebootRequired(e.opts.BootedSystem, newPath)
+		sum.StopsAgent = e.stopsAgent(sum, newPath)
 		if sum.CurrentPath != "" && sum.CurrentPath != newPath {
 			ch, err := e.nix.DiffClosures(ctx, sum.CurrentPath, newPath)
 			if err != nil {
@@ -258,36 +265,10 @@ func (d *deployment) dryActivate(ctx context.Context, newPath string, warnings [
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	d.emit(Event{Kind: EventSummary, Summary: sum})
-	return nil
-}
-
-// parseDryActivateLine collects NixOS's "would ... the following units: a, b" lines.
-func parseDryActivateLine(l string, s *Summary) {
-	const mid = " the following units: "
-	i := strings.Index(l, mid)
-	if i < 0 || !strings.HasPrefix(l, "would ") {
-		return
-	}
-	verb := l[len("would "):i]
-	var units []string
-	for _, u := range strings.Split(l[i+len(mid):], ",") {
-		if u = strings.TrimSpace(u); u != "" {
-			units = append(units, u)
-		}
-	}
-	switch verb {
-	case "stop":
-		s.WouldStop = append(s.WouldStop, units...)
-	case "restart":
-		s.WouldRestart = append(s.WouldRestart, units...)
-	case "start":
-		s.WouldStart = append(s.WouldStart, units...)
-	case "reload":
-		s.WouldReload = append(s.WouldReload, units...)
-	}
+	return sum, nil
 }
 
 func readVersion(path string) string {
@@ -306,7 +287,12 @@ func readVersion(path string) string {
 func (d *deployment) switchTo(ctx context.Context, target, mode string, confirm time.Duration) {
 	e := d.e
 	rec := d.rec
-	var baseline any
+	if held, err := switchLockHeld(e.opts.SwitchLock); held {
+		d.fail(string(PhaseSwitch), fmt.Sprintf("%v (%s is held, e.g. by nixos-rebuild or system.autoUpgrade); nothing was changed, try again when it is done", ErrSwitchLocked, e.opts.SwitchLock))
+		return
+	} else if err != nil {
+		d.emit(Event{Kind: EventWarning, Line: "could not test the switch lock: " + err.Error()})
+	}
 	prevGen := e.currentGenNumber(ctx)
 	rec.PreviousPath = e.currentSystem()
 	rec.PreviousGeneration = prevGen
@@ -320,11 +306,11 @@ func (d *deployment) switchTo(ctx context.Context, target, mode string, confirm 
 	rec.Phase = string(PhaseSwitch)
 
 	if mode == "switch" {
-		b, err := e.health.Baseline(ctx)
+		failed, err := e.health.FailedUnits(ctx)
 		if err != nil {
 			d.emit(Event{Kind: EventWarning, Line: "could not take the health baseline (every failed unit will count): " + err.Error()})
 		}
-		baseline = b
+		rec.BaselineFailed = failed
 	}
 	// The record is durable before anything on the system changes.
 	if err := e.j.Update(rec); err != nil {
@@ -349,7 +335,7 @@ func (d *deployment) switchTo(ctx context.Context, target, mode string, confirm 
 		d.rollback(ctx, err.Error())
 		return
 	}
-	d.afterSwitchStarted(ctx, baseline)
+	d.afterSwitchStarted(ctx)
 }
 
 func (d *deployment) exitPath(what string) string {
@@ -358,7 +344,7 @@ func (d *deployment) exitPath(what string) string {
 
 // afterSwitchStarted waits for the switch unit, then checks and arms the
 // dead-man. It is also where a resumed deployment picks up.
-func (d *deployment) afterSwitchStarted(ctx context.Context, baseline any) {
+func (d *deployment) afterSwitchStarted(ctx context.Context) {
 	e := d.e
 	rec := d.rec
 	code, err := d.waitUnit(ctx, rec.SwitchUnit, d.exitPath("switch"), PhaseSwitch)
@@ -373,37 +359,26 @@ func (d *deployment) afterSwitchStarted(ctx context.Context, baseline any) {
 	e.j.Update(rec)
 	d.logf(PhaseSwitch, "switch-to-configuration %s exited %d: %s", rec.SwitchMode, code, exitMeaning(code))
 	if rec.SwitchMode == "boot" {
-		if code != 0 {
-			d.restoreBootDefault(ctx, fmt.Sprintf("switch-to-configuration boot exited %d: %s", code, exitMeaning(code)))
-			return
-		}
-		d.finish(journal.StateBootScheduled, fmt.Sprintf("%s is the boot default (generation %d); it becomes active at the next boot", rec.NewPath, rec.NewGeneration))
+		d.judgeBootExit(ctx, code)
 		return
 	}
-	switch code {
-	case 0:
-	case 100:
-		d.emit(Event{Kind: EventWarning, Line: "the new system asks for a reboot to be fully active"})
-	default:
-		d.rollback(ctx, fmt.Sprintf("switch-to-configuration exited %d: %s", code, exitMeaning(code)))
+	if !d.judgeSwitchExit(ctx, code) {
 		return
 	}
 	if cur := e.currentSystem(); cur != rec.NewPath {
 		d.rollback(ctx, fmt.Sprintf("after the switch %s points at %s, not %s", e.opts.CurrentSystem, orNone(cur), rec.NewPath))
 		return
 	}
-	var healthy bool
-	var reason string
 	err = d.phase(PhaseHealth, func() error {
-		var err error
-		healthy, reason, err = e.health.Check(ctx, baseline, rec.CriticalUnits, func(h HealthReport) {
+		v, err := e.health.Check(ctx, rec.BaselineFailed, rec.CriticalUnits, func(h HealthReport) {
 			d.emit(Event{Kind: EventHealth, Name: h.Name, OK: h.OK, Detail: h.Detail})
 		})
 		if err != nil {
 			return err
 		}
-		if !healthy {
-			return errors.New(reason)
+		d.judgeFailedUnits(v)
+		if !v.OK {
+			return errors.New(v.Reason)
 		}
 		return nil
 	})
@@ -423,26 +398,10 @@ func (d *deployment) afterSwitchStarted(ctx context.Context, baseline any) {
 		return
 	}
 	e.armTimer(rec)
-	d.emit(Event{Kind: EventAwaiting, Awaiting: &Awaiting{Deadline: rec.Deadline, NewPath: rec.NewPath, NewGeneration: rec.NewGeneration}})
-}
-
-// exitMeaning explains switch-to-configuration's exit codes.
-func exitMeaning(code int) string {
-	switch code {
-	case 0:
-		return "ok"
-	case 1:
-		return "switch-to-configuration failed"
-	case 2:
-		return "the activation script failed"
-	case 4:
-		return "some units failed to start"
-	case 100:
-		return "a reboot is required"
-	case -1:
-		return "killed"
+	if len(rec.RebootRequired) > 0 {
+		d.emit(Event{Kind: EventWarning, Line: "reboot required: the new " + strings.Join(rec.RebootRequired, ", ") + " differ from the booted system's and take effect at the next boot"})
 	}
-	return "unexpected exit code"
+	d.emit(Event{Kind: EventAwaiting, Awaiting: &Awaiting{Deadline: rec.Deadline, NewPath: rec.NewPath, NewGeneration: rec.NewGeneration}})
 }
 
 // waitUnit follows the log and waits for the exit file the switch wrapper
@@ -647,10 +606,15 @@ func (d *deployment) requestedRollback(ctx context.Context, stopLink func() bool
 		d.failOrCancel(ctx, PhaseValidate, err)
 		return
 	}
-	if err := d.dryActivate(ctx, target.Path, nil); err != nil {
+	sum, err := d.dryActivate(ctx, target.Path, nil)
+	if err != nil {
 		d.failOrCancel(ctx, PhaseDryActivate, err)
 		return
 	}
+	if err := d.refuseStoppingAgent(sum, req); err != nil {
+		d.fail(string(PhaseDryActivate), err.Error())
+		return
+	}
 	stopLink()
-	d.switchTo(e.ctx, target.Path, "switch", req.ConfirmTimeout)
+	d.switchTo(e.ctx, target.Path, d.switchMode(req.Action, sum), req.ConfirmTimeout)
 }

@@ -39,7 +39,8 @@ type Generation struct {
 // Activator runs a system's switch-to-configuration.
 type Activator interface {
 	// DryActivate runs "<toplevel>/bin/switch-to-configuration dry-activate",
-	// passing each output line to onLine.
+	// passing each output line to onLine. A non-zero exit is an error
+	// carrying the exit code (exit 100: the change needs a reboot).
 	DryActivate(ctx context.Context, toplevel string, onLine func(string)) error
 	// StartSwitch starts "<toplevel>/bin/switch-to-configuration <mode>" in the
 	// transient unit named unit, appending its output to logPath and writing
@@ -48,6 +49,19 @@ type Activator interface {
 	StartSwitch(ctx context.Context, unit, toplevel, mode, logPath, exitPath string) error
 	// UnitActive reports whether the transient unit is still running.
 	UnitActive(ctx context.Context, unit string) (bool, error)
+}
+
+// switchChecker is an optional part of Activator: it runs
+// "<toplevel>/bin/switch-to-configuration check" (the system's switch
+// inhibitors and pre-switch checks), passing each output line to onLine. A
+// non-zero exit is an error carrying the exit code (see exitCodeOf).
+type switchChecker interface {
+	CheckSwitch(ctx context.Context, toplevel string, onLine func(string)) error
+}
+
+// exitCoder is implemented by the errors of a command that exited non-zero.
+type exitCoder interface {
+	ExitCode() int
 }
 
 // HealthReport is one health check result.
@@ -59,9 +73,19 @@ type HealthReport struct {
 
 // Health checks the system after a switch.
 type Health interface {
-	// Baseline is taken before the switch (e.g. units already failed).
-	Baseline(ctx context.Context) (any, error)
-	// Check runs every check, reporting each result as it comes; ok is the
-	// overall verdict and reason one line explaining a failure.
-	Check(ctx context.Context, baseline any, extraCritical []string, report func(HealthReport)) (ok bool, reason string, err error)
+	// FailedUnits lists the units systemd reports failed now, sorted. It is
+	// the baseline taken before the switch, and what exit 4 is judged on.
+	FailedUnits(ctx context.Context) ([]string, error)
+	// Check runs every check, reporting each result as it comes. Units in
+	// baseline (failed before the switch) do not fail the verdict.
+	Check(ctx context.Context, baseline []string, extraCritical []string, report func(HealthReport)) (HealthVerdict, error)
+}
+
+// HealthVerdict is the outcome of a health check.
+type HealthVerdict struct {
+	OK     bool
+	Reason string // one line explaining a failure
+	// NewlyFailed are failed units that were not failed at the baseline;
+	// PreviouslyFailed were failed already then.
+	NewlyFailed, PreviouslyFailed []string
 }
