@@ -198,6 +198,8 @@ type fakeActivator struct {
 	dry      map[string][]string // toplevel -> dry-activate output
 	dryErr   error
 	startErr error
+	checks   map[string]checkScript  // toplevel -> "switch-to-configuration check"
+	checked  []string                // toplevels checked
 	scripts  map[string]switchScript // toplevel -> script
 	units    map[string]*fakeUnit
 	started  map[string]chan struct{} // unit -> closed when it starts
@@ -216,7 +218,7 @@ func newFakeActivator(t *testing.T, current string) *fakeActivator {
 	t.Helper()
 	a := &fakeActivator{
 		current: current, delay: 10 * time.Millisecond,
-		dry: map[string][]string{}, scripts: map[string]switchScript{}, units: map[string]*fakeUnit{},
+		dry: map[string][]string{}, scripts: map[string]switchScript{}, units: map[string]*fakeUnit{}, checks: map[string]checkScript{},
 		started: map[string]chan struct{}{}, stop: make(chan struct{}),
 	}
 	t.Cleanup(func() {
@@ -241,6 +243,32 @@ func (a *fakeActivator) DryActivate(ctx context.Context, toplevel string, onLine
 		onLine(l)
 	}
 	return err
+}
+
+// checkScript says how a fake "switch-to-configuration check" ends.
+type checkScript struct {
+	Code  int
+	Lines []string
+}
+
+// exitErr is a command that exited non-zero, as activation.ExitError.
+type exitErr struct{ code int }
+
+func (e *exitErr) Error() string { return fmt.Sprintf("exited %d", e.code) }
+func (e *exitErr) ExitCode() int { return e.code }
+
+func (a *fakeActivator) CheckSwitch(ctx context.Context, toplevel string, onLine func(string)) error {
+	a.mu.Lock()
+	a.checked = append(a.checked, toplevel) // apart from calls: most tests do not look
+	c := a.checks[toplevel]
+	a.mu.Unlock()
+	for _, l := range c.Lines {
+		onLine(l)
+	}
+	if c.Code != 0 {
+		return &exitErr{code: c.Code}
+	}
+	return nil
 }
 
 func (a *fakeActivator) StartSwitch(ctx context.Context, unit, toplevel, mode, logPath, exitPath string) error {
