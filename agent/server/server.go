@@ -244,7 +244,7 @@ func (s *Server) request(ctx context.Context, in *agentv1.Intent, ref string) de
 		ID: in.DeploymentId, Action: actionNames[in.Action], FlakeRef: ref, FlakeAttr: in.FlakeAttr,
 		SourceDigest: in.SourceDigest, ExpectedPath: in.ExpectedStorePath,
 		ConfirmTimeout: in.ConfirmTimeout.AsDuration(), FailOnWarnings: in.FailOnWarnings,
-		ExtraCritical: in.ExtraCriticalUnits, Generation: in.Generation, RequestedBy: requestedBy(ctx),
+		ExtraCritical: in.ExtraCriticalUnits, Generation: in.Generation, RequestedBy: requestedBy(ctx), Force: in.Force,
 	}
 }
 
