@@ -115,7 +115,7 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 	engine, err := deploy.New(deploy.Options{
 		Host: cfg.HostName, Profile: cfg.Profile, CurrentSystem: cfg.CurrentSystem, RuntimeDir: cfg.RuntimeDir,
 		DefaultConfirm: cfg.ConfirmTimeout.Duration, MaxConfirm: cfg.MaxConfirmTimeout.Duration,
-		Retention: cfg.LogRetention,
+		Retention: cfg.LogRetention, AgentUnit: cfg.UnitName,
 	}, deploy.Deps{
 		Nix:         nixRunner,
 		Activator:   activation.New(activation.Options{SystemdRun: cfg.SystemdRunPath}, activation.ExecRunner{}, log),

@@ -339,6 +339,11 @@ in
       # Keep trying for ever: a host whose agent gave up can only be
       # reached by hand.
       unitConfig.StartLimitIntervalSec = 0;
+      # A configuration without this unit must not make
+      # switch-to-configuration stop the agent mid-switch: nothing could
+      # confirm or roll it back then (the agent also refuses such a
+      # deploy unless forced).
+      unitConfig."X-StopOnRemoval" = false;
 
       serviceConfig = {
         ExecStart = "${cfg.package}/bin/panther-agent run --config ${configFile}"
