@@ -52,11 +52,27 @@ func exitMeaning(code int) string {
 	return "unexpected exit code"
 }
 
+// ExitCodeError is a switch-to-configuration run (dry-activate, check) that
+// exited non-zero.
+type ExitCodeError struct {
+	What string // e.g. "<toplevel>/bin/switch-to-configuration dry-activate"
+	Code int
+	Tail string // its last lines of output
+}
+
+func (e *ExitCodeError) Error() string {
+	msg := fmt.Sprintf("%s exited %d", e.What, e.Code)
+	if e.Tail != "" {
+		msg += ": " + e.Tail
+	}
+	return msg
+}
+
 // exitCodeOf returns the exit code err carries, if any.
 func exitCodeOf(err error) (int, bool) {
-	var ec exitCoder
+	var ec *ExitCodeError
 	if errors.As(err, &ec) {
-		return ec.ExitCode(), true
+		return ec.Code, true
 	}
 	return 0, false
 }
@@ -178,15 +194,11 @@ func switchLockHeld(path string) (bool, error) {
 // checkInhibitors runs the new system's "switch-to-configuration check"
 // where it has one; a refusal makes the system not activatable live.
 func (d *deployment) checkInhibitors(ctx context.Context, newPath string, sum *Summary) {
-	sc, ok := d.e.act.(switchChecker)
-	if !ok || sum.NotActivatable != "" {
+	if sum.NotActivatable != "" {
 		return
 	}
 	var out []string
-	err := sc.CheckSwitch(ctx, newPath, func(l string) {
-		out = append(out, l)
-		d.emit(Event{Kind: EventLog, Phase: PhaseDryActivate, Line: l})
-	})
+	err := d.runSTC(ctx, newPath, "check", func(l string) { out = append(out, l) })
 	if err == nil {
 		return
 	}

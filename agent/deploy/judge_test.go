@@ -113,7 +113,7 @@ func TestDryActivate100NeedsABoot(t *testing.T) {
 	t.Run("dry-activate says so", func(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t)
-		h.act.dryErr = &exitErr{code: 100}
+		h.act.dryCode = 100
 		req := switchReq("d1")
 		req.Action = ActionDryActivate
 		w := h.submit(req)
@@ -126,7 +126,7 @@ func TestDryActivate100NeedsABoot(t *testing.T) {
 	t.Run("a switch only sets the boot default", func(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t)
-		h.act.dryErr = &exitErr{code: 100}
+		h.act.dryCode = 100
 		w := h.submit(switchReq("d1"))
 		res := w.result()
 		wantOutcome(t, res, journal.StateRebootRequired, "not activated", "dry-activate exited 100")
@@ -140,7 +140,7 @@ func TestDryActivate100NeedsABoot(t *testing.T) {
 	t.Run("another dry-activate failure still fails", func(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t)
-		h.act.dryErr = &exitErr{code: 1}
+		h.act.dryCode = 1
 		wantOutcome(t, h.submit(switchReq("d1")).result(), journal.StateFailed, "dry-activate")
 	})
 }

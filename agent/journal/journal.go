@@ -78,6 +78,8 @@ type Record struct {
 	// BootToken identifies the boot the switch happened in; a different
 	// token at agent start means the host rebooted.
 	BootToken string `json:"bootToken,omitempty"`
+	// InstallBootloader: the switch units run with NIXOS_INSTALL_BOOTLOADER=1.
+	InstallBootloader bool `json:"installBootloader,omitempty"`
 
 	// BaselineFailed are the units systemd reported failed before the
 	// switch; the health check judges failures against them, also after an
