@@ -308,6 +308,9 @@ func bootParts(t *testing.T, toplevel, dir string, names map[string]string) {
 		if err := os.MkdirAll(target, 0o755); err != nil {
 			t.Fatal(err)
 		}
+		if err := os.WriteFile(filepath.Join(target, "version"), []byte(name), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		os.Remove(filepath.Join(toplevel, part))
 		if err := os.Symlink(target, filepath.Join(toplevel, part)); err != nil {
 			t.Fatal(err)
@@ -347,6 +350,38 @@ func TestRebootRequiredByANewKernel(t *testing.T) {
 	}
 	if got := rebootRequired(filepath.Join(h.dir, "nowhere"), h.new); got != nil {
 		t.Errorf("no booted system: %q", got)
+	}
+}
+
+// TestRebootRequiredByContent: parts that are files and directories of the
+// toplevel itself (not links into the store) are compared by content.
+func TestRebootRequiredByContent(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	mk := func(name, kernel, modVersion string) string {
+		top := filepath.Join(dir, name)
+		for path, content := range map[string]string{
+			"kernel": "kernel " + kernel, "initrd": "initrd", "kernel-modules/lib/modules/" + modVersion + "/modules.dep": "deps",
+		} {
+			p := filepath.Join(top, path)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return top
+	}
+	booted := mk("booted", "6.6", "6.6")
+	if got := rebootRequired(booted, mk("same", "6.6", "6.6")); len(got) != 0 {
+		t.Errorf("same kernel in another toplevel: reboot required %q", got)
+	}
+	if got, want := rebootRequired(booted, mk("new", "6.12", "6.12")), []string{"kernel", "kernel-modules"}; !slices.Equal(got, want) {
+		t.Errorf("new kernel: reboot required %q, want %q", got, want)
+	}
+	if sameTree(filepath.Join(booted, "kernel"), filepath.Join(dir, "same", "kernel"), 4) {
+		t.Error("sameTree read past its budget")
 	}
 }
 
