@@ -137,6 +137,16 @@ func TestDryActivate100NeedsABoot(t *testing.T) {
 			t.Errorf("a baseline was taken for a boot switch")
 		}
 	})
+	t.Run("dry-activate finds the switch lock held", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		h.act.dryCode = 11
+		res := h.submit(switchReq("d1")).result()
+		wantOutcome(t, res, journal.StateFailed, "another switch is running on the host", "nothing was changed")
+		if got := h.nix.callsWith("set-profile"); len(got) != 0 {
+			t.Errorf("profile changed: %q", got)
+		}
+	})
 	t.Run("another dry-activate failure still fails", func(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t)

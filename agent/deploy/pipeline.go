@@ -241,9 +241,14 @@ func (d *deployment) dryActivate(ctx context.Context, newPath string, warnings [
 	sum.CurrentGeneration = e.currentGenNumber(ctx)
 	err := d.phase(PhaseDryActivate, func() error {
 		err := d.runDryActivate(ctx, newPath, func(l string) { parseDryActivateLine(l, sum) })
-		if code, ok := exitCodeOf(err); ok && code == stcRebootRequired {
+		code, ok := exitCodeOf(err)
+		switch {
+		case ok && code == stcRebootRequired:
 			sum.NotActivatable = "dry-activate exited 100: the new system's init is incompatible with the running one"
-		} else if err != nil {
+		case ok && code == stcLocked:
+			// dry-activate takes switch-to-configuration's lock too.
+			return fmt.Errorf("%w (dry-activate could not take %s: %v); nothing was changed", ErrSwitchLocked, e.opts.SwitchLock, err)
+		case err != nil:
 			return fmt.Errorf("dry-activate: %w", err)
 		}
 		d.checkInhibitors(ctx, newPath, sum)
