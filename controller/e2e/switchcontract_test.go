@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pantheros/panther/agent/journal"
 	"github.com/pantheros/panther/controller/cli"
@@ -16,10 +18,11 @@ import (
 //   - a unit failing before the switch makes s-t-c exit 4, which the agent
 //     judges against its baseline: reported, confirmed;
 //   - another switch holding s-t-c's lock: refused before the profile;
-//   - a new init interface: s-t-c sets the boot default and exits 100:
-//     reboot-required (pantherctl exit 7), no rollback;
+//   - a new kernel (after a reboot, so that /run/booted-system is set):
+//     switched, with "reboot required" in summary and result;
 //   - switch inhibitors refusing: only the boot default, never a switch;
-//   - a new kernel: switched, with "reboot required" in summary and result.
+//   - a new init interface: s-t-c sets the boot default and exits 100:
+//     reboot-required (pantherctl exit 7), no rollback.
 func TestSwitchContract(t *testing.T) {
 	// The variants are built on the host by its agent: no build users.
 	d := newDMFleet(t, "good", fleettest.Options{AgentConfig: map[string]any{
@@ -29,7 +32,7 @@ func TestSwitchContract(t *testing.T) {
 
 	t.Run("exit 4 for a unit failed before the switch", func(t *testing.T) {
 		sandboxtest.FailUnit(t, h.SB, "lab-prefail.service")
-		t.Cleanup(func() { h.SB.Run(t, "systemctl", "stop", "lab-prefail.service") })
+		defer h.SB.Exec(context.Background(), "systemctl", "stop", "lab-prefail.service")
 		f.SetVariant("alpha", "good-v2")
 		r, id := d.deploy(t, cli.ExitOK)
 		rec := h.JournalRecord(t, id)
@@ -63,6 +66,38 @@ func TestSwitchContract(t *testing.T) {
 		}
 	})
 
+	t.Run("new kernel", func(t *testing.T) {
+		// Boot the system the profile holds: /run/booted-system is set.
+		h.SB.Reboot(t)
+		f.WaitReachable(t, "alpha", 2*time.Minute)
+		if got := h.CurrentSystem(t); got != d.first {
+			t.Fatalf("after the reboot the host runs %s, want %s", got, d.first)
+		}
+		f.SetVariant("alpha", "new-kernel")
+		r, id := d.deploy(t, cli.ExitOK)
+		rec := h.JournalRecord(t, id)
+		wantRecord(t, rec, journal.StateConfirmed, "confirmed", d.first, rec.NewPath)
+		if !slices.Contains(rec.RebootRequired, "kernel") {
+			t.Errorf("record reboot required %q, want kernel", rec.RebootRequired)
+		}
+		if !strings.Contains(r.Stdout, `"rebootRequired":["kernel"`) {
+			t.Errorf("summary and result do not say a reboot is required:\n%s", r.Stdout)
+		}
+		d.first = h.CurrentSystem(t)
+	})
+	t.Run("switch inhibitors refuse", func(t *testing.T) {
+		f.SetVariant("alpha", "inhibited")
+		_, id := d.deploy(t, cli.ExitRebootRequired)
+		rec := h.JournalRecord(t, id)
+		wantRecord(t, rec, journal.StateRebootRequired, "inhibitors refused", d.first, rec.NewPath)
+		if rec.SwitchMode != "boot" {
+			t.Errorf("switch mode %q, want boot (never a forced switch)", rec.SwitchMode)
+		}
+		if h.CurrentSystem(t) != d.first {
+			t.Errorf("current system %s, want %s still running", h.CurrentSystem(t), d.first)
+		}
+	})
+
 	t.Run("exit 100: reboot required", func(t *testing.T) {
 		f.SetVariant("alpha", "reboot-required")
 		r, id := d.deploy(t, cli.ExitRebootRequired)
@@ -82,29 +117,4 @@ func TestSwitchContract(t *testing.T) {
 		}
 	})
 
-	t.Run("switch inhibitors refuse", func(t *testing.T) {
-		f.SetVariant("alpha", "inhibited")
-		_, id := d.deploy(t, cli.ExitRebootRequired)
-		rec := h.JournalRecord(t, id)
-		wantRecord(t, rec, journal.StateRebootRequired, "inhibitors refused", d.first, rec.NewPath)
-		if rec.SwitchMode != "boot" {
-			t.Errorf("switch mode %q, want boot (never a forced switch)", rec.SwitchMode)
-		}
-		if h.CurrentSystem(t) != d.first {
-			t.Errorf("current system %s, want %s still running", h.CurrentSystem(t), d.first)
-		}
-	})
-
-	t.Run("new kernel", func(t *testing.T) {
-		f.SetVariant("alpha", "new-kernel")
-		r, id := d.deploy(t, cli.ExitOK)
-		rec := h.JournalRecord(t, id)
-		wantRecord(t, rec, journal.StateConfirmed, "confirmed", d.first, rec.NewPath)
-		if !slices.Contains(rec.RebootRequired, "kernel") {
-			t.Errorf("record reboot required %q, want kernel", rec.RebootRequired)
-		}
-		if !strings.Contains(r.Stdout, `"rebootRequired":["kernel"`) {
-			t.Errorf("summary and result do not say a reboot is required:\n%s", r.Stdout)
-		}
-	})
 }
