@@ -39,7 +39,7 @@ const markerFile = ".panther-lab"
 // NixConfig is the nix.conf the lab's nix calls read (through
 // NIX_USER_CONF_FILES, so the export line stays one line): flakes, no build
 // sandbox (the builders are /bin/sh) and no substituters (no network).
-const NixConfig = "experimental-features = nix-command flakes\nsandbox = false\nsubstituters =\n"
+const NixConfig = "experimental-features = nix-command flakes\nsandbox = false\nsubstituters =\nbuild-users-group =\n"
 
 // Variants of the example flake (examples/lab/flake.nix).
 const (
@@ -290,7 +290,7 @@ func (l *Lab) bootHost(ctx context.Context, name, pub string) (*Host, error) {
 		"tags":            []string{"tag:panther-agent"},
 		"allowedTags":     []string{"tag:panther-controller"},
 		"noLogsNoSupport": true,
-		"nixExtraConfig":  "sandbox = false\nsubstituters =",
+		"nixExtraConfig":  "sandbox = false\nsubstituters =\nbuild-users-group =",
 		"healthSettle":    l.opts.HealthSettle.String(),
 		"confirmTimeout":  l.opts.ConfirmTimeout.String(),
 		"logLevel":        "debug",

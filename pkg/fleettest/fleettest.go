@@ -1,7 +1,11 @@
 // Package fleettest runs a fleet for integration tests: an in-process
 // tailnet, hosts that are real systemd sandboxes (each in its own network
 // namespace) running the real panther-agent as a unit with real nix, and the
-// real pantherctl binary run as a separate process against them.
+// real pantherctl binary run as a separate process against them. The hosts
+// behave like NixOS where the agent depends on it (see pkg/sandbox and
+// pkg/nixtest): the agent unit is the NixOS module's (its PATH, never
+// stopped or restarted by a switch), and with Options.InitialGeneration a
+// host boots into a system of its own with the agent unit in it.
 package fleettest
 
 import (
@@ -17,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pantheros/panther/pkg/nix"
 	"github.com/pantheros/panther/pkg/nixtest"
 	"github.com/pantheros/panther/pkg/sandbox"
 	"github.com/pantheros/panther/pkg/sandboxtest"
@@ -97,6 +102,15 @@ type Options struct {
 	// BootTimeout bounds each host's boot, and then its agent unit's start;
 	// default 30s each. Large fleets on a loaded machine need more.
 	BootTimeout time.Duration
+	// InitialGeneration makes every host a NixOS host from the start, as a
+	// real one always is: before the first boot the fleet builds the
+	// host's variant and makes it the boot default, so the host boots into
+	// it (/run/current-system and /run/booted-system) with it as
+	// generation 1 of the system profile, and the agent unit (AgentUnit)
+	// lives in the system, not in /etc (nixtest.SetAgentUnit), so the
+	// variants no-agent and stops-agent mean something. Default false: the
+	// hosts start with no system, no profile and the agent unit in /etc.
+	InitialGeneration bool
 }
 
 // Fleet is a running test fleet.
@@ -110,6 +124,7 @@ type Fleet struct {
 	PubKey  string
 	Hosts   map[string]*Host
 	opts    Options
+	nix     *nix.Nix // builds the initial systems (InitialGeneration)
 }
 
 // Host is one sandboxed host running panther-agent.
@@ -129,6 +144,10 @@ func New(t testing.TB, opts Options) *Fleet {
 	f := &Fleet{t: t, Bin: Build(t), Dir: t.TempDir(), Hosts: map[string]*Host{}, opts: opts}
 	f.Tailnet = tailnettest.New(t, tailnettest.Options{BindAll: true})
 	f.Flake = nixtest.Flake(t, opts.Hosts)
+	if opts.InitialGeneration {
+		nixtest.SetAgentUnit(t, f.Flake, f.AgentUnit())
+		f.nix = nixtest.Nix(t)
+	}
 	f.KeyPath = filepath.Join(f.Dir, "operator.key")
 	key, err := signing.GenerateKey()
 	if err != nil {
@@ -168,7 +187,7 @@ func (f *Fleet) AgentConfig(name string) map[string]any {
 		"tags":            []string{"tag:panther-agent"},
 		"allowedTags":     []string{"tag:panther-controller"},
 		"noLogsNoSupport": true,
-		"nixExtraConfig":  "sandbox = false\nsubstituters =",
+		"nixExtraConfig":  "sandbox = false\nsubstituters =\nbuild-users-group =",
 		"healthSettle":    "0s",
 		"confirmTimeout":  f.opts.ConfirmTimeout.String(),
 		"logLevel":        "debug",
@@ -182,13 +201,13 @@ func (f *Fleet) AgentConfig(name string) map[string]any {
 	return cfg
 }
 
-func (f *Fleet) boot(name string) *Host {
-	t := f.t
-	cfg, _ := json.MarshalIndent(f.AgentConfig(name), "", "  ")
-	// The unit as nixos-module/default.nix makes it: the PATH of a NixOS
-	// service with the module's path (nix, systemd, git), and never stopped
-	// or restarted by a switch.
-	unit := fmt.Sprintf(`[Unit]
+// AgentUnit is the text of panther-agent.service on the fleet's hosts, as
+// nixos-module/default.nix makes it: the PATH of a NixOS service with the
+// module's path (nix, systemd, git), and never stopped or restarted by a
+// switch (X-StopOnRemoval=false, X-RestartIfChanged=false,
+// X-StopIfChanged=false).
+func (f *Fleet) AgentUnit() string {
+	return fmt.Sprintf(`[Unit]
 Description=panther agent
 After=dbus.service
 X-RestartIfChanged=false
@@ -208,25 +227,68 @@ Environment=PATH=%s
 [Install]
 WantedBy=multi-user.target
 `, f.Bin.Agent, sandbox.ServicePath)
-	sb := sandboxtest.Boot(t, sandboxtest.Options{
+}
+
+// agentServicePackages stand for the module's `path` (see
+// sandbox.Options.ServicePackages).
+var agentServicePackages = []string{"nix-bin", "git"}
+
+func (f *Fleet) boot(name string) *Host {
+	t := f.t
+	cfg, _ := json.MarshalIndent(f.AgentConfig(name), "", "  ")
+	opts := sandboxtest.Options{
 		Name:            name,
 		NetNS:           !f.opts.NoSandboxNetNS,
-		Units:           map[string]string{"panther-agent.service": unit},
-		ServicePackages: []string{"nix-bin", "git"},
-		Enable:          []string{"panther-agent.service"},
+		ServicePackages: agentServicePackages,
 		Files:           map[string]string{"/etc/panther/agent.json": string(cfg)},
 		BootTimeout:     f.opts.BootTimeout,
-	})
+	}
+	var initial string
+	if f.opts.InitialGeneration {
+		// The boot loader entry of generation 1: stage 2 activates it at
+		// the first boot, which installs and starts its agent unit.
+		initial = f.buildInitial(name)
+		opts.Files[nixtest.BootEntry] = fmt.Sprintf("title initial system of %s\noptions init=%s/init\ntoplevel %s\n", name, initial, initial)
+	} else {
+		opts.Units = map[string]string{nixtest.AgentUnit: f.AgentUnit()}
+		opts.Enable = []string{nixtest.AgentUnit}
+	}
+	sb := sandboxtest.Boot(t, opts)
+	h := &Host{Name: name, SB: sb}
 	unitTimeout := 30 * time.Second
 	if f.opts.BootTimeout > 0 {
 		unitTimeout = f.opts.BootTimeout
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), unitTimeout)
 	defer cancel()
-	if err := sb.WaitUnit(ctx, "panther-agent.service", "active"); err != nil {
-		t.Errorf("fleettest: %s: agent unit: %v\n%s", name, err, sb.Journal(context.Background(), "panther-agent.service"))
+	if initial != "" {
+		cmd := sb.Command(ctx, "nix-env", "--profile", nixtest.Profile, "--set", initial)
+		cmd.Env = append(cmd.Env, "NIX_CONFIG=build-users-group =")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("fleettest: %s: set the profile to the initial system: %v\n%s", name, err, out)
+		}
 	}
-	return &Host{Name: name, SB: sb}
+	if err := sb.WaitUnit(ctx, nixtest.AgentUnit, "active"); err != nil {
+		t.Errorf("fleettest: %s: agent unit: %v\n%s", name, err, sb.Journal(context.Background(), nixtest.AgentUnit))
+	}
+	return h
+}
+
+// buildInitial builds host's system from the fleet's flake on the machine
+// (the sandbox sees the machine's store through its lower layer).
+func (f *Fleet) buildInitial(host string) string {
+	t := f.t
+	installable, err := nix.Toplevel(nixtest.Ref(f.Flake), host)
+	if err != nil {
+		t.Fatalf("fleettest: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := f.nix.Build(ctx, installable, nil)
+	if err != nil {
+		t.Fatalf("fleettest: %s: build the initial system: %v", host, err)
+	}
+	return out
 }
 
 // Result is one pantherctl run.

@@ -50,6 +50,8 @@ const (
 	NewKernel      = "new-kernel"      // kernel, initrd and kernel-modules differ (KernelVersion vs NewKernelVersion); switch works
 	Inhibited      = "inhibited"       // its switch inhibitors differ from every other variant's: check, switch and test refuse (exit 1) on a host running another variant
 	Specialised    = "specialised"     // has specialisation/<SpecialisationName>, a full toplevel that adds ExtraUnit
+	NoAgent        = "no-agent"        // with an agent unit in the flake (SetAgentUnit): a system without panther-agent.service
+	StopsAgent     = "stops-agent"     // with an agent unit in the flake: panther-agent.service changed so that a switch stops it (dry-activate: "would stop")
 	HangSwitch     = "hang-switch"     // switch starts HangUnit, a oneshot that never ends: switch blocks for ever holding SwitchLock
 	RestartAgent   = "restart-agent"   // switch restarts panther-agent.service (no-block)
 	CutNetwork     = "cut-network"     // switch takes every link but lo down
@@ -118,7 +120,8 @@ const (
 // Variants returns every variant name but the slow ones, sorted.
 func Variants() []string {
 	return []string{ActivationFail, BuildFail, CutNetwork, DryFail, EvalError, Good, GoodV2, HangSwitch,
-		Inhibited, NewKernel, RebootRequired, RestartAgent, Specialised, UnitFail, Warnings, WebBroken, WebOK}
+		Inhibited, NewKernel, NoAgent, RebootRequired, RestartAgent, Specialised, StopsAgent, UnitFail,
+		Warnings, WebBroken, WebOK}
 }
 
 // Version returns the nixos-version text of a variant's toplevel.
@@ -165,11 +168,34 @@ func Flake(t testing.TB, hosts map[string]string) string {
 	if err != nil {
 		t.Fatalf("nixtest: read network namespace: %v", err)
 	}
-	writeJSON(t, filepath.Join(dir, "lab.json"), map[string]string{"system": nixSystem(), "runnerNetns": netns})
+	writeJSON(t, filepath.Join(dir, "lab.json"), map[string]string{"system": nixSystem(), "runnerNetns": netns, "agentUnit": ""})
 	if hosts != nil {
 		WriteHosts(t, dir, hosts)
 	}
 	return dir
+}
+
+// AgentUnit is the unit name of the agent.
+const AgentUnit = "panther-agent.service"
+
+// SetAgentUnit makes every system of a flake made by Flake install unit as
+// AgentUnit (wanted by multi-user.target), but NoAgent's, which has none,
+// and StopsAgent's, which changes it and drops its X- lines
+// (X-StopOnRemoval=false and the like) so that a switch stops it. Without
+// it (the default) no system has an agent unit.
+func SetAgentUnit(t testing.TB, dir, unit string) {
+	t.Helper()
+	path := filepath.Join(dir, "lab.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("nixtest: %v", err)
+	}
+	var lab map[string]string
+	if err := json.Unmarshal(b, &lab); err != nil {
+		t.Fatalf("nixtest: %s: %v", path, err)
+	}
+	lab["agentUnit"] = unit
+	writeJSON(t, path, lab)
 }
 
 // WriteHosts rewrites hosts.json of a flake made by Flake.
@@ -201,7 +227,8 @@ func nixSystem() string {
 type NixEnv struct {
 	// ExtraConfig are the nix.conf lines tests add to
 	// "experimental-features = nix-command flakes": no build sandbox, no
-	// substituters (no network).
+	// substituters (no network), no build users (a machine without the
+	// nixbld group builds as root).
 	ExtraConfig []string
 	// Environ is os.Environ() with NIX_CONFIG holding all those lines, for
 	// tests that start nix themselves.
@@ -227,7 +254,7 @@ func Env(t testing.TB) NixEnv {
 			skipOrFail(t, bin+" is not installed (Debian package nix-bin)")
 		}
 	}
-	extra := []string{"sandbox = false", "substituters ="}
+	extra := []string{"sandbox = false", "substituters =", "build-users-group ="}
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "NIX_CONFIG=") {

@@ -54,6 +54,8 @@ func TestVariants(t *testing.T) {
 		{variant: nixtest.Inhibited},
 		{variant: nixtest.Specialised},
 		{variant: nixtest.HangSwitch},
+		{variant: nixtest.NoAgent},
+		{variant: nixtest.StopsAgent},
 		{variant: nixtest.RestartAgent},
 		{variant: nixtest.CutNetwork},
 		{variant: nixtest.WebOK},

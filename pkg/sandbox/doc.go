@@ -12,6 +12,15 @@
 // machine. With Options.NetNS the sandbox gets its own network namespace
 // joined to the machine by a veth pair.
 //
+// A sandbox models a NixOS host where panther depends on it. PID 1's
+// default PATH holds only systemd's tools (SystemdBinDir), so a transient
+// unit finds systemctl but not mv, as on NixOS; ServicePath is the PATH of a
+// NixOS service unit (Options.HostDefaultPath turns this off). And the boot
+// loader entry BootEntry is the boot default: before systemd starts, every
+// boot activates the system it names and links /run/booted-system to it, as
+// NixOS's stage 2 does, so a reboot brings up the boot default, not
+// whatever ran before.
+//
 // Booting needs root, systemd, dbus-daemon and util-linux (mount,
 // pivot_root, setpriv, nsenter), plus iproute2 for NetNS; Check says which
 // are missing and how to get them. A sandbox dies with the process that

@@ -5,7 +5,10 @@
 # initInterfaceVersion (default "systemd"), kernelVersion (default
 # "6.6.0-lab"), inhibitors (the switch inhibitors' text), specialisation and
 # specialisationUnits (a specialisation/<name> toplevel with these units
-# added), failBuild, buildDelay, dryDelay, switchDelay, webServer, salt.
+# added), agentUnit and agentMode (the text of panther-agent.service, which
+# the system installs as is with mode keep, not at all with none, and with
+# mode stops changed and without its X- lines, so that a switch would stop
+# it), failBuild, buildDelay, dryDelay, switchDelay, webServer, salt.
 export PATH=/usr/bin:/bin
 set -eu
 
@@ -55,6 +58,13 @@ toplevel() {
 		sed -e "s|@out@|$dir|g" "$f" >"$dir/etc/systemd/system/$name"
 		echo "installed unit $name"
 	done
+	if [ -n "${agentUnit:-}" ]; then
+		case "${agentMode:-keep}" in
+		keep) printf '%s\n' "$agentUnit" >"$dir/etc/systemd/system/panther-agent.service" ;;
+		stops) printf '%s\n' "$agentUnit" | grep -v '^X-' |
+			sed -e 's/^\[Service\]$/[Service]\nEnvironment=PANTHER_LAB_AGENT_CHANGED=1/' >"$dir/etc/systemd/system/panther-agent.service" ;;
+		esac
+	fi
 	sed -e "s|@out@|$dir|g" "$switchScript" >"$dir/bin/switch-to-configuration"
 	sed -e "s|@out@|$dir|g" "$activateScript" >"$dir/activate"
 	printf '#!/bin/sh\n# Stage 2 of a lab system: activate, then systemd.\n%s/activate "%s" && exec /lib/systemd/systemd "$@"\n' "$dir" "$dir" >"$dir/init"

@@ -1,8 +1,9 @@
 # The panther lab flake: NixOS-shaped hosts without nixpkgs or any input.
 #
 # hosts.json maps each host to a variant ("<variant>+<salt>": the variant,
-# built afresh); lab.json holds the system and the network namespace of the
-# test runner (switch never touches links there).
+# built afresh); lab.json holds the system, the network namespace of the
+# test runner (switch never touches links there) and optionally agentUnit,
+# the text of a panther-agent.service every system installs (but no-agent).
 # nixosConfigurations.<host>.config.system.build.toplevel is a real
 # derivation built by /bin/sh in ~0.1 s; its bin/switch-to-configuration
 # does real systemd work (see switch-to-configuration.sh).
@@ -50,6 +51,11 @@
         specialised = { units = base; specialisation = "lab-extra"; specialisationUnits = [ extra ]; };
         hang-switch = { units = base ++ [ hang ]; features = [ "hang-switch" ]; };
         restart-agent = { units = base; features = [ "restart-agent" ]; };
+        # With an agent unit in the flake (lab.json agentUnit, see
+        # nixtest.SetAgentUnit): a system without it, and one whose changed
+        # agent unit a switch would stop and start.
+        no-agent = { units = base; agent = "none"; };
+        stops-agent = { units = base; agent = "stops"; };
         cut-network = { units = base; features = [ "cut-network" ]; };
         web-ok = { units = base ++ [ web ]; };
         web-broken = { units = base ++ [ webBroken ]; };
@@ -86,6 +92,8 @@
             inhibitors = v.inhibitors or "";
             specialisation = v.specialisation or "";
             specialisationUnits = v.specialisationUnits or [ ];
+            agentUnit = lab.agentUnit or "";
+            agentMode = v.agent or "keep";
           } // extra);
           # Print the warnings as NixOS does when the toplevel is forced
           # (foldl' is strict, so they come out in list order).
