@@ -118,3 +118,44 @@ func TestSwitchContract(t *testing.T) {
 	})
 
 }
+
+// TestSwitchContractAgentUnit: on hosts whose agent unit lives in the
+// system (as on NixOS), a configuration that would stop the agent or drop
+// its unit is refused before anything changes, unless --force; forced, the
+// agent survives losing its unit file (X-StopOnRemoval=false, as the NixOS
+// module sets it) and confirms.
+func TestSwitchContractAgentUnit(t *testing.T) {
+	d := newDMFleet(t, "good", fleettest.Options{InitialGeneration: true})
+	f, h := d.f, d.h
+	gen := h.CurrentGeneration(t)
+
+	for _, tc := range []struct{ variant, reason string }{
+		{"stops-agent", "dry-activate would stop panther-agent.service"},
+		{"no-agent", "the new system has no panther-agent.service"},
+	} {
+		t.Run(tc.variant+" refused", func(t *testing.T) {
+			f.SetVariant("alpha", tc.variant)
+			r, id := d.deploy(t, cli.ExitFailed)
+			rec := h.JournalRecord(t, id)
+			if rec.State != journal.StateFailed || !strings.Contains(rec.Reason, tc.reason) || !strings.Contains(rec.Reason, "--force") {
+				t.Errorf("record %s (%s), want failed: %s ... --force", rec.State, rec.Reason, tc.reason)
+			}
+			if !strings.Contains(r.Stdout, `"stopsAgent"`) {
+				t.Errorf("the summary does not say the agent would be stopped:\n%s", r.Stdout)
+			}
+			if g := h.CurrentGeneration(t); g.Number != gen.Number || h.CurrentSystem(t) != d.first {
+				t.Errorf("generation %d (was %d), system %s: something changed", g.Number, gen.Number, h.CurrentSystem(t))
+			}
+		})
+	}
+
+	t.Run("no-agent forced", func(t *testing.T) {
+		f.SetVariant("alpha", "no-agent")
+		_, id := d.deploy(t, cli.ExitOK, "--force")
+		rec := h.JournalRecord(t, id)
+		wantRecord(t, rec, journal.StateConfirmed, "confirmed", d.first, rec.NewPath)
+		if st := h.UnitProperty(t, "panther-agent.service", "ActiveState"); st != "active" {
+			t.Errorf("panther-agent.service is %s after its unit file went away, want active (X-StopOnRemoval=false)", st)
+		}
+	})
+}
