@@ -474,3 +474,24 @@ func TestExitMeaning(t *testing.T) {
 		}
 	}
 }
+
+// TestRebootRequiredSurvivesARestart: a switch turned into a boot default
+// (dry-activate said 100) that the agent's restart interrupts still ends
+// reboot-required, from the journal.
+func TestRebootRequiredSurvivesARestart(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.act.dryCode = 100
+	hold := make(chan struct{})
+	h.act.script(h.new, switchScript{Hold: hold})
+	w := h.submit(switchReq("d1"))
+	w.phaseFinished(PhaseSwitch)
+	h.e.Close()
+	if rec := h.record("d1"); rec.State != journal.StateSwitching || rec.SwitchMode != "boot" || rec.NotActivated == "" {
+		t.Fatalf("record mid-switch = %+v", *rec)
+	}
+	close(hold)
+	h.start()
+	res := h.watch("d1").result()
+	wantOutcome(t, res, journal.StateRebootRequired, "not activated", "dry-activate exited 100")
+}
