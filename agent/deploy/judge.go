@@ -405,7 +405,11 @@ func (d *deployment) refuseStoppingAgent(sum *Summary, req Request) error {
 		d.emit(Event{Kind: EventWarning, Line: sum.StopsAgent + "; going on because the request is forced"})
 		return nil
 	}
-	return fmt.Errorf("%w: %s; after the switch nothing could confirm or roll it back (pass --force to deploy it anyway)", ErrStopsAgent, sum.StopsAgent)
+	hint := "pass --force to deploy it anyway"
+	if req.Action == ActionRollback {
+		hint = "roll back to a generation that has the agent, or deploy with --force"
+	}
+	return fmt.Errorf("%w: %s; after the switch nothing could confirm or roll it back (%s)", ErrStopsAgent, sum.StopsAgent, hint)
 }
 
 // dryActivatedMessage is the result line of a dry-activate request.
