@@ -494,6 +494,7 @@ func (e *Engine) resume(rec *journal.Record) {
 		switch rec.State {
 		case journal.StateRunning:
 			d.clearUnit(e.ctx, e.dryActivateUnit(rec.ID)) // left by a dry-activate cut short
+			d.clearUnit(e.ctx, e.checkUnit(rec.ID))       // or by its switch inhibitors' check
 			d.fail(rec.Phase, "the agent stopped before the switch; nothing was changed")
 		case journal.StateSwitching:
 			if rebooted {

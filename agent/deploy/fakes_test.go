@@ -265,9 +265,28 @@ func (a *fakeActivator) StartUnit(ctx context.Context, spec UnitSpec) error {
 	case "check":
 		c := a.checks[spec.Toplevel]
 		u := &fakeUnit{status: UnitStatus{State: UnitExited, ExitCode: c.Code}, done: make(chan struct{})}
-		close(u.done)
 		appendLines(spec.Output, c.Lines)
 		a.units[spec.Unit] = u
+		if c.Hold == nil {
+			close(u.done)
+			return nil
+		}
+		u.status = UnitStatus{State: UnitRunning}
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			defer close(u.done)
+			select {
+			case <-c.Hold:
+			case <-a.stop:
+				return
+			}
+			a.mu.Lock()
+			if u.status.State == UnitRunning {
+				u.status = UnitStatus{State: UnitExited, ExitCode: c.Code}
+			}
+			a.mu.Unlock()
+		}()
 		return nil
 	default:
 		return fmt.Errorf("unknown switch mode %q", spec.Mode)
@@ -349,6 +368,7 @@ func (a *fakeActivator) runSwitch(u *fakeUnit, spec UnitSpec, s switchScript) {
 type checkScript struct {
 	Code  int
 	Lines []string
+	Hold  chan struct{} // when set, the check runs until it is closed
 }
 
 func (a *fakeActivator) UnitStatus(ctx context.Context, unit string) (UnitStatus, error) {

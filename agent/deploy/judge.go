@@ -250,16 +250,25 @@ func switchLockHeld(path string) (bool, error) {
 	return false, syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 }
 
+// checkUnit is the name of the deployment's switch inhibitors check unit.
+func (e *Engine) checkUnit(id string) string {
+	return e.opts.UnitPrefix + "check-" + id
+}
+
 // checkInhibitors runs the new system's "switch-to-configuration check"
-// where it has one; a refusal makes the system not activatable live.
-func (d *deployment) checkInhibitors(ctx context.Context, newPath string, sum *Summary) {
+// where it has one; a refusal makes the system not activatable live. It
+// fails only when ctx ends (the controller went away: no switch follows).
+func (d *deployment) checkInhibitors(ctx context.Context, newPath string, sum *Summary) error {
 	if sum.NotActivatable != "" {
-		return
+		return nil
 	}
 	var out []string
 	err := d.runSTC(ctx, newPath, "check", func(l string) { out = append(out, l) })
 	if err == nil {
-		return
+		return nil
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("switch-to-configuration check: %w", ctx.Err())
 	}
 	code, ok := exitCodeOf(err)
 	switch {
@@ -276,6 +285,7 @@ func (d *deployment) checkInhibitors(ctx context.Context, newPath string, sum *S
 	default:
 		d.emit(Event{Kind: EventWarning, Line: "could not run the switch inhibitors: " + err.Error()})
 	}
+	return nil
 }
 
 // usageOnly reports whether out is switch-to-configuration's usage text (it

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -494,4 +495,39 @@ func TestRebootRequiredSurvivesARestart(t *testing.T) {
 	h.start()
 	res := h.watch("d1").result()
 	wantOutcome(t, res, journal.StateRebootRequired, "not activated", "dry-activate exited 100")
+}
+
+// TestControllerGoneDuringTheCheck: the switch inhibitors' check is part of
+// dry-activate: a controller that goes away while it runs gets no switch.
+func TestControllerGoneDuringTheCheck(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	hold := make(chan struct{})
+	defer close(hold)
+	h.act.checks[h.new] = checkScript{Hold: hold}
+	ctx, cancel := context.WithCancel(context.Background())
+	sub, err := h.e.Submit(ctx, switchReq("d1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &watcher{t: t, sub: sub}
+	for deadline := time.Now().Add(waitTimeout); ; time.Sleep(time.Millisecond) {
+		h.act.mu.Lock()
+		n := len(h.act.checked)
+		h.act.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the check never started")
+		}
+	}
+	cancel()
+	wantOutcome(t, w.result(), journal.StateFailed, "the controller went away during dry-activate")
+	if got := h.nix.callsWith("set-profile"); len(got) != 0 {
+		t.Errorf("profile changed: %q", got)
+	}
+	if got := h.act.callsWith("start-switch"); len(got) != 0 {
+		t.Errorf("switched: %q", got)
+	}
 }

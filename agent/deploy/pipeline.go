@@ -251,7 +251,9 @@ func (d *deployment) dryActivate(ctx context.Context, newPath string, warnings [
 		case err != nil:
 			return fmt.Errorf("dry-activate: %w", err)
 		}
-		d.checkInhibitors(ctx, newPath, sum)
+		if err := d.checkInhibitors(ctx, newPath, sum); err != nil {
+			return err
+		}
 		sum.RebootRequired = rebootRequired(e.opts.BootedSystem, newPath)
 		sum.StopsAgent = e.stopsAgent(sum, newPath)
 		if sum.CurrentPath != "" && sum.CurrentPath != newPath {
@@ -538,8 +540,8 @@ func (d *deployment) runDryActivate(ctx context.Context, toplevel string, onLine
 func (d *deployment) runSTC(ctx context.Context, toplevel, mode string, onLine func(string)) error {
 	e := d.e
 	spec := d.unitSpec(e.dryActivateUnit(d.rec.ID), toplevel, mode)
-	if mode != "dry-activate" {
-		spec.Unit = e.opts.UnitPrefix + mode + "-" + d.rec.ID
+	if mode == "check" {
+		spec.Unit = e.checkUnit(d.rec.ID)
 	}
 	spec.Output = filepath.Join(e.j.Dir(d.rec.ID), mode+".out")
 	defer d.clearUnit(ctx, spec.Unit)
