@@ -435,3 +435,19 @@ func dryActivatedMessage(sum *Summary) string {
 	}
 	return msg
 }
+
+// summaryNotes is what the summary's log line adds besides units: what
+// needs a reboot, what cannot be activated, what would stop the agent.
+func summaryNotes(s *Summary) string {
+	var b strings.Builder
+	if len(s.RebootRequired) > 0 {
+		b.WriteString("; reboot required: " + strings.Join(s.RebootRequired, ", "))
+	}
+	if s.NotActivatable != "" {
+		b.WriteString("; not activatable live: " + s.NotActivatable)
+	}
+	if s.StopsAgent != "" {
+		b.WriteString("; " + s.StopsAgent)
+	}
+	return b.String()
+}

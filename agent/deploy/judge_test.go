@@ -122,6 +122,9 @@ func TestDryActivate100NeedsABoot(t *testing.T) {
 		if !strings.Contains(sum.NotActivatable, "exited 100") {
 			t.Errorf("summary NotActivatable = %q", sum.NotActivatable)
 		}
+		if log, _ := os.ReadFile(h.j.LogPath("d1")); !strings.Contains(string(log), "not activatable live: dry-activate exited 100") {
+			t.Errorf("the summary's log line does not say so:\n%s", log)
+		}
 		wantOutcome(t, w.result(), journal.StateDryActivated, "cannot be activated live", "--boot", "after a reboot")
 	})
 	t.Run("a switch only sets the boot default", func(t *testing.T) {

@@ -66,7 +66,7 @@ func formatEvent(ev Event) string {
 	case EventSummary:
 		s := ev.Summary
 		return fmt.Sprintf("[summary] current %s (generation %d) -> new %s; stop %v restart %v start %v",
-			orNone(s.CurrentPath), s.CurrentGeneration, s.NewPath, s.WouldStop, s.WouldRestart, s.WouldStart)
+			orNone(s.CurrentPath), s.CurrentGeneration, s.NewPath, s.WouldStop, s.WouldRestart, s.WouldStart) + summaryNotes(s)
 	case EventAwaiting:
 		return fmt.Sprintf("[confirm] awaiting confirmation until %s (generation %d)", ev.Awaiting.Deadline.UTC().Format(time.RFC3339), ev.Awaiting.NewGeneration)
 	case EventResult:
