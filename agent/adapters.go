@@ -102,19 +102,19 @@ func newHealth(ctx context.Context, cfg *config.Config, log hclog.Logger) (*heal
 
 func (h *healthAdapter) Close() {}
 
-func (h *healthAdapter) Baseline(ctx context.Context) (any, error) {
-	return h.c.Baseline(ctx)
+func (h *healthAdapter) FailedUnits(ctx context.Context) ([]string, error) {
+	snap, err := h.c.Baseline(ctx)
+	return snap.Failed, err
 }
 
-func (h *healthAdapter) Check(ctx context.Context, baseline any, extraCritical []string, report func(deploy.HealthReport)) (bool, string, error) {
-	base, _ := baseline.(health.Snapshot)
-	rep, err := h.c.Check(ctx, base, health.SpecFromConfig(h.cfg, extraCritical), func(r health.Result) {
+func (h *healthAdapter) Check(ctx context.Context, baseline []string, extraCritical []string, report func(deploy.HealthReport)) (deploy.HealthVerdict, error) {
+	rep, err := h.c.Check(ctx, health.Snapshot{Failed: baseline}, health.SpecFromConfig(h.cfg, extraCritical), func(r health.Result) {
 		report(deploy.HealthReport{Name: r.Kind + " " + r.Name, OK: r.OK, Detail: r.Detail})
 	})
 	if err != nil {
-		return false, "", err
+		return deploy.HealthVerdict{}, err
 	}
-	return rep.OK, rep.Reason(), nil
+	return deploy.HealthVerdict{OK: rep.OK, Reason: rep.Reason(), NewlyFailed: rep.NewlyFailed, PreviouslyFailed: rep.PreviouslyFailed}, nil
 }
 
 func (h *healthAdapter) Status(ctx context.Context) (string, []string, error) {

@@ -609,9 +609,10 @@ in
       # Keep trying for ever: a host whose agent gave up can only be
       # reached by hand.
       unitConfig.StartLimitIntervalSec = 0;
-      # A new configuration without this unit (the module disabled) must not
-      # stop the agent in the middle of the switch it runs; it ends with the
-      # next reboot.
+      # A configuration without this unit must not make
+      # switch-to-configuration stop the agent mid-switch: nothing could
+      # confirm or roll it back then (the agent also refuses such a
+      # deploy unless forced).
       unitConfig.X-StopOnRemoval = false;
 
       serviceConfig = {

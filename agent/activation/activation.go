@@ -165,7 +165,7 @@ func errorName(err error) string {
 }
 
 // Modes switch-to-configuration takes in a unit.
-var modes = map[string]bool{"switch": true, "boot": true, "test": true, "dry-activate": true}
+var modes = map[string]bool{"switch": true, "boot": true, "test": true, "dry-activate": true, "check": true}
 
 // Properties are the transient unit's settings for u, in the order sent.
 func (a *Activation) Properties(u deploy.UnitSpec) []sdbus.Property {

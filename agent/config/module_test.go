@@ -99,6 +99,7 @@ func TestModuleRendersExample(t *testing.T) {
 		RestartIfChanged bool              `json:"restartIfChanged"`
 		StopIfChanged    bool              `json:"stopIfChanged"`
 		ServiceConfig    map[string]any    `json:"serviceConfig"`
+		UnitConfig       map[string]any    `json:"unitConfig"`
 		Environment      map[string]string `json:"environment"`
 	}
 	if err := json.Unmarshal(nixEval(t, "unit"), &unit); err != nil {
@@ -110,6 +111,9 @@ func TestModuleRendersExample(t *testing.T) {
 	}
 	if unit.RestartIfChanged || unit.StopIfChanged || unit.ServiceConfig["KillMode"] != "process" || unit.ServiceConfig["Restart"] != "always" {
 		t.Errorf("unit = %+v, want no restart or stop on change, KillMode=process, Restart=always", unit)
+	}
+	if v, ok := unit.UnitConfig["X-StopOnRemoval"]; !ok || v != false {
+		t.Errorf("unitConfig X-StopOnRemoval = %v, want false: a configuration without the agent must not stop it mid-switch", v)
 	}
 	if unit.Environment["HOME"] != DefaultStateDir {
 		t.Errorf("HOME = %q, want the state dir (ProtectHome hides /root)", unit.Environment["HOME"])

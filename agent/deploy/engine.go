@@ -29,6 +29,13 @@ type Options struct {
 	Retention      int           // finished deployments kept; default 50
 	PollInterval   time.Duration // how often a running switch's output is read; default 20ms
 	UnitPrefix     string        // transient unit name prefix; default "panther-"
+	BootedSystem   string        // link to the booted system; default /run/booted-system
+	// SwitchLock is switch-to-configuration's lock file; default
+	// /run/nixos/switch-to-configuration.lock.
+	SwitchLock string
+	// AgentUnit is the agent's own unit, which a deploy must not stop or
+	// remove without Force; default panther-agent.service.
+	AgentUnit string
 	// SwitchTimeout is how long a switch-to-configuration unit (switch,
 	// rollback, dry-activate) may run before systemd stops it; the
 	// deployment then rolls back. Default 10m.
@@ -59,6 +66,15 @@ func (o *Options) setDefaults() {
 	}
 	if o.UnitPrefix == "" {
 		o.UnitPrefix = "panther-"
+	}
+	if o.BootedSystem == "" {
+		o.BootedSystem = "/run/booted-system"
+	}
+	if o.SwitchLock == "" {
+		o.SwitchLock = "/run/nixos/switch-to-configuration.lock"
+	}
+	if o.AgentUnit == "" {
+		o.AgentUnit = "panther-agent.service"
 	}
 	if o.SwitchTimeout == 0 {
 		o.SwitchTimeout = DefaultSwitchTimeout
@@ -487,13 +503,14 @@ func (e *Engine) resume(rec *journal.Record) {
 		switch rec.State {
 		case journal.StateRunning:
 			d.clearUnit(e.ctx, e.dryActivateUnit(rec.ID)) // left by a dry-activate cut short
+			d.clearUnit(e.ctx, e.checkUnit(rec.ID))       // or by its switch inhibitors' check
 			d.fail(rec.Phase, "the agent stopped before the switch; nothing was changed")
 		case journal.StateSwitching:
 			if rebooted {
 				d.rollback(e.ctx, "the host rebooted during the switch")
 				return
 			}
-			d.afterSwitchStarted(e.ctx, nil) // the baseline did not survive the restart
+			d.afterSwitchStarted(e.ctx) // the baseline is in the record
 		case journal.StateAwaiting:
 			switch {
 			case rebooted:
@@ -517,6 +534,10 @@ func (e *Engine) resultOf(rec *journal.Record) *Result {
 	}
 	if rec.SwitchExitCode != nil {
 		res.SwitchExitCode = *rec.SwitchExitCode
+	}
+	res.PreviouslyFailed = rec.PreviouslyFailed
+	if rec.State != journal.StateRolledBack {
+		res.RebootRequired = rec.RebootRequired
 	}
 	if rec.State == journal.StateFailed || rec.State == journal.StateManual || rec.State == journal.StateRolledBack {
 		res.FailedPhase = Phase(rec.Phase)

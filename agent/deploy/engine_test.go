@@ -102,7 +102,7 @@ func TestHappyPath(t *testing.T) {
 		t.Errorf("activator calls:\n got %q\nwant %q", got, want)
 	}
 	baselines, checks := h.health.calls()
-	if baselines != 1 || len(checks) != 1 || checks[0].Baseline != fakeBaseline || !slices.Equal(checks[0].ExtraCritical, []string{"postgresql.service"}) {
+	if baselines != 1 || len(checks) != 1 || len(checks[0].Baseline) != 0 || !slices.Equal(checks[0].ExtraCritical, []string{"postgresql.service"}) {
 		t.Errorf("health: %d baselines, checks %+v", baselines, checks)
 	}
 
@@ -431,9 +431,10 @@ func TestSwitchExitCodes(t *testing.T) {
 		warning string
 	}{
 		{name: "ok", script: switchScript{Code: 0}, want: journal.StateAwaiting},
-		{name: "reboot required", script: switchScript{Code: 100}, want: journal.StateAwaiting, warning: "asks for a reboot"},
-		{name: "units failed", script: switchScript{Code: 4}, want: journal.StateRolledBack,
-			msgs: []string{"switch-to-configuration exited 4", "some units failed to start"}},
+		// Units failed (4), not activated (100) and a held lock (11): judge_test.go.
+		{name: "units failed, none new", script: switchScript{Code: 4}, want: journal.StateAwaiting, warning: "reports failed units"},
+		{name: "unknown error code", script: switchScript{Code: 13}, want: journal.StateRolledBack,
+			msgs: []string{"switch-to-configuration exited 13", "permission denied"}},
 		{name: "activation script failed", script: switchScript{Code: 2}, want: journal.StateRolledBack,
 			msgs: []string{"switch-to-configuration exited 2", "activation script failed"}},
 		{name: "switch-to-configuration failed", script: switchScript{Code: 1}, want: journal.StateRolledBack,
@@ -612,10 +613,10 @@ func TestConfirmErrors(t *testing.T) {
 func TestRollbackFailureNeedsAPerson(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	h.act.script(h.new, switchScript{Code: 4})
+	h.act.script(h.new, switchScript{Code: 2})
 	h.act.script(h.old, switchScript{Code: 2})
 	res := h.submit(switchReq("d1")).result()
-	wantOutcome(t, res, journal.StateManual, "switch-to-configuration exited 4", "rollback failed", "exited 2")
+	wantOutcome(t, res, journal.StateManual, "switch-to-configuration exited 2", "rollback failed", "exited 2")
 	want := []string{
 		"nix-env -p " + h.opts.Profile + " --set " + h.old,
 		h.old + "/bin/switch-to-configuration switch",
@@ -643,14 +644,14 @@ func TestFirstDeploymentFailingNeedsAPerson(t *testing.T) {
 	t.Parallel()
 	h := newBareHarness(t) // no current system, empty profile
 	h.start()
-	h.act.script(h.new, switchScript{Code: 4})
+	h.act.script(h.new, switchScript{Code: 2})
 	w := h.submit(switchReq("d1"))
 	sum := w.until("the summary", func(ev Event) bool { return ev.Kind == EventSummary }).Summary
 	if sum.CurrentPath != "" || sum.CurrentGeneration != 0 {
 		t.Errorf("summary of a first deployment = %+v", *sum)
 	}
 	res := w.result()
-	wantOutcome(t, res, journal.StateManual, "exited 4", "no previous system")
+	wantOutcome(t, res, journal.StateManual, "exited 2", "no previous system")
 	if len(res.RecoveryCommands) != 2 || !strings.Contains(res.RecoveryCommands[0], h.opts.Profile+" --list-generations") {
 		t.Errorf("recovery commands = %q", res.RecoveryCommands)
 	}
@@ -711,12 +712,12 @@ func TestSwitchUnitEnds(t *testing.T) {
 					t.Errorf("unit %s: deadline %v, install boot loader %v, output %q", s.Unit, s.Deadline, s.InstallBootloader, s.Output)
 				}
 			}
-			wantCleared := []string{"panther-dry-activate-d1", "panther-switch-d1"}
+			wantCleared := []string{"panther-dry-activate-d1", "panther-check-d1", "panther-switch-d1"}
 			if res != nil {
 				wantCleared = append(wantCleared, "panther-rollback-d1")
 			}
 			if tc.script.Gone {
-				wantCleared = slices.Delete(wantCleared, 1, 2) // systemd dropped it itself
+				wantCleared = slices.Delete(wantCleared, 2, 3) // systemd dropped it itself
 			}
 			// The last unit is cleared just after the result is out.
 			if cleared := h.act.waitCleared(len(wantCleared)); !slices.Equal(cleared, wantCleared) {

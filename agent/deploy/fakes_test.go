@@ -197,9 +197,11 @@ type fakeActivator struct {
 	delay time.Duration
 
 	mu       sync.Mutex
-	dry      map[string][]string // toplevel -> dry-activate output
-	dryCode  int                 // dry-activate's exit code
-	dryHold  chan struct{}       // when set, dry-activate runs until it is closed
+	dry      map[string][]string    // toplevel -> dry-activate output
+	dryCode  int                    // dry-activate's exit code
+	dryHold  chan struct{}          // when set, dry-activate runs until it is closed
+	checks   map[string]checkScript // toplevel -> "switch-to-configuration check"
+	checked  []string               // toplevels checked (apart from calls: most tests do not look)
 	startErr error
 	scripts  map[string]switchScript // toplevel -> script
 	units    map[string]*fakeUnit
@@ -222,7 +224,7 @@ func newFakeActivator(t *testing.T, current string) *fakeActivator {
 	t.Helper()
 	a := &fakeActivator{
 		current: current, delay: 10 * time.Millisecond,
-		dry: map[string][]string{}, scripts: map[string]switchScript{}, units: map[string]*fakeUnit{},
+		dry: map[string][]string{}, scripts: map[string]switchScript{}, units: map[string]*fakeUnit{}, checks: map[string]checkScript{},
 		started: map[string]chan struct{}{}, stop: make(chan struct{}),
 	}
 	t.Cleanup(func() {
@@ -241,13 +243,16 @@ func (a *fakeActivator) script(toplevel string, s switchScript) {
 func (a *fakeActivator) StartUnit(ctx context.Context, spec UnitSpec) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if spec.Mode == "dry-activate" {
+	switch spec.Mode {
+	case "dry-activate":
 		a.calls = append(a.calls, "dry-activate "+spec.Toplevel)
-	} else {
+	case "check":
+		a.checked = append(a.checked, spec.Toplevel)
+	default:
 		a.calls = append(a.calls, fmt.Sprintf("start-switch %s %s %s", spec.Unit, spec.Toplevel, spec.Mode))
 	}
 	a.specs = append(a.specs, spec)
-	if a.startErr != nil && spec.Mode != "dry-activate" {
+	if a.startErr != nil && spec.Mode != "dry-activate" && spec.Mode != "check" {
 		return a.startErr
 	}
 	switch spec.Mode {
@@ -274,6 +279,32 @@ func (a *fakeActivator) StartUnit(ctx context.Context, spec UnitSpec) error {
 			a.mu.Lock()
 			if u.status.State == UnitRunning {
 				u.status = end
+			}
+			a.mu.Unlock()
+		}()
+		return nil
+	case "check":
+		c := a.checks[spec.Toplevel]
+		u := &fakeUnit{status: UnitStatus{State: UnitExited, ExitCode: c.Code}, done: make(chan struct{})}
+		appendLines(spec.Output, c.Lines)
+		a.units[spec.Unit] = u
+		if c.Hold == nil {
+			close(u.done)
+			return nil
+		}
+		u.status = UnitStatus{State: UnitRunning}
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			defer close(u.done)
+			select {
+			case <-c.Hold:
+			case <-a.stop:
+				return
+			}
+			a.mu.Lock()
+			if u.status.State == UnitRunning {
+				u.status = UnitStatus{State: UnitExited, ExitCode: c.Code}
 			}
 			a.mu.Unlock()
 		}()
@@ -352,6 +383,13 @@ func (a *fakeActivator) runSwitch(u *fakeUnit, spec UnitSpec, s switchScript) {
 			os.Rename(tmp, a.current)
 		}
 	}
+}
+
+// checkScript says how a fake "switch-to-configuration check" ends.
+type checkScript struct {
+	Code  int
+	Lines []string
+	Hold  chan struct{} // when set, the check runs until it is closed
 }
 
 func (a *fakeActivator) UnitStatus(ctx context.Context, unit string) (UnitStatus, error) {
@@ -454,13 +492,16 @@ type fakeHealth struct {
 	err         error
 	reports     []HealthReport
 	baselineErr error
+	// failed are the units systemd reports failed (FailedUnits); Check
+	// fails on those not in its baseline, like the real checker.
+	failed []string
 
 	baselines int
 	checks    []healthCall
 }
 
 type healthCall struct {
-	Baseline      any
+	Baseline      []string
 	ExtraCritical []string
 }
 
@@ -471,34 +512,51 @@ func newFakeHealth() *fakeHealth {
 	}}
 }
 
-// fakeBaseline is what Baseline returns; Check must get it back.
-const fakeBaseline = "baseline: no failed units"
-
-func (h *fakeHealth) Baseline(ctx context.Context) (any, error) {
+func (h *fakeHealth) FailedUnits(ctx context.Context) ([]string, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.baselines++
 	if h.baselineErr != nil {
 		return nil, h.baselineErr
 	}
-	return fakeBaseline, nil
+	return slices.Clone(h.failed), nil
 }
 
-func (h *fakeHealth) Check(ctx context.Context, baseline any, extraCritical []string, report func(HealthReport)) (bool, string, error) {
+func (h *fakeHealth) Check(ctx context.Context, baseline []string, extraCritical []string, report func(HealthReport)) (HealthVerdict, error) {
 	h.mu.Lock()
-	h.checks = append(h.checks, healthCall{Baseline: baseline, ExtraCritical: slices.Clone(extraCritical)})
-	ok, reason, err, reports := h.ok, h.reason, h.err, slices.Clone(h.reports)
+	h.checks = append(h.checks, healthCall{Baseline: slices.Clone(baseline), ExtraCritical: slices.Clone(extraCritical)})
+	v := HealthVerdict{OK: h.ok, Reason: h.reason}
+	err, reports, failed := h.err, slices.Clone(h.reports), slices.Clone(h.failed)
 	h.mu.Unlock()
 	for _, r := range reports {
 		report(r)
 	}
-	return ok, reason, err
+	for _, u := range failed {
+		if slices.Contains(baseline, u) {
+			v.PreviouslyFailed = append(v.PreviouslyFailed, u)
+			report(HealthReport{Name: "failed-unit " + u, OK: true, Detail: "failed, but already failed before the switch"})
+			continue
+		}
+		v.NewlyFailed = append(v.NewlyFailed, u)
+		report(HealthReport{Name: "failed-unit " + u, OK: false, Detail: "failed since the baseline"})
+		if v.OK {
+			v.OK, v.Reason = false, "failed-unit "+u+": failed since the baseline"
+		}
+	}
+	return v, err
 }
 
 func (h *fakeHealth) script(ok bool, reason string, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.ok, h.reason, h.err = ok, reason, err
+}
+
+// setFailed sets the units systemd reports failed.
+func (h *fakeHealth) setFailed(units ...string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.failed = units
 }
 
 func (h *fakeHealth) calls() (int, []healthCall) {

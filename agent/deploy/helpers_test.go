@@ -66,6 +66,8 @@ func newBareHarness(t *testing.T) *harness {
 		RuntimeDir:     filepath.Join(dir, "run", "panther-agent"),
 		DefaultConfirm: 200 * time.Millisecond,
 		PollInterval:   5 * time.Millisecond,
+		BootedSystem:   filepath.Join(dir, "run", "booted-system"),
+		SwitchLock:     filepath.Join(dir, "run", "nixos", "switch-to-configuration.lock"),
 	}
 	j, err := journal.Open(filepath.Join(dir, "state"))
 	if err != nil {

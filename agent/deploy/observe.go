@@ -43,10 +43,12 @@ func (e *Engine) observeFinal(rec *journal.Record, res *Result) {
 		}
 	}
 	switch rec.State {
-	case journal.StateBootScheduled:
+	case journal.StateBootScheduled, journal.StateRebootRequired:
 		f.RebootRequired = true
 	case journal.StateConfirmed:
-		f.RebootRequired = rec.SwitchExitCode != nil && *rec.SwitchExitCode == 100
+		// Activated, but its kernel, initrd or modules differ from the
+		// booted system's.
+		f.RebootRequired = len(rec.RebootRequired) > 0
 	}
 	defer func() {
 		if p := recover(); p != nil {

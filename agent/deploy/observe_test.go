@@ -51,8 +51,11 @@ func TestOnResultSeesEveryFinalResultOnce(t *testing.T) {
 	obs := &finals{}
 	startObserved(h, obs)
 
-	// A confirmed switch that asks for a reboot.
+	// A switch that only set the boot default (exit 100).
 	h.act.script(h.new, switchScript{Code: 100})
+	h.submit(switchReq("rr")).result()
+	// A confirmed switch.
+	h.act.script(h.new, switchScript{Code: 0})
 	req := switchReq("sw")
 	req.ConfirmTimeout = time.Minute
 	w, _ := h.deployAwaiting(req)
@@ -69,18 +72,21 @@ func TestOnResultSeesEveryFinalResultOnce(t *testing.T) {
 	h.watch("sw").result()
 
 	got := obs.list()
-	if len(got) != 2 {
-		t.Fatalf("observer saw %d results, want 2: %+v", len(got), got)
+	if len(got) != 3 {
+		t.Fatalf("observer saw %d results, want 3: %+v", len(got), got)
 	}
-	sw, failed := got[0], got[1]
+	reboot, sw, failed := got[0], got[1], got[2]
 	if sw.ID != "sw" || sw.Result.Outcome != journal.StateConfirmed || sw.Action != ActionSwitch || sw.Host != testHost {
 		t.Errorf("first final %+v, want sw confirmed", sw)
 	}
 	if sw.ConfirmLatency < 3*time.Second || sw.ConfirmLatency > 10*time.Second {
 		t.Errorf("confirm latency %v, want about 3s", sw.ConfirmLatency)
 	}
-	if !sw.RebootRequired {
-		t.Error("exit 100 then confirmed: RebootRequired is false")
+	if sw.RebootRequired {
+		t.Error("confirmed switch with the booted kernel: RebootRequired is true")
+	}
+	if reboot.ID != "rr" || reboot.Result.Outcome != journal.StateRebootRequired || !reboot.RebootRequired {
+		t.Errorf("third final %+v, want rr reboot-required", reboot)
 	}
 	if failed.ID != "bad" || failed.Result.Outcome != journal.StateFailed || failed.RebootRequired || failed.ConfirmLatency != 0 {
 		t.Errorf("second final %+v, want bad failed", failed)

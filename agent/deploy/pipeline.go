@@ -66,7 +66,7 @@ func formatEvent(ev Event) string {
 	case EventSummary:
 		s := ev.Summary
 		return fmt.Sprintf("[summary] current %s (generation %d) -> new %s; stop %v restart %v start %v",
-			orNone(s.CurrentPath), s.CurrentGeneration, s.NewPath, s.WouldStop, s.WouldRestart, s.WouldStart)
+			orNone(s.CurrentPath), s.CurrentGeneration, s.NewPath, s.WouldStop, s.WouldRestart, s.WouldStart) + summaryNotes(s)
 	case EventAwaiting:
 		return fmt.Sprintf("[confirm] awaiting confirmation until %s (generation %d)", ev.Awaiting.Deadline.UTC().Format(time.RFC3339), ev.Awaiting.NewGeneration)
 	case EventResult:
@@ -202,21 +202,22 @@ func (d *deployment) pipeline(ctx context.Context, stopLink func() bool, req Req
 		d.finish(journal.StateBuilt, "built "+newPath)
 		return
 	}
-	if err := d.dryActivate(ctx, newPath, warnings); err != nil {
+	sum, err := d.dryActivate(ctx, newPath, warnings)
+	if err != nil {
 		d.failOrCancel(ctx, PhaseDryActivate, err)
 		return
 	}
 	if req.Action == ActionDryActivate {
-		d.finish(journal.StateDryActivated, "dry-activated "+newPath+"; nothing changed")
+		d.finish(journal.StateDryActivated, dryActivatedMessage(sum))
+		return
+	}
+	if err := d.refuseStoppingAgent(sum, req); err != nil {
+		d.fail(string(PhaseDryActivate), err.Error())
 		return
 	}
 	// From here on the deployment belongs to the agent, not to the caller.
 	stopLink()
-	mode := "switch"
-	if req.Action == ActionBoot {
-		mode = "boot"
-	}
-	d.switchTo(e.ctx, newPath, mode, req.ConfirmTimeout)
+	d.switchTo(e.ctx, newPath, d.switchMode(req.Action, sum), req.ConfirmTimeout)
 }
 
 func (d *deployment) failOrCancel(ctx context.Context, p Phase, err error) {
@@ -233,16 +234,29 @@ func (d *deployment) failOrCancel(ctx context.Context, p Phase, err error) {
 }
 
 // dryActivate runs the new system's dry-activate and emits the summary.
-func (d *deployment) dryActivate(ctx context.Context, newPath string, warnings []string) error {
+func (d *deployment) dryActivate(ctx context.Context, newPath string, warnings []string) (*Summary, error) {
 	e := d.e
 	sum := &Summary{NewPath: newPath, Warnings: warnings, NewVersion: readVersion(newPath)}
 	sum.CurrentPath = e.currentSystem()
 	sum.CurrentVersion = readVersion(sum.CurrentPath)
 	sum.CurrentGeneration = e.currentGenNumber(ctx)
 	err := d.phase(PhaseDryActivate, func() error {
-		if err := d.runDryActivate(ctx, newPath, func(l string) { parseDryActivateLine(l, sum) }); err != nil {
+		err := d.runDryActivate(ctx, newPath, func(l string) { parseDryActivateLine(l, sum) })
+		code, ok := exitCodeOf(err)
+		switch {
+		case ok && code == stcRebootRequired:
+			sum.NotActivatable = "dry-activate exited 100: the new system's init is incompatible with the running one"
+		case ok && code == stcLocked:
+			// dry-activate takes switch-to-configuration's lock too.
+			return fmt.Errorf("%w (dry-activate could not take %s: %v); nothing was changed", ErrSwitchLocked, e.opts.SwitchLock, err)
+		case err != nil:
 			return fmt.Errorf("dry-activate: %w", err)
 		}
+		if err := d.checkInhibitors(ctx, newPath, sum); err != nil {
+			return err
+		}
+		sum.RebootRequired = rebootRequired(e.opts.BootedSystem, newPath)
+		sum.StopsAgent = e.stopsAgent(sum, newPath)
 		if sum.CurrentPath != "" && sum.CurrentPath != newPath {
 			ch, err := e.nix.DiffClosures(ctx, sum.CurrentPath, newPath)
 			if err != nil {
@@ -253,36 +267,10 @@ func (d *deployment) dryActivate(ctx context.Context, newPath string, warnings [
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	d.emit(Event{Kind: EventSummary, Summary: sum})
-	return nil
-}
-
-// parseDryActivateLine collects NixOS's "would ... the following units: a, b" lines.
-func parseDryActivateLine(l string, s *Summary) {
-	const mid = " the following units: "
-	i := strings.Index(l, mid)
-	if i < 0 || !strings.HasPrefix(l, "would ") {
-		return
-	}
-	verb := l[len("would "):i]
-	var units []string
-	for _, u := range strings.Split(l[i+len(mid):], ",") {
-		if u = strings.TrimSpace(u); u != "" {
-			units = append(units, u)
-		}
-	}
-	switch verb {
-	case "stop":
-		s.WouldStop = append(s.WouldStop, units...)
-	case "restart":
-		s.WouldRestart = append(s.WouldRestart, units...)
-	case "start":
-		s.WouldStart = append(s.WouldStart, units...)
-	case "reload":
-		s.WouldReload = append(s.WouldReload, units...)
-	}
+	return sum, nil
 }
 
 func readVersion(path string) string {
@@ -301,7 +289,12 @@ func readVersion(path string) string {
 func (d *deployment) switchTo(ctx context.Context, target, mode string, confirm time.Duration) {
 	e := d.e
 	rec := d.rec
-	var baseline any
+	if held, err := switchLockHeld(e.opts.SwitchLock); held {
+		d.fail(string(PhaseSwitch), fmt.Sprintf("%v (%s is held, e.g. by nixos-rebuild or system.autoUpgrade); nothing was changed, try again when it is done", ErrSwitchLocked, e.opts.SwitchLock))
+		return
+	} else if err != nil {
+		d.emit(Event{Kind: EventWarning, Line: "could not test the switch lock: " + err.Error()})
+	}
 	prevGen := e.currentGenNumber(ctx)
 	rec.PreviousPath = e.currentSystem()
 	rec.PreviousGeneration = prevGen
@@ -315,11 +308,11 @@ func (d *deployment) switchTo(ctx context.Context, target, mode string, confirm 
 	rec.Phase = string(PhaseSwitch)
 
 	if mode == "switch" {
-		b, err := e.health.Baseline(ctx)
+		failed, err := e.health.FailedUnits(ctx)
 		if err != nil {
 			d.emit(Event{Kind: EventWarning, Line: "could not take the health baseline (every failed unit will count): " + err.Error()})
 		}
-		baseline = b
+		rec.BaselineFailed = failed
 	}
 	// The record is durable before anything on the system changes.
 	if err := e.j.Update(rec); err != nil {
@@ -344,12 +337,12 @@ func (d *deployment) switchTo(ctx context.Context, target, mode string, confirm 
 		d.rollback(ctx, err.Error())
 		return
 	}
-	d.afterSwitchStarted(ctx, baseline)
+	d.afterSwitchStarted(ctx)
 }
 
 // afterSwitchStarted waits for the switch unit, then checks and arms the
 // dead-man. It is also where a resumed deployment picks up.
-func (d *deployment) afterSwitchStarted(ctx context.Context, baseline any) {
+func (d *deployment) afterSwitchStarted(ctx context.Context) {
 	e := d.e
 	rec := d.rec
 	code, err := d.switchExit(ctx)
@@ -367,37 +360,26 @@ func (d *deployment) afterSwitchStarted(ctx context.Context, baseline any) {
 	}
 	d.logf(PhaseSwitch, "switch-to-configuration %s exited %d: %s", rec.SwitchMode, code, exitMeaning(code))
 	if rec.SwitchMode == "boot" {
-		if code != 0 {
-			d.restoreBootDefault(ctx, fmt.Sprintf("switch-to-configuration boot exited %d: %s", code, exitMeaning(code)))
-			return
-		}
-		d.finish(journal.StateBootScheduled, fmt.Sprintf("%s is the boot default (generation %d); it becomes active at the next boot", rec.NewPath, rec.NewGeneration))
+		d.judgeBootExit(ctx, code)
 		return
 	}
-	switch code {
-	case 0:
-	case 100:
-		d.emit(Event{Kind: EventWarning, Line: "the new system asks for a reboot to be fully active"})
-	default:
-		d.rollback(ctx, fmt.Sprintf("switch-to-configuration exited %d: %s", code, exitMeaning(code)))
+	if !d.judgeSwitchExit(ctx, code) {
 		return
 	}
 	if cur := e.currentSystem(); cur != rec.NewPath {
 		d.rollback(ctx, fmt.Sprintf("after the switch %s points at %s, not %s", e.opts.CurrentSystem, orNone(cur), rec.NewPath))
 		return
 	}
-	var healthy bool
-	var reason string
 	err = d.phase(PhaseHealth, func() error {
-		var err error
-		healthy, reason, err = e.health.Check(ctx, baseline, rec.CriticalUnits, func(h HealthReport) {
+		v, err := e.health.Check(ctx, rec.BaselineFailed, rec.CriticalUnits, func(h HealthReport) {
 			d.emit(Event{Kind: EventHealth, Name: h.Name, OK: h.OK, Detail: h.Detail})
 		})
 		if err != nil {
 			return err
 		}
-		if !healthy {
-			return errors.New(reason)
+		d.judgeFailedUnits(v)
+		if !v.OK {
+			return errors.New(v.Reason)
 		}
 		return nil
 	})
@@ -417,6 +399,9 @@ func (d *deployment) afterSwitchStarted(ctx context.Context, baseline any) {
 		return
 	}
 	e.armTimer(rec)
+	if len(rec.RebootRequired) > 0 {
+		d.emit(Event{Kind: EventWarning, Line: "reboot required: the new " + strings.Join(rec.RebootRequired, ", ") + " differ from the booted system's and take effect at the next boot"})
+	}
 	d.emit(Event{Kind: EventAwaiting, Awaiting: &Awaiting{Deadline: rec.Deadline, NewPath: rec.NewPath, NewGeneration: rec.NewGeneration}})
 }
 
@@ -444,25 +429,6 @@ func (d *deployment) switchExit(ctx context.Context) (int, error) {
 	}
 	d.clearUnit(ctx, rec.SwitchUnit)
 	return code, nil
-}
-
-// exitMeaning explains switch-to-configuration's exit codes.
-func exitMeaning(code int) string {
-	switch code {
-	case 0:
-		return "ok"
-	case 1:
-		return "switch-to-configuration failed"
-	case 2:
-		return "the activation script failed"
-	case 4:
-		return "some units failed to start"
-	case 100:
-		return "a reboot is required"
-	case -1:
-		return "killed"
-	}
-	return "unexpected exit code"
 }
 
 // waitUnit follows the file a unit writes its output to, passing each line
@@ -566,9 +532,19 @@ func (e *Engine) dryActivateUnit(id string) string {
 // the switch's (the same environment), streaming its output as log events
 // and passing each line to onLine. When ctx ends first the unit is stopped.
 func (d *deployment) runDryActivate(ctx context.Context, toplevel string, onLine func(string)) error {
+	return d.runSTC(ctx, toplevel, "dry-activate", onLine)
+}
+
+// runSTC runs toplevel's switch-to-configuration mode (dry-activate or
+// check) in a transient unit, as runDryActivate describes. A non-zero exit
+// is an *ExitCodeError.
+func (d *deployment) runSTC(ctx context.Context, toplevel, mode string, onLine func(string)) error {
 	e := d.e
-	spec := d.unitSpec(e.dryActivateUnit(d.rec.ID), toplevel, "dry-activate")
-	spec.Output = filepath.Join(e.j.Dir(d.rec.ID), "dry-activate.out")
+	spec := d.unitSpec(e.dryActivateUnit(d.rec.ID), toplevel, mode)
+	if mode == "check" {
+		spec.Unit = e.checkUnit(d.rec.ID)
+	}
+	spec.Output = filepath.Join(e.j.Dir(d.rec.ID), mode+".out")
 	defer d.clearUnit(ctx, spec.Unit)
 	if err := e.act.StartUnit(ctx, spec); err != nil {
 		return fmt.Errorf("starting %s: %w", spec.Unit, err)
@@ -583,17 +559,13 @@ func (d *deployment) runDryActivate(ctx context.Context, toplevel string, onLine
 	if err != nil {
 		return err
 	}
-	what := toplevel + "/bin/switch-to-configuration dry-activate"
+	what := toplevel + "/bin/switch-to-configuration " + mode
 	code, err := d.exitOf(st, what, spec.Unit)
 	if err != nil {
 		return err
 	}
 	if code != 0 {
-		msg := fmt.Sprintf("%s exited %d", what, code)
-		if len(last) > 0 {
-			msg += ": " + strings.Join(last, " / ")
-		}
-		return errors.New(msg)
+		return &ExitCodeError{What: what, Code: code, Tail: strings.Join(last, " / ")}
 	}
 	return nil
 }
@@ -758,10 +730,15 @@ func (d *deployment) requestedRollback(ctx context.Context, stopLink func() bool
 		d.failOrCancel(ctx, PhaseValidate, err)
 		return
 	}
-	if err := d.dryActivate(ctx, target.Path, nil); err != nil {
+	sum, err := d.dryActivate(ctx, target.Path, nil)
+	if err != nil {
 		d.failOrCancel(ctx, PhaseDryActivate, err)
 		return
 	}
+	if err := d.refuseStoppingAgent(sum, req); err != nil {
+		d.fail(string(PhaseDryActivate), err.Error())
+		return
+	}
 	stopLink()
-	d.switchTo(e.ctx, target.Path, "switch", req.ConfirmTimeout)
+	d.switchTo(e.ctx, target.Path, d.switchMode(req.Action, sum), req.ConfirmTimeout)
 }

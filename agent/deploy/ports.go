@@ -57,7 +57,7 @@ type Activator interface {
 type UnitSpec struct {
 	Unit     string // transient unit name, e.g. "panther-switch-<id>"
 	Toplevel string // the system whose switch-to-configuration runs
-	Mode     string // switch, boot, test or dry-activate
+	Mode     string // switch, boot, test, dry-activate or check
 	Output   string // file the unit appends its stdout and stderr to
 	// InstallBootloader sets NIXOS_INSTALL_BOOTLOADER=1 in the unit's
 	// environment: switch-to-configuration (re)installs the boot loader.
@@ -106,9 +106,19 @@ type HealthReport struct {
 
 // Health checks the system after a switch.
 type Health interface {
-	// Baseline is taken before the switch (e.g. units already failed).
-	Baseline(ctx context.Context) (any, error)
-	// Check runs every check, reporting each result as it comes; ok is the
-	// overall verdict and reason one line explaining a failure.
-	Check(ctx context.Context, baseline any, extraCritical []string, report func(HealthReport)) (ok bool, reason string, err error)
+	// FailedUnits lists the units systemd reports failed now, sorted. It is
+	// the baseline taken before the switch, and what exit 4 is judged on.
+	FailedUnits(ctx context.Context) ([]string, error)
+	// Check runs every check, reporting each result as it comes. Units in
+	// baseline (failed before the switch) do not fail the verdict.
+	Check(ctx context.Context, baseline []string, extraCritical []string, report func(HealthReport)) (HealthVerdict, error)
+}
+
+// HealthVerdict is the outcome of a health check.
+type HealthVerdict struct {
+	OK     bool
+	Reason string // one line explaining a failure
+	// NewlyFailed are failed units that were not failed at the baseline;
+	// PreviouslyFailed were failed already then.
+	NewlyFailed, PreviouslyFailed []string
 }

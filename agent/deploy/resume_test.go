@@ -27,7 +27,10 @@ func TestResumeSwitching(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
 			hold := make(chan struct{})
-			h.act.script(h.new, switchScript{Hold: hold})
+			// A unit failed before the switch: the health check after the
+			// restart must still know it from the baseline.
+			h.health.setFailed("old-broken.service")
+			h.act.script(h.new, switchScript{Hold: hold, Code: 4})
 			req := switchReq("d1")
 			req.ConfirmTimeout = 5 * time.Second
 			w := h.submit(req)
@@ -41,7 +44,7 @@ func TestResumeSwitching(t *testing.T) {
 				close(hold)
 				<-unit
 				// systemd keeps the unit's record for the next agent.
-				if st, _ := h.act.UnitStatus(t.Context(), "panther-switch-d1"); st.State != UnitExited || st.ExitCode != 0 {
+				if st, _ := h.act.UnitStatus(t.Context(), "panther-switch-d1"); st.State != UnitExited || st.ExitCode != 4 {
 					t.Fatalf("switch unit after it ended = %+v", st)
 				}
 			}
@@ -58,15 +61,16 @@ func TestResumeSwitching(t *testing.T) {
 				t.Errorf("switches = %q, want the one from before the restart", got)
 			}
 			_, checks := h.health.calls()
-			if len(checks) != 1 || checks[0].Baseline != nil {
-				t.Errorf("health checks after the restart = %+v, want one without a baseline", checks)
+			if len(checks) != 1 || !slices.Equal(checks[0].Baseline, []string{"old-broken.service"}) {
+				t.Errorf("health checks after the restart = %+v, want one with the baseline taken before it", checks)
 			}
 			res, err := h.e.Confirm("d1", "alice")
 			if err != nil {
 				t.Fatal(err)
 			}
 			wantOutcome(t, res, journal.StateConfirmed)
-			if rec := h.record("d1"); rec.SwitchExitCode == nil || *rec.SwitchExitCode != 0 || rec.PreviousPath != h.old {
+			if rec := h.record("d1"); rec.SwitchExitCode == nil || *rec.SwitchExitCode != 4 || rec.PreviousPath != h.old ||
+				!slices.Equal(rec.PreviouslyFailed, []string{"old-broken.service"}) {
 				t.Errorf("record = %+v", *rec)
 			}
 			if h.act.loaded("panther-switch-d1") {
@@ -186,7 +190,7 @@ func TestResumeRunningFails(t *testing.T) {
 func TestResumeRollingBack(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	h.act.script(h.new, switchScript{Code: 4})
+	h.act.script(h.new, switchScript{Code: 2})
 	hold := make(chan struct{})
 	h.act.script(h.old, switchScript{Hold: hold})
 	h.submit(switchReq("d1"))
@@ -200,7 +204,7 @@ func TestResumeRollingBack(t *testing.T) {
 	<-unit
 	h.start()
 	res := h.watch("d1").result()
-	wantOutcome(t, res, journal.StateRolledBack, "exited 4")
+	wantOutcome(t, res, journal.StateRolledBack, "exited 2")
 	if got := h.act.callsWith("start-switch panther-rollback"); !slices.Equal(got, []string{"start-switch panther-rollback-d1 " + h.old + " switch"}) {
 		t.Errorf("rollback switches = %q, want exactly one", got)
 	}

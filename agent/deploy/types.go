@@ -60,6 +60,9 @@ type Request struct {
 	Generation        int64 // rollback: target generation, 0 = previous
 	RequestedBy       string
 	KeyID             string
+	// Force deploys a configuration that would stop or remove the agent's
+	// own unit (refused otherwise).
+	Force bool
 }
 
 // EventKind says which fields of an Event are set.
@@ -106,6 +109,21 @@ type Summary struct {
 	WouldStart        []string
 	WouldReload       []string
 	Warnings          []string
+	// The rest of dry-activate's vocabulary.
+	WouldNotStop        []string // "would NOT stop the following changed units"
+	WouldActivate       bool     // "would activate the configuration..."
+	WouldRestartSystemd bool     // "would restart systemd"
+	// RebootRequired lists what differs from the booted system (kernel,
+	// initrd, kernel-modules): the switch activates the rest, these need a
+	// reboot.
+	RebootRequired []string
+	// NotActivatable says why the new system cannot be activated live
+	// (dry-activate exited 100, or its switch inhibitors refused): a switch
+	// only makes it the boot default ("" = it can be activated).
+	NotActivatable string
+	// StopsAgent says why the new system would stop or remove the agent's
+	// own unit ("" = it does not); such a deploy needs Force.
+	StopsAgent string
 }
 
 // ClosureChange is one package version change between two systems.
@@ -133,6 +151,12 @@ type Result struct {
 	SwitchExitCode   int
 	RecoveryCommands []string
 	LogPath          string
+	// RebootRequired lists what needs a reboot to take effect (kernel,
+	// initrd, kernel-modules, or the whole system when it was not activated).
+	RebootRequired []string
+	// PreviouslyFailed are units that had failed before the switch and were
+	// failed after it: reported, not held against the deployment.
+	PreviouslyFailed []string
 }
 
 // Domain errors; the gRPC layer maps them to status codes in one place.
@@ -148,6 +172,11 @@ var (
 	ErrFailed         = errors.New("deployment failed")
 	ErrSourceMissing  = errors.New("source archive not uploaded")
 	ErrClosed         = errors.New("agent is shutting down")
+	// ErrSwitchLocked: another switch-to-configuration holds its lock (a
+	// nixos-rebuild or system.autoUpgrade is running).
+	ErrSwitchLocked = errors.New("another switch is running on the host")
+	// ErrStopsAgent: the configuration would stop or remove the agent's unit.
+	ErrStopsAgent = errors.New("the new configuration would stop or remove the agent")
 )
 
 // BusyError names the running deployment.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -211,7 +212,9 @@ func systemState(ctx context.Context, sd Systemd) (string, error) {
 	return state, nil
 }
 
-// failedUnits returns the sorted names of units in the failed state.
+// failedUnits returns the sorted names of failed units as NixOS's
+// switch-to-configuration counts them: units in the failed state, and
+// services waiting to restart (auto-restart) after a non-zero exit.
 func failedUnits(ctx context.Context, sd Systemd) ([]string, error) {
 	units, err := sd.ListUnitsContext(ctx)
 	if err != nil {
@@ -219,12 +222,28 @@ func failedUnits(ctx context.Context, sd Systemd) ([]string, error) {
 	}
 	failed := []string{}
 	for _, u := range units {
-		if u.ActiveState == "failed" {
+		switch {
+		case u.ActiveState == "failed":
 			failed = append(failed, u.Name)
+		case u.SubState == "auto-restart" && strings.HasSuffix(u.Name, ".service"):
+			if restartingAfterFailure(ctx, sd, u.Name) {
+				failed = append(failed, u.Name)
+			}
 		}
 	}
 	sort.Strings(failed)
 	return failed, nil
+}
+
+// restartingAfterFailure reports whether a service in auto-restart last
+// exited non-zero (a unit that vanished in between is not failed).
+func restartingAfterFailure(ctx context.Context, sd Systemd, unit string) bool {
+	prop, err := sd.GetUnitTypePropertyContext(ctx, unit, "Service", "ExecMainStatus")
+	if err != nil {
+		return false
+	}
+	status, ok := prop.Value.Value().(int32)
+	return ok && status != 0
 }
 
 // runChecks runs the service checks concurrently and waits for all.

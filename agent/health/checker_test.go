@@ -88,6 +88,26 @@ func TestBaselineAndStatus(t *testing.T) {
 	}
 }
 
+// TestFailedUnitsAsSwitchToConfigurationCountsThem: a service crash-looping
+// in auto-restart after a non-zero exit is failed (switch-to-configuration
+// exits 4 for it), one restarting after a clean exit is not.
+func TestFailedUnitsAsSwitchToConfigurationCountsThem(t *testing.T) {
+	fake := health.NewFakeSystemd()
+	fake.SetState("running")
+	fake.SetUnit("crashloop.service", "activating", "auto-restart")
+	fake.SetExecMainStatus("crashloop.service", 1)
+	fake.SetUnit("periodic.service", "activating", "auto-restart")
+	fake.SetUnit("gone.socket", "failed", "failed")
+	c := newChecker(t, fake)
+	snap, err := c.Baseline(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"crashloop.service", "gone.socket"}; !slices.Equal(snap.Failed, want) {
+		t.Errorf("failed = %q, want %q", snap.Failed, want)
+	}
+}
+
 func TestCheckSystemd(t *testing.T) {
 	for _, tc := range []struct {
 		name     string

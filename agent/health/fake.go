@@ -17,6 +17,7 @@ type FakeSystemd struct {
 	mu         sync.Mutex
 	states     []string // returned in turn; the last one repeats
 	units      map[string]sdbus.UnitStatus
+	mainStatus map[string]int32 // service -> ExecMainStatus
 	calls      []string
 	connectErr error
 	callErr    error
@@ -25,7 +26,7 @@ type FakeSystemd struct {
 
 // NewFakeSystemd returns a fake in state "running" with no units.
 func NewFakeSystemd() *FakeSystemd {
-	return &FakeSystemd{states: []string{"running"}, units: map[string]sdbus.UnitStatus{}}
+	return &FakeSystemd{states: []string{"running"}, units: map[string]sdbus.UnitStatus{}, mainStatus: map[string]int32{}}
 }
 
 // SetState makes SystemStateContext return states in turn, repeating the
@@ -41,6 +42,13 @@ func (f *FakeSystemd) SetUnit(name, activeState, subState string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.units[name] = sdbus.UnitStatus{Name: name, LoadState: "loaded", ActiveState: activeState, SubState: subState}
+}
+
+// SetExecMainStatus sets a service's ExecMainStatus (its last exit status).
+func (f *FakeSystemd) SetExecMainStatus(name string, status int32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.mainStatus[name] = status
 }
 
 // RemoveUnit unloads a unit.
@@ -158,6 +166,22 @@ func (f *FakeSystemd) ListUnitsByNamesContext(ctx context.Context, names []strin
 		out = append(out, u)
 	}
 	return out, nil
+}
+
+// GetUnitTypePropertyContext implements Systemd; it knows ExecMainStatus.
+func (f *FakeSystemd) GetUnitTypePropertyContext(ctx context.Context, unit, unitType, propertyName string) (*sdbus.Property, error) {
+	if err := f.record("GetUnitTypeProperty " + unit + " " + unitType + " " + propertyName); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.units[unit]; !ok || unitType != "Service" || propertyName != "ExecMainStatus" {
+		return nil, godbus.Error{Name: "org.freedesktop.DBus.Error.UnknownProperty"}
+	}
+	return &sdbus.Property{Name: propertyName, Value: godbus.MakeVariant(f.mainStatus[unit])}, nil
 }
 
 // Close implements Systemd.

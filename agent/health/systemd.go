@@ -16,6 +16,9 @@ type Systemd interface {
 	ListUnitsContext(ctx context.Context) ([]sdbus.UnitStatus, error)
 	// ListUnitsByNamesContext returns the named units, loaded or not.
 	ListUnitsByNamesContext(ctx context.Context, units []string) ([]sdbus.UnitStatus, error)
+	// GetUnitTypePropertyContext returns one property of a unit's type
+	// interface (e.g. "Service", "ExecMainStatus").
+	GetUnitTypePropertyContext(ctx context.Context, unit, unitType, propertyName string) (*sdbus.Property, error)
 	// Close closes the connection.
 	Close()
 }

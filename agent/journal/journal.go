@@ -30,10 +30,14 @@ const (
 	StateBuilt         State = "built"          // final: build-only
 	StateDryActivated  State = "dry-activated"  // final: dry-run
 	StateBootScheduled State = "boot-scheduled" // final: boot default set
-	StateConfirmed     State = "confirmed"      // final
-	StateRolledBack    State = "rolled-back"    // final
-	StateFailed        State = "failed"         // final: failed before changing anything
-	StateManual        State = "manual"         // final: rollback failed, a person must act
+	// StateRebootRequired: a switch that could not activate the new system
+	// (switch-to-configuration exited 100, or its inhibitors refused) made
+	// it the boot default; it runs after a reboot. Final.
+	StateRebootRequired State = "reboot-required"
+	StateConfirmed      State = "confirmed"   // final
+	StateRolledBack     State = "rolled-back" // final
+	StateFailed         State = "failed"      // final: failed before changing anything
+	StateManual         State = "manual"      // final: rollback failed, a person must act
 )
 
 // Final reports whether s never changes again.
@@ -76,6 +80,17 @@ type Record struct {
 	BootToken string `json:"bootToken,omitempty"`
 	// InstallBootloader: the switch units run with NIXOS_INSTALL_BOOTLOADER=1.
 	InstallBootloader bool `json:"installBootloader,omitempty"`
+
+	// BaselineFailed are the units systemd reported failed before the
+	// switch; the health check judges failures against them, also after an
+	// agent restart.
+	BaselineFailed []string `json:"baselineFailed,omitempty"`
+	// PreviouslyFailed are baseline units still failed after the switch.
+	PreviouslyFailed []string `json:"previouslyFailed,omitempty"`
+	// NotActivated says why a switch only set the boot default.
+	NotActivated string `json:"notActivated,omitempty"`
+	// RebootRequired lists what needs a reboot to take effect.
+	RebootRequired []string `json:"rebootRequired,omitempty"`
 
 	CriticalUnits    []string  `json:"criticalUnits,omitempty"`
 	RecoveryCommands []string  `json:"recoveryCommands,omitempty"`

@@ -28,17 +28,18 @@ var phaseToProto = map[deploy.Phase]agentv1.Phase{
 }
 
 var outcomeToProto = map[journal.State]agentv1.Outcome{
-	journal.StateRunning:       agentv1.Outcome_OUTCOME_RUNNING,
-	journal.StateSwitching:     agentv1.Outcome_OUTCOME_RUNNING,
-	journal.StateRollingBack:   agentv1.Outcome_OUTCOME_RUNNING,
-	journal.StateAwaiting:      agentv1.Outcome_OUTCOME_AWAITING_CONFIRMATION,
-	journal.StateBuilt:         agentv1.Outcome_OUTCOME_BUILT,
-	journal.StateDryActivated:  agentv1.Outcome_OUTCOME_DRY_ACTIVATED,
-	journal.StateBootScheduled: agentv1.Outcome_OUTCOME_BOOT_SCHEDULED,
-	journal.StateConfirmed:     agentv1.Outcome_OUTCOME_CONFIRMED,
-	journal.StateRolledBack:    agentv1.Outcome_OUTCOME_ROLLED_BACK,
-	journal.StateFailed:        agentv1.Outcome_OUTCOME_FAILED,
-	journal.StateManual:        agentv1.Outcome_OUTCOME_MANUAL_INTERVENTION,
+	journal.StateRunning:        agentv1.Outcome_OUTCOME_RUNNING,
+	journal.StateSwitching:      agentv1.Outcome_OUTCOME_RUNNING,
+	journal.StateRollingBack:    agentv1.Outcome_OUTCOME_RUNNING,
+	journal.StateAwaiting:       agentv1.Outcome_OUTCOME_AWAITING_CONFIRMATION,
+	journal.StateBuilt:          agentv1.Outcome_OUTCOME_BUILT,
+	journal.StateDryActivated:   agentv1.Outcome_OUTCOME_DRY_ACTIVATED,
+	journal.StateBootScheduled:  agentv1.Outcome_OUTCOME_BOOT_SCHEDULED,
+	journal.StateRebootRequired: agentv1.Outcome_OUTCOME_REBOOT_REQUIRED,
+	journal.StateConfirmed:      agentv1.Outcome_OUTCOME_CONFIRMED,
+	journal.StateRolledBack:     agentv1.Outcome_OUTCOME_ROLLED_BACK,
+	journal.StateFailed:         agentv1.Outcome_OUTCOME_FAILED,
+	journal.StateManual:         agentv1.Outcome_OUTCOME_MANUAL_INTERVENTION,
 }
 
 func eventToProto(ev deploy.Event) *agentv1.DeployEvent {
@@ -61,7 +62,9 @@ func eventToProto(ev deploy.Event) *agentv1.DeployEvent {
 			CurrentStorePath: s.CurrentPath, CurrentGeneration: s.CurrentGeneration, CurrentVersion: s.CurrentVersion,
 			NewStorePath: s.NewPath, NewVersion: s.NewVersion,
 			WouldStop: s.WouldStop, WouldRestart: s.WouldRestart, WouldStart: s.WouldStart, WouldReload: s.WouldReload,
-			Warnings: s.Warnings,
+			Warnings:     s.Warnings,
+			WouldNotStop: s.WouldNotStop, WouldActivate: s.WouldActivate, WouldRestartSystemd: s.WouldRestartSystemd,
+			RebootRequired: s.RebootRequired, NotActivatable: s.NotActivatable, StopsAgent: s.StopsAgent,
 		}
 		for _, c := range s.Changes {
 			ps.ClosureChanges = append(ps.ClosureChanges, &agentv1.ClosureChange{Name: c.Name, OldVersion: c.OldVersion, NewVersion: c.NewVersion, SizeDelta: c.SizeDelta})
@@ -82,6 +85,7 @@ func resultToProto(r *deploy.Result) *agentv1.Result {
 		Outcome: outcomeToProto[r.Outcome], FailedPhase: phaseToProto[r.FailedPhase], Message: r.Message,
 		StorePath: r.StorePath, Generation: r.Generation, SwitchExitCode: int32(r.SwitchExitCode),
 		RecoveryCommands: r.RecoveryCommands, LogPath: r.LogPath,
+		RebootRequired: r.RebootRequired, PreviouslyFailedUnits: r.PreviouslyFailed,
 	}
 }
 

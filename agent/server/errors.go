@@ -34,7 +34,8 @@ func toStatus(err error) error {
 	case errors.Is(err, signing.ErrMalformed), errors.Is(err, signing.ErrNonceTooShort):
 		code = codes.InvalidArgument
 	case errors.Is(err, deploy.ErrBusy), errors.Is(err, deploy.ErrNotPending),
-		errors.Is(err, deploy.ErrDeadlinePassed), errors.Is(err, deploy.ErrSourceMissing):
+		errors.Is(err, deploy.ErrDeadlinePassed), errors.Is(err, deploy.ErrSourceMissing),
+		errors.Is(err, deploy.ErrSwitchLocked), errors.Is(err, deploy.ErrStopsAgent):
 		code = codes.FailedPrecondition
 	case errors.Is(err, deploy.ErrInvalidRequest), errors.Is(err, deploy.ErrTimeoutTooLong),
 		errors.Is(err, journal.ErrBadID):

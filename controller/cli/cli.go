@@ -27,6 +27,10 @@ const (
 	ExitRolledBack = 4 // the host switched, then rolled back to the previous system
 	ExitManual     = 5 // the rollback failed too: manual intervention required
 	ExitRefused    = 6 // the agent refused the request (signature, key, peer, replay, busy)
+	// ExitRebootRequired: a switch could not activate the new system
+	// (switch-to-configuration exited 100, or its inhibitors refused) and
+	// only made it the boot default; reboot the host to run it.
+	ExitRebootRequired = 7
 )
 
 // exitError carries an exit code and one line telling the user what to do.

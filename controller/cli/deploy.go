@@ -32,6 +32,7 @@ type deployOpts struct {
 	failOnWarnings bool
 	installBoot    bool
 	keepGoing      bool
+	force          bool
 	jobs           int
 	canary         int
 	confirmTimeout time.Duration
@@ -42,7 +43,7 @@ type deployOpts struct {
 func (c *CLI) deployCmd() *command {
 	o := &deployOpts{}
 	return &command{
-		name: "deploy", usage: "deploy <host|@tag>... | --all [--dry-run | --build-only | --boot] [--yes] [--jobs N] [--canary N]",
+		name: "deploy", usage: "deploy <host|@tag>... | --all [--dry-run | --build-only | --boot] [--yes] [--force] [--jobs N] [--canary N]",
 		short: "Build, dry-activate and (after you agree) switch hosts to their flake configuration.",
 		long: `The agent on each host builds nixosConfigurations.<host> from the flake source you
 upload, dry-activates it and shows what would change; after you agree it switches,
@@ -63,6 +64,7 @@ they were confirmed. Tags and per-host settings come from panther.json at the fl
 			fs.BoolVar(&o.failOnWarnings, "fail-on-warnings", false, "abort when the configuration has warnings")
 			fs.BoolVar(&o.installBoot, "install-bootloader", false, "(re)install the boot loader with the switch (NIXOS_INSTALL_BOOTLOADER=1, as nixos-rebuild --install-bootloader)")
 			fs.BoolVar(&o.keepGoing, "keep-going", false, "keep starting hosts after one failed")
+			fs.BoolVar(&o.force, "force", false, "deploy even a configuration that stops or removes panther-agent itself")
 			fs.IntVar(&o.jobs, "jobs", runtime.NumCPU(), "hosts deployed at once")
 			fs.IntVar(&o.canary, "canary", 0, "deploy this many hosts first; the rest only if they were confirmed")
 			fs.DurationVar(&o.confirmTimeout, "confirm-timeout", 0, "confirmation window after the switch (default: the inventory's, else the agent's 60s)")
@@ -249,6 +251,9 @@ func (c *CLI) deploy(ctx context.Context, args []string, o *deployOpts) error {
 			if o.boot {
 				verb = "make the boot default on"
 			}
+			for _, note := range rebootNotes(ready, o.boot) {
+				fmt.Fprintln(c.io.Stderr, note)
+			}
 			if !c.ask(fmt.Sprintf("%s %d host(s) (%s)? [y/N] ", verb, len(ready), hostNames(hostsOf(ready)))) {
 				return exitf(ExitFailed, "not switched (you said no); nothing changed")
 			}
@@ -284,6 +289,25 @@ func (c *CLI) deploy(ctx context.Context, args []string, o *deployOpts) error {
 		b.each(ctx, runs, func(hr *hostRun) { b.apply(ctx, hr) }, o.keepGoing)
 	}
 	return c.finishBatch(runs, o)
+}
+
+// rebootNotes says, before the prompt, which hosts a switch cannot activate
+// (they only get the boot default), which need a reboot for a new kernel,
+// and which would lose the agent.
+func rebootNotes(runs []*hostRun, boot bool) []string {
+	var notes []string
+	for _, hr := range runs {
+		s := hr.summary
+		switch {
+		case s.GetStopsAgent() != "":
+			notes = append(notes, fmt.Sprintf("%s: %s: refused unless --force", hr.host.Name, s.GetStopsAgent()))
+		case s.GetNotActivatable() != "" && !boot:
+			notes = append(notes, fmt.Sprintf("%s: cannot be activated live (%s): it only becomes the boot default; reboot the host to run it", hr.host.Name, s.GetNotActivatable()))
+		case len(s.GetRebootRequired()) > 0 && !boot:
+			notes = append(notes, fmt.Sprintf("%s: reboot required afterwards: new %s", hr.host.Name, strings.Join(s.GetRebootRequired(), ", ")))
+		}
+	}
+	return notes
 }
 
 func hostsOf(runs []*hostRun) []inventory.Host {
@@ -415,6 +439,7 @@ func (b *batch) intent(hr *hostRun, a agentv1.Action, expected string) *agentv1.
 		SourceSubdir: b.packed.Subdir, FlakeAttr: hr.host.Name, ExpectedStorePath: expected,
 		FailOnWarnings:     b.o.failOnWarnings,
 		InstallBootloader:  b.o.installBoot,
+		Force:              b.o.force,
 		ExtraCriticalUnits: append(append([]string{}, hr.host.CriticalUnits...), splitList(b.o.critical)...),
 	}
 	if w := b.window(hr); w > 0 {
@@ -501,7 +526,7 @@ func (b *batch) apply(ctx context.Context, hr *hostRun) {
 func (c *CLI) finishBatch(runs []*hostRun, o *deployOpts) error {
 	sort.SliceStable(runs, func(i, j int) bool { return runs[i].host.Name < runs[j].host.Name })
 	worst := ExitOK
-	rank := map[int]int{ExitOK: 0, ExitError: 1, ExitRefused: 2, ExitFailed: 3, ExitRolledBack: 4, ExitManual: 5}
+	rank := map[int]int{ExitOK: 0, ExitRebootRequired: 1, ExitError: 2, ExitRefused: 3, ExitFailed: 4, ExitRolledBack: 5, ExitManual: 6}
 	tbl := newTable(column{title: "HOST", max: 24}, column{title: "RESULT", max: 60},
 		column{title: "GEN"}, column{title: "TIME"}, column{title: "LOG"})
 	for _, hr := range runs {
@@ -580,6 +605,8 @@ func hostOutcome(hr *hostRun) (int, string) {
 		what = "rolled back (" + res.Message + ")"
 	case agentv1.Outcome_OUTCOME_MANUAL_INTERVENTION:
 		what = "MANUAL INTERVENTION: " + res.Message
+	case agentv1.Outcome_OUTCOME_REBOOT_REQUIRED:
+		what = "boot default set, NOT activated: reboot required"
 	}
 	if res.Message != "" && res.Outcome == agentv1.Outcome_OUTCOME_FAILED {
 		what += ": " + res.Message

@@ -133,6 +133,7 @@ func (r *reporter) event(ev *agentv1.DeployEvent) {
 				r.line("    would %s: %s", l.verb, strings.Join(l.units, ", "))
 			}
 		}
+		r.summaryFacts(s)
 	case *agentv1.DeployEvent_AwaitingConfirmation:
 		a := e.AwaitingConfirmation
 		r.line("==> switched to generation %d; confirming before %s", a.NewGeneration, a.Deadline.AsTime().Local().Format(time.TimeOnly))
@@ -146,6 +147,33 @@ func (r *reporter) event(ev *agentv1.DeployEvent) {
 		for _, cmd := range res.RecoveryCommands {
 			r.line("    recover with: %s", cmd)
 		}
+		if len(res.PreviouslyFailedUnits) > 0 {
+			r.line("    failed before the switch already (not held against it): %s", strings.Join(res.PreviouslyFailedUnits, ", "))
+		}
+		if len(res.RebootRequired) > 0 && res.Outcome != agentv1.Outcome_OUTCOME_REBOOT_REQUIRED &&
+			res.Outcome != agentv1.Outcome_OUTCOME_ROLLED_BACK {
+			r.line("    reboot required: the new %s take effect at the next boot", strings.Join(res.RebootRequired, ", "))
+		}
+	}
+}
+
+// summaryFacts shows what the summary says besides units: what dry-activate
+// would also do, what needs a reboot, and what a switch cannot do.
+func (r *reporter) summaryFacts(s *agentv1.Summary) {
+	if len(s.WouldNotStop) > 0 {
+		r.line("    would NOT stop (changed): %s", strings.Join(s.WouldNotStop, ", "))
+	}
+	if s.WouldRestartSystemd {
+		r.line("    would restart systemd")
+	}
+	if len(s.RebootRequired) > 0 {
+		r.line("    reboot required: the new %s differ from the booted system's", strings.Join(s.RebootRequired, ", "))
+	}
+	if s.NotActivatable != "" {
+		r.line("!!  cannot be activated live (%s): a switch only makes it the boot default, as --boot does; it runs after a reboot", s.NotActivatable)
+	}
+	if s.StopsAgent != "" {
+		r.line("!!  %s: a switch is refused unless --force (nothing could confirm it or roll it back)", s.StopsAgent)
 	}
 }
 
@@ -308,6 +336,8 @@ func exitFor(res *agentv1.Result) int {
 		return ExitRolledBack
 	case agentv1.Outcome_OUTCOME_MANUAL_INTERVENTION:
 		return ExitManual
+	case agentv1.Outcome_OUTCOME_REBOOT_REQUIRED:
+		return ExitRebootRequired
 	}
 	return ExitFailed
 }

@@ -306,7 +306,8 @@ func TestDeadmanCutNetwork(t *testing.T) {
 }
 
 // 3. A unit of the new system fails to start: switch-to-configuration exits
-// 4 and the agent rolls back at once, without waiting for the window.
+// 4, the health check finds the unit failed since the baseline and the agent
+// rolls back at once, without waiting for the window.
 func TestDeadmanUnitFailRollsBackAtOnce(t *testing.T) {
 	d := newDMFleet(t, "good", fleettest.Options{})
 	f, h := d.f, d.h
@@ -316,12 +317,12 @@ func TestDeadmanUnitFailRollsBackAtOnce(t *testing.T) {
 		t.Errorf("pantherctl took %v: the rollback waited for the window", r.Elapsed)
 	}
 	rec := h.JournalRecord(t, id)
-	wantRecord(t, rec, journal.StateRolledBack, "switch-to-configuration exited 4", d.first, rec.NewPath)
+	wantRecord(t, rec, journal.StateRolledBack, "failed-unit lab-broken.service: failed since the baseline", d.first, rec.NewPath)
 	if rec.SwitchExitCode == nil || *rec.SwitchExitCode != 4 {
 		t.Errorf("switch exit code %v, want 4", rec.SwitchExitCode)
 	}
-	if rec.Phase != "switch" {
-		t.Errorf("failed phase %q, want switch", rec.Phase)
+	if rec.Phase != "health" {
+		t.Errorf("failed phase %q, want health", rec.Phase)
 	}
 	if rec.Finished.Sub(rec.Started) > 30*time.Second || !rec.Finished.Before(rec.Deadline) {
 		t.Errorf("rolled back %v after the start (deadline %s): not immediate", rec.Finished.Sub(rec.Started), rec.Deadline)

@@ -191,21 +191,26 @@ const (
 	Outcome_OUTCOME_MANUAL_INTERVENTION Outcome = 8
 	// Still running.
 	Outcome_OUTCOME_RUNNING Outcome = 9
+	// A switch that could not activate the new system (switch-to-configuration
+	// exited 100, or the system's switch inhibitors refused) made it the boot
+	// default: nothing changed until the host reboots.
+	Outcome_OUTCOME_REBOOT_REQUIRED Outcome = 10
 )
 
 // Enum value maps for Outcome.
 var (
 	Outcome_name = map[int32]string{
-		0: "OUTCOME_UNSPECIFIED",
-		1: "OUTCOME_BUILT",
-		2: "OUTCOME_DRY_ACTIVATED",
-		3: "OUTCOME_AWAITING_CONFIRMATION",
-		4: "OUTCOME_CONFIRMED",
-		5: "OUTCOME_BOOT_SCHEDULED",
-		6: "OUTCOME_ROLLED_BACK",
-		7: "OUTCOME_FAILED",
-		8: "OUTCOME_MANUAL_INTERVENTION",
-		9: "OUTCOME_RUNNING",
+		0:  "OUTCOME_UNSPECIFIED",
+		1:  "OUTCOME_BUILT",
+		2:  "OUTCOME_DRY_ACTIVATED",
+		3:  "OUTCOME_AWAITING_CONFIRMATION",
+		4:  "OUTCOME_CONFIRMED",
+		5:  "OUTCOME_BOOT_SCHEDULED",
+		6:  "OUTCOME_ROLLED_BACK",
+		7:  "OUTCOME_FAILED",
+		8:  "OUTCOME_MANUAL_INTERVENTION",
+		9:  "OUTCOME_RUNNING",
+		10: "OUTCOME_REBOOT_REQUIRED",
 	}
 	Outcome_value = map[string]int32{
 		"OUTCOME_UNSPECIFIED":           0,
@@ -218,6 +223,7 @@ var (
 		"OUTCOME_FAILED":                7,
 		"OUTCOME_MANUAL_INTERVENTION":   8,
 		"OUTCOME_RUNNING":               9,
+		"OUTCOME_REBOOT_REQUIRED":       10,
 	}
 )
 
@@ -344,8 +350,11 @@ type Intent struct {
 	// For switch/boot: run switch-to-configuration (and a rollback's) with
 	// NIXOS_INSTALL_BOOTLOADER=1, which (re)installs the boot loader.
 	InstallBootloader bool `protobuf:"varint,15,opt,name=install_bootloader,json=installBootloader,proto3" json:"install_bootloader,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Deploy a configuration that would stop or remove the agent's own unit
+	// (refused otherwise: nothing could confirm or roll it back).
+	Force         bool `protobuf:"varint,16,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Intent) Reset() {
@@ -479,6 +488,13 @@ func (x *Intent) GetGeneration() int64 {
 func (x *Intent) GetInstallBootloader() bool {
 	if x != nil {
 		return x.InstallBootloader
+	}
+	return false
+}
+
+func (x *Intent) GetForce() bool {
+	if x != nil {
+		return x.Force
 	}
 	return false
 }
@@ -1345,8 +1361,24 @@ type Summary struct {
 	WouldStart        []string         `protobuf:"bytes,9,rep,name=would_start,json=wouldStart,proto3" json:"would_start,omitempty"`
 	WouldReload       []string         `protobuf:"bytes,10,rep,name=would_reload,json=wouldReload,proto3" json:"would_reload,omitempty"`
 	Warnings          []string         `protobuf:"bytes,11,rep,name=warnings,proto3" json:"warnings,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Changed units dry-activate would NOT stop (X-RestartIfChanged=false,
+	// X-StopIfChanged=false...).
+	WouldNotStop []string `protobuf:"bytes,12,rep,name=would_not_stop,json=wouldNotStop,proto3" json:"would_not_stop,omitempty"`
+	// dry-activate would run the activation script.
+	WouldActivate bool `protobuf:"varint,13,opt,name=would_activate,json=wouldActivate,proto3" json:"would_activate,omitempty"`
+	// dry-activate would restart systemd (PID 1).
+	WouldRestartSystemd bool `protobuf:"varint,14,opt,name=would_restart_systemd,json=wouldRestartSystemd,proto3" json:"would_restart_systemd,omitempty"`
+	// Parts of the new system that differ from the booted one (kernel,
+	// initrd, kernel-modules): they take effect only after a reboot.
+	RebootRequired []string `protobuf:"bytes,15,rep,name=reboot_required,json=rebootRequired,proto3" json:"reboot_required,omitempty"`
+	// Why the new system cannot be activated live ("" = it can): a switch
+	// then only makes it the boot default (as --boot does).
+	NotActivatable string `protobuf:"bytes,16,opt,name=not_activatable,json=notActivatable,proto3" json:"not_activatable,omitempty"`
+	// Why the new system would stop or remove the agent's own unit ("" =
+	// it would not); a deploy then needs force.
+	StopsAgent    string `protobuf:"bytes,17,opt,name=stops_agent,json=stopsAgent,proto3" json:"stops_agent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Summary) Reset() {
@@ -1454,6 +1486,48 @@ func (x *Summary) GetWarnings() []string {
 		return x.Warnings
 	}
 	return nil
+}
+
+func (x *Summary) GetWouldNotStop() []string {
+	if x != nil {
+		return x.WouldNotStop
+	}
+	return nil
+}
+
+func (x *Summary) GetWouldActivate() bool {
+	if x != nil {
+		return x.WouldActivate
+	}
+	return false
+}
+
+func (x *Summary) GetWouldRestartSystemd() bool {
+	if x != nil {
+		return x.WouldRestartSystemd
+	}
+	return false
+}
+
+func (x *Summary) GetRebootRequired() []string {
+	if x != nil {
+		return x.RebootRequired
+	}
+	return nil
+}
+
+func (x *Summary) GetNotActivatable() string {
+	if x != nil {
+		return x.NotActivatable
+	}
+	return ""
+}
+
+func (x *Summary) GetStopsAgent() string {
+	if x != nil {
+		return x.StopsAgent
+	}
+	return ""
 }
 
 type ClosureChange struct {
@@ -1598,9 +1672,15 @@ type Result struct {
 	// Commands a person runs to recover (manual intervention only).
 	RecoveryCommands []string `protobuf:"bytes,7,rep,name=recovery_commands,json=recoveryCommands,proto3" json:"recovery_commands,omitempty"`
 	// Path of the deployment log on the agent.
-	LogPath       string `protobuf:"bytes,8,opt,name=log_path,json=logPath,proto3" json:"log_path,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LogPath string `protobuf:"bytes,8,opt,name=log_path,json=logPath,proto3" json:"log_path,omitempty"`
+	// What needs a reboot to take effect: kernel, initrd, kernel-modules, or
+	// "system" when the new system was not activated at all.
+	RebootRequired []string `protobuf:"bytes,9,rep,name=reboot_required,json=rebootRequired,proto3" json:"reboot_required,omitempty"`
+	// Units that had failed before the switch and are failed after it:
+	// reported, not held against the deployment.
+	PreviouslyFailedUnits []string `protobuf:"bytes,10,rep,name=previously_failed_units,json=previouslyFailedUnits,proto3" json:"previously_failed_units,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *Result) Reset() {
@@ -1687,6 +1767,20 @@ func (x *Result) GetLogPath() string {
 		return x.LogPath
 	}
 	return ""
+}
+
+func (x *Result) GetRebootRequired() []string {
+	if x != nil {
+		return x.RebootRequired
+	}
+	return nil
+}
+
+func (x *Result) GetPreviouslyFailedUnits() []string {
+	if x != nil {
+		return x.PreviouslyFailedUnits
+	}
+	return nil
 }
 
 type ConfirmRequest struct {
@@ -2665,7 +2759,7 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\x0eSignedEnvelope\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x16\n" +
 	"\x06intent\x18\x02 \x01(\fR\x06intent\x12\x1c\n" +
-	"\tsignature\x18\x03 \x01(\fR\tsignature\"\x85\x05\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\"\x9b\x05\n" +
 	"\x06Intent\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x120\n" +
 	"\x06action\x18\x02 \x01(\x0e2\x18.panther.agent.v1.ActionR\x06action\x12#\n" +
@@ -2686,7 +2780,8 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\x0e \x01(\x03R\n" +
 	"generation\x12-\n" +
-	"\x12install_bootloader\x18\x0f \x01(\bR\x11installBootloader\"*\n" +
+	"\x12install_bootloader\x18\x0f \x01(\bR\x11installBootloader\x12\x14\n" +
+	"\x05force\x18\x10 \x01(\bR\x05force\"*\n" +
 	"\x10HasSourceRequest\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\"-\n" +
 	"\x11HasSourceResponse\x12\x18\n" +
@@ -2734,7 +2829,7 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\fHealthResult\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x16\n" +
-	"\x06detail\x18\x03 \x01(\tR\x06detail\"\xc4\x03\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\"\xb8\x05\n" +
 	"\aSummary\x12,\n" +
 	"\x12current_store_path\x18\x01 \x01(\tR\x10currentStorePath\x12-\n" +
 	"\x12current_generation\x18\x02 \x01(\x03R\x11currentGeneration\x12$\n" +
@@ -2750,7 +2845,14 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"wouldStart\x12!\n" +
 	"\fwould_reload\x18\n" +
 	" \x03(\tR\vwouldReload\x12\x1a\n" +
-	"\bwarnings\x18\v \x03(\tR\bwarnings\"\x84\x01\n" +
+	"\bwarnings\x18\v \x03(\tR\bwarnings\x12$\n" +
+	"\x0ewould_not_stop\x18\f \x03(\tR\fwouldNotStop\x12%\n" +
+	"\x0ewould_activate\x18\r \x01(\bR\rwouldActivate\x122\n" +
+	"\x15would_restart_systemd\x18\x0e \x01(\bR\x13wouldRestartSystemd\x12'\n" +
+	"\x0freboot_required\x18\x0f \x03(\tR\x0erebootRequired\x12'\n" +
+	"\x0fnot_activatable\x18\x10 \x01(\tR\x0enotActivatable\x12\x1f\n" +
+	"\vstops_agent\x18\x11 \x01(\tR\n" +
+	"stopsAgent\"\x84\x01\n" +
 	"\rClosureChange\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vold_version\x18\x02 \x01(\tR\n" +
@@ -2762,7 +2864,7 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\x14AwaitingConfirmation\x126\n" +
 	"\bdeadline\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12$\n" +
 	"\x0enew_store_path\x18\x02 \x01(\tR\fnewStorePath\x12%\n" +
-	"\x0enew_generation\x18\x03 \x01(\x03R\rnewGeneration\"\xc4\x02\n" +
+	"\x0enew_generation\x18\x03 \x01(\x03R\rnewGeneration\"\xa5\x03\n" +
 	"\x06Result\x123\n" +
 	"\aoutcome\x18\x01 \x01(\x0e2\x19.panther.agent.v1.OutcomeR\aoutcome\x12:\n" +
 	"\ffailed_phase\x18\x02 \x01(\x0e2\x17.panther.agent.v1.PhaseR\vfailedPhase\x12\x18\n" +
@@ -2774,7 +2876,10 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"generation\x12(\n" +
 	"\x10switch_exit_code\x18\x06 \x01(\x05R\x0eswitchExitCode\x12+\n" +
 	"\x11recovery_commands\x18\a \x03(\tR\x10recoveryCommands\x12\x19\n" +
-	"\blog_path\x18\b \x01(\tR\alogPath\"N\n" +
+	"\blog_path\x18\b \x01(\tR\alogPath\x12'\n" +
+	"\x0freboot_required\x18\t \x03(\tR\x0erebootRequired\x126\n" +
+	"\x17previously_failed_units\x18\n" +
+	" \x03(\tR\x15previouslyFailedUnits\"N\n" +
 	"\x0eConfirmRequest\x12<\n" +
 	"\benvelope\x18\x01 \x01(\v2 .panther.agent.v1.SignedEnvelopeR\benvelope\"C\n" +
 	"\x0fConfirmResponse\x120\n" +
@@ -2857,7 +2962,7 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\fPHASE_SWITCH\x10\x04\x12\x10\n" +
 	"\fPHASE_HEALTH\x10\x05\x12\x11\n" +
 	"\rPHASE_CONFIRM\x10\x06\x12\x12\n" +
-	"\x0ePHASE_ROLLBACK\x10\a*\x89\x02\n" +
+	"\x0ePHASE_ROLLBACK\x10\a*\xa6\x02\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rOUTCOME_BUILT\x10\x01\x12\x19\n" +
@@ -2868,7 +2973,9 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\x13OUTCOME_ROLLED_BACK\x10\x06\x12\x12\n" +
 	"\x0eOUTCOME_FAILED\x10\a\x12\x1f\n" +
 	"\x1bOUTCOME_MANUAL_INTERVENTION\x10\b\x12\x13\n" +
-	"\x0fOUTCOME_RUNNING\x10\t2\xeb\x06\n" +
+	"\x0fOUTCOME_RUNNING\x10\t\x12\x1b\n" +
+	"\x17OUTCOME_REBOOT_REQUIRED\x10\n" +
+	"2\xeb\x06\n" +
 	"\fAgentService\x12T\n" +
 	"\tHasSource\x12\".panther.agent.v1.HasSourceRequest\x1a#.panther.agent.v1.HasSourceResponse\x12_\n" +
 	"\fUploadSource\x12%.panther.agent.v1.UploadSourceRequest\x1a&.panther.agent.v1.UploadSourceResponse(\x01\x12M\n" +
