@@ -1,5 +1,6 @@
 // Package nix is the single place that runs nix and nix-env: every call
-// gets the same NIX_CONFIG (flakes enabled plus the caller's extra lines),
+// gets the same NIX_CONFIG (nix-command and flakes added to the host's own
+// experimental features, plus the caller's extra lines),
 // is logged, streams its stderr line by line, and fails with an *Error that
 // carries the argv, the exit code and the tail of stderr. It also holds the
 // pure parsers for what those commands print.
@@ -28,8 +29,11 @@ var (
 	ErrParse = errors.New("cannot parse nix output")
 )
 
-// baseConfig is always part of NIX_CONFIG.
-const baseConfig = "experimental-features = nix-command flakes"
+// baseConfig is always part of NIX_CONFIG. It uses the extra- form so the
+// features the host enables itself (nix.settings.experimental-features in
+// /etc/nix/nix.conf, or an inherited NIX_CONFIG) stay enabled: a plain
+// "experimental-features =" line would replace that list.
+const baseConfig = "extra-experimental-features = nix-command flakes"
 
 // Options configure a Nix.
 type Options struct {
@@ -38,7 +42,7 @@ type Options struct {
 	// NixEnv is the nix-env binary. Default (""): "nix-env" from PATH.
 	NixEnv string
 	// ExtraConfig are nix.conf lines appended to NIX_CONFIG after
-	// "experimental-features = nix-command flakes", e.g. "sandbox = false"
+	// "extra-experimental-features = nix-command flakes", e.g. "sandbox = false"
 	// or "substituters =" in tests. Default: none.
 	ExtraConfig []string
 	// Environ is the environment nix runs in. A NIX_CONFIG in it is kept

@@ -45,18 +45,18 @@ func TestCommonFlags(t *testing.T) {
 	}{
 		{
 			name: "base only",
-			want: "experimental-features = nix-command flakes",
+			want: "extra-experimental-features = nix-command flakes",
 		},
 		{
 			name:  "extra lines",
 			extra: []string{"sandbox = false", "substituters ="},
-			want:  "experimental-features = nix-command flakes\nsandbox = false\nsubstituters =",
+			want:  "extra-experimental-features = nix-command flakes\nsandbox = false\nsubstituters =",
 		},
 		{
 			name:    "inherited NIX_CONFIG comes first",
 			environ: []string{"NIX_CONFIG=access-tokens = x=y\n", "A=b"},
 			extra:   []string{"sandbox = false"},
-			want:    "access-tokens = x=y\nexperimental-features = nix-command flakes\nsandbox = false",
+			want:    "access-tokens = x=y\nextra-experimental-features = nix-command flakes\nsandbox = false",
 		},
 	}
 	for _, tt := range tests {

@@ -167,7 +167,7 @@ func nixSystem() string {
 // NixEnv is what a test needs to run the real nix.
 type NixEnv struct {
 	// ExtraConfig are the nix.conf lines tests add to
-	// "experimental-features = nix-command flakes": no build sandbox, no
+	// "extra-experimental-features = nix-command flakes": no build sandbox, no
 	// substituters (no network).
 	ExtraConfig []string
 	// Environ is os.Environ() with NIX_CONFIG holding all those lines, for
@@ -201,7 +201,7 @@ func Env(t testing.TB) NixEnv {
 			env = append(env, kv)
 		}
 	}
-	cfg := append([]string{"experimental-features = nix-command flakes"}, extra...)
+	cfg := append([]string{"extra-experimental-features = nix-command flakes"}, extra...)
 	env = append(env, "NIX_CONFIG="+strings.Join(cfg, "\n"))
 	return NixEnv{ExtraConfig: extra, Environ: env}
 }
