@@ -193,7 +193,7 @@ func (d *deployment) pipeline(ctx context.Context, stopLink func() bool, req Req
 		if req.ExpectedPath != "" && req.ExpectedPath != p {
 			return fmt.Errorf("%w: built %s, the signed request expects %s", ErrPathMismatch, p, req.ExpectedPath)
 		}
-		return nil
+		return checkSystem(p)
 	})
 	if err != nil {
 		d.failOrCancel(ctx, PhaseBuild, err)
@@ -531,13 +531,7 @@ func (d *deployment) rollback(ctx context.Context, reason string) {
 			return errors.New("no previous system was recorded (first deployment on this host)")
 		}
 		d.logf(PhaseRollback, "restoring %s", prev)
-		if err := e.nix.SetProfile(ctx, e.opts.Profile, prev); err != nil {
-			return fmt.Errorf("setting the system profile back: %w", err)
-		}
-		if g := e.currentGenNumber(ctx); g != 0 {
-			rec.RollbackGeneration = g
-			e.j.Update(rec)
-		}
+		d.restoreProfile(ctx)
 		unit := e.opts.UnitPrefix + "rollback-" + rec.ID
 		exit := d.exitPath("rollback")
 		if _, err := os.Stat(exit); err != nil {
@@ -572,7 +566,7 @@ func (d *deployment) rollback(ctx context.Context, reason string) {
 		return
 	}
 	rec.Phase = failedPhase
-	d.finish(journal.StateRolledBack, reason)
+	d.finish(journal.StateRolledBack, d.withProfileNote(reason))
 }
 
 func recoveryCommands(profile, prev string) []string {
@@ -593,13 +587,12 @@ func (d *deployment) restoreBootDefault(ctx context.Context, reason string) {
 	e := d.e
 	rec := d.rec
 	if rec.PreviousPath != "" {
-		if err := e.nix.SetProfile(ctx, e.opts.Profile, rec.PreviousPath); err == nil {
-			unit := e.opts.UnitPrefix + "rollback-" + rec.ID
-			if err := e.act.StartSwitch(ctx, unit, rec.PreviousPath, "boot", e.j.LogPath(rec.ID), d.exitPath("rollback")); err == nil {
-				if code, err := d.waitUnit(ctx, unit, d.exitPath("rollback"), PhaseRollback); err == nil && code == 0 {
-					d.finish(journal.StateRolledBack, reason+"; the previous boot default is restored")
-					return
-				}
+		d.restoreProfile(ctx)
+		unit := e.opts.UnitPrefix + "rollback-" + rec.ID
+		if err := e.act.StartSwitch(ctx, unit, rec.PreviousPath, "boot", e.j.LogPath(rec.ID), d.exitPath("rollback")); err == nil {
+			if code, err := d.waitUnit(ctx, unit, d.exitPath("rollback"), PhaseRollback); err == nil && code == 0 {
+				d.finish(journal.StateRolledBack, d.withProfileNote(reason+"; the previous boot default is restored"))
+				return
 			}
 		}
 	}
@@ -638,6 +631,9 @@ func (d *deployment) requestedRollback(ctx context.Context, stopLink func() bool
 		}
 		if target.Current {
 			return fmt.Errorf("%w: generation %d is already the current one", ErrInvalidRequest, want)
+		}
+		if err := checkSystem(target.Path); err != nil {
+			return err
 		}
 		d.rec.NewPath = target.Path
 		d.logf(PhaseValidate, "rolling back to generation %d: %s", target.Number, target.Path)

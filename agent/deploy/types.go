@@ -144,6 +144,7 @@ var (
 	ErrFailed         = errors.New("deployment failed")
 	ErrSourceMissing  = errors.New("source archive not uploaded")
 	ErrClosed         = errors.New("agent is shutting down")
+	ErrNotNixOS       = errors.New("not a NixOS system")
 )
 
 // BusyError names the running deployment.

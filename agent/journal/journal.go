@@ -65,6 +65,9 @@ type Record struct {
 	NewGeneration      int64  `json:"newGeneration,omitempty"`
 	// RollbackGeneration is the generation the rollback created, if any.
 	RollbackGeneration int64 `json:"rollbackGeneration,omitempty"`
+	// ProfileError says why the rollback could not set the system profile
+	// back to the previous system (it switched to it all the same).
+	ProfileError string `json:"profileError,omitempty"`
 
 	SwitchMode     string        `json:"switchMode,omitempty"` // switch or boot
 	SwitchUnit     string        `json:"switchUnit,omitempty"`

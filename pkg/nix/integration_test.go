@@ -216,3 +216,65 @@ func TestRealKeepsHostExperimentalFeatures(t *testing.T) {
 		}
 	}
 }
+
+// TestRealProfileWithoutDaemon: with ProfileStore "local", root sets and
+// lists the profile when the environment asks for a nix-daemon that does
+// not answer (as after a switch that broke it); without it, nix-env fails.
+func TestRealProfileWithoutDaemon(t *testing.T) {
+	env := nixtest.Env(t)
+	dir := nixtest.Flake(t, map[string]string{"alpha": nixtest.Good})
+	ctx := t.Context()
+	i, _ := nix.Toplevel(nixtest.Ref(dir), "alpha")
+	good, err := nixtest.Nix(t).Build(ctx, i, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var environ []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "NIX_REMOTE=") {
+			environ = append(environ, kv)
+		}
+	}
+	// A socket path nothing listens on, whatever this machine runs.
+	environ = append(environ, "NIX_REMOTE=unix://"+filepath.Join(t.TempDir(), "no-daemon-socket"))
+	profile := filepath.Join(t.TempDir(), "system")
+
+	viaDaemon := nix.New(nix.Options{ExtraConfig: env.ExtraConfig, Environ: environ}, nil)
+	if err := viaDaemon.SetProfile(ctx, profile, good); err == nil {
+		t.Fatalf("SetProfile through a dead daemon succeeded: the test does not test anything")
+	}
+	local := nix.New(nix.Options{ExtraConfig: env.ExtraConfig, Environ: environ, ProfileStore: "local"}, nil)
+	if err := local.SetSystemProfile(ctx, profile, good); err != nil {
+		t.Fatalf("SetSystemProfile with the local store: %v", err)
+	}
+	gens, err := local.Generations(ctx, profile)
+	if err != nil || len(gens) != 1 || gens[0].Path != good || !gens[0].Current {
+		t.Errorf("Generations = %+v, %v", gens, err)
+	}
+	if err := local.SwitchGeneration(ctx, profile, 1); err != nil {
+		t.Errorf("SwitchGeneration: %v", err)
+	}
+}
+
+// TestRealSetSystemProfileRefusesNonSystem: a store path without
+// nixos-version never reaches nix-env.
+func TestRealSetSystemProfileRefusesNonSystem(t *testing.T) {
+	n := nixtest.Nix(t)
+	src := filepath.Join(t.TempDir(), "not-a-system")
+	if err := os.WriteFile(src, []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(t.Context(), "nix-store", "--add", src).Output()
+	if err != nil {
+		t.Fatalf("nix-store --add: %v", err)
+	}
+	path := strings.TrimSpace(string(out))
+	profile := filepath.Join(t.TempDir(), "system")
+	err = n.SetSystemProfile(t.Context(), profile, path)
+	if !errors.Is(err, nix.ErrNotNixOS) || !strings.Contains(err.Error(), "has no nixos-version") {
+		t.Fatalf("SetSystemProfile of %s = %v, want ErrNotNixOS", path, err)
+	}
+	if _, err := os.Lstat(profile); !os.IsNotExist(err) {
+		t.Errorf("the profile was created: %v", err)
+	}
+}

@@ -27,6 +27,8 @@ var (
 	ErrBadHost = errors.New("invalid host name")
 	// ErrParse: nix printed something the parser does not understand.
 	ErrParse = errors.New("cannot parse nix output")
+	// ErrNotNixOS: a store path given as a system has no nixos-version.
+	ErrNotNixOS = errors.New("not a NixOS system")
 )
 
 // baseConfig is always part of NIX_CONFIG. It uses the extra- form so the
@@ -48,6 +50,12 @@ type Options struct {
 	// Environ is the environment nix runs in. A NIX_CONFIG in it is kept
 	// and our lines are appended to it. Default (nil): os.Environ() as of New.
 	Environ []string
+	// ProfileStore is the store nix-env uses for profile commands (its
+	// --store flag), e.g. "local" for root to write the store's database
+	// itself instead of asking a nix-daemon: the agent's rollback must work
+	// when the system it replaces left no working daemon. Default (""):
+	// nix's own choice (NIX_REMOTE, the store setting, else "auto").
+	ProfileStore string
 	// Runner starts the processes. Default (nil): ExecRunner{}.
 	Runner Runner
 	// TailLines is how many trailing stderr lines an *Error keeps.
@@ -58,6 +66,7 @@ type Options struct {
 // Nix runs nix commands. It is safe for concurrent use.
 type Nix struct {
 	nix, nixEnv string
+	storeArgs   []string // "--store <ProfileStore>" for nix-env, or none
 	env         []string
 	runner      Runner
 	tailLines   int
@@ -84,6 +93,9 @@ func New(opts Options, log hclog.Logger) *Nix {
 	}
 	if n.runner == nil {
 		n.runner = ExecRunner{}
+	}
+	if opts.ProfileStore != "" {
+		n.storeArgs = []string{"--store", opts.ProfileStore}
 	}
 	if n.tailLines <= 0 {
 		n.tailLines = 20

@@ -173,6 +173,57 @@ func TestCommands(t *testing.T) {
 	}
 }
 
+// TestProfileStore: with ProfileStore set, every nix-env profile command
+// names the store (the agent gives "local" so that it does not need a
+// nix-daemon); nix commands are left alone.
+func TestProfileStore(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name  string
+		call  func(n *Nix) (any, error)
+		want  any
+		calls []string
+	}{
+		{
+			name:  "set profile",
+			call:  func(n *Nix) (any, error) { return nil, n.SetProfile(ctx, "/p/system", "/nix/store/b") },
+			calls: []string{"nix-env --store local -p /p/system --set /nix/store/b"},
+		},
+		{
+			name:  "switch generation",
+			call:  func(n *Nix) (any, error) { return nil, n.SwitchGeneration(ctx, "/p/system", 4) },
+			calls: []string{"nix-env --store local -p /p/system --switch-generation 4"},
+		},
+		{
+			name:  "keep generations",
+			call:  func(n *Nix) (any, error) { return nil, n.KeepGenerations(ctx, "/p/system", 3) },
+			calls: []string{"nix-env --store local -p /p/system --delete-generations +3"},
+		},
+		{
+			name:  "list generations",
+			call:  func(n *Nix) (any, error) { return n.Generations(ctx, "/p/system") },
+			want:  []Generation(nil),
+			calls: []string{"nix-env --store local -p /p/system --list-generations"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &FakeRunner{}
+			n := New(Options{Runner: f, Environ: testEnviron, ProfileStore: "local"}, testLogger(t))
+			got, err := tt.call(n)
+			if err != nil {
+				t.Fatalf("error: %v", err)
+			}
+			if fmt.Sprintf("%#v", got) != fmt.Sprintf("%#v", tt.want) {
+				t.Errorf("got %#v, want %#v", got, tt.want)
+			}
+			if calls := f.Calls(); !slices.Equal(calls, tt.calls) {
+				t.Errorf("calls:\n%s\nwant:\n%s", strings.Join(calls, "\n"), strings.Join(tt.calls, "\n"))
+			}
+		})
+	}
+}
+
 func TestErrors(t *testing.T) {
 	var manyLines strings.Builder
 	for i := 1; i <= 30; i++ {
