@@ -29,6 +29,10 @@ type Options struct {
 	Retention      int           // finished deployments kept; default 50
 	PollInterval   time.Duration // how often a running switch's exit file is checked; default 20ms
 	UnitPrefix     string        // transient unit name prefix; default "panther-"
+	// GCRootDir holds the garbage collector roots of the deployments in
+	// flight (<id>-new, <id>-previous); default /nix/var/nix/gcroots/panther.
+	// nix treats every symlink under /nix/var/nix/gcroots as a root.
+	GCRootDir string
 }
 
 func (o *Options) setDefaults() {
@@ -55,6 +59,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.UnitPrefix == "" {
 		o.UnitPrefix = "panther-"
+	}
+	if o.GCRootDir == "" {
+		o.GCRootDir = "/nix/var/nix/gcroots/panther"
 	}
 }
 
@@ -140,6 +147,7 @@ func (e *Engine) Start() error {
 		return err
 	}
 	e.bootToken = tok
+	e.sweepRoots()
 	recs, err := e.j.Unfinished()
 	if err != nil {
 		return err
@@ -347,6 +355,7 @@ func (e *Engine) Confirm(id, by string) (*Result, error) {
 	r := e.runs[id]
 	e.releaseLocked(id)
 	e.mu.Unlock()
+	e.dropRoots(id)
 
 	res := e.resultOf(rec)
 	ev := Event{Time: e.now(), DeploymentID: id, Kind: EventResult, Result: res}

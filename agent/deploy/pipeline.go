@@ -129,6 +129,7 @@ func (d *deployment) finish(state journal.State, reason string) {
 	d.e.mu.Lock()
 	d.e.releaseLocked(d.rec.ID)
 	d.e.mu.Unlock()
+	d.e.dropRoots(d.rec.ID)
 	d.publish(ev, false)
 	d.e.log.Info("deployment finished", "id", d.rec.ID, "state", state, "reason", reason)
 	d.e.prune()
@@ -190,6 +191,7 @@ func (d *deployment) pipeline(ctx context.Context, stopLink func() bool, req Req
 		newPath = p
 		d.rec.NewPath = p
 		d.logf(PhaseBuild, "built %s", p)
+		d.addRoot(rootNew, p)
 		if req.ExpectedPath != "" && req.ExpectedPath != p {
 			return fmt.Errorf("%w: built %s, the signed request expects %s", ErrPathMismatch, p, req.ExpectedPath)
 		}
@@ -318,6 +320,8 @@ func (d *deployment) switchTo(ctx context.Context, target, mode string, confirm 
 	rec.BootToken = e.bootToken
 	rec.State = journal.StateSwitching
 	rec.Phase = string(PhaseSwitch)
+	d.addRoot(rootNew, target)
+	d.addRoot(rootPrevious, rec.PreviousPath)
 
 	if mode == "switch" {
 		b, err := e.health.Baseline(ctx)
