@@ -168,7 +168,8 @@ func nixSystem() string {
 type NixEnv struct {
 	// ExtraConfig are the nix.conf lines tests add to
 	// "extra-experimental-features = nix-command flakes": no build sandbox, no
-	// substituters (no network).
+	// substituters (no network), no build users (a machine without the
+	// nixbld group builds as root).
 	ExtraConfig []string
 	// Environ is os.Environ() with NIX_CONFIG holding all those lines, for
 	// tests that start nix themselves.
@@ -194,7 +195,7 @@ func Env(t testing.TB) NixEnv {
 			skipOrFail(t, bin+" is not installed (Debian package nix-bin)")
 		}
 	}
-	extra := []string{"sandbox = false", "substituters ="}
+	extra := []string{"sandbox = false", "substituters =", "build-users-group ="}
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "NIX_CONFIG=") {
