@@ -205,7 +205,12 @@ func (d *deployment) pipeline(ctx context.Context, stopLink func() bool, req Req
 		d.finish(journal.StateBuilt, "built "+newPath)
 		return
 	}
-	if err := d.dryActivate(ctx, newPath, warnings); err != nil {
+	mode := "switch"
+	if req.Action == ActionBoot {
+		mode = "boot"
+	}
+	active := d.activation(ctx, newPath, mode, PhaseBuild)
+	if err := d.dryActivate(ctx, active, warnings); err != nil {
 		d.failOrCancel(ctx, PhaseDryActivate, err)
 		return
 	}
@@ -215,11 +220,7 @@ func (d *deployment) pipeline(ctx context.Context, stopLink func() bool, req Req
 	}
 	// From here on the deployment belongs to the agent, not to the caller.
 	stopLink()
-	mode := "switch"
-	if req.Action == ActionBoot {
-		mode = "boot"
-	}
-	d.switchTo(e.ctx, newPath, mode, req.ConfirmTimeout)
+	d.switchTo(e.ctx, active, mode, req.ConfirmTimeout)
 }
 
 func (d *deployment) failOrCancel(ctx context.Context, p Phase, err error) {
@@ -310,7 +311,7 @@ func (d *deployment) switchTo(ctx context.Context, target, mode string, confirm 
 	rec := d.rec
 	var baseline any
 	prevGen := e.currentGenNumber(ctx)
-	rec.PreviousPath = e.currentSystem()
+	d.recordPrevious(ctx)
 	rec.PreviousGeneration = prevGen
 	rec.NewPath = target
 	rec.SwitchMode = mode
@@ -320,8 +321,8 @@ func (d *deployment) switchTo(ctx context.Context, target, mode string, confirm 
 	rec.BootToken = e.bootToken
 	rec.State = journal.StateSwitching
 	rec.Phase = string(PhaseSwitch)
-	d.addRoot(rootNew, target)
-	d.addRoot(rootPrevious, rec.PreviousPath)
+	d.addRoot(rootNew, rec.NewProfile())
+	d.addRoot(rootPrevious, rec.PreviousProfile())
 
 	if mode == "switch" {
 		b, err := e.health.Baseline(ctx)
@@ -337,7 +338,7 @@ func (d *deployment) switchTo(ctx context.Context, target, mode string, confirm 
 	}
 	err := d.phase(PhaseSwitch, func() error {
 		d.logf(PhaseSwitch, "previous system %s (generation %d), switching to %s (%s)", orNone(rec.PreviousPath), prevGen, target, mode)
-		if err := e.nix.SetProfile(ctx, e.opts.Profile, target); err != nil {
+		if err := e.nix.SetProfile(ctx, e.opts.Profile, rec.NewProfile()); err != nil {
 			return fmt.Errorf("setting the system profile: %w", err)
 		}
 		if g := e.currentGenNumber(ctx); g != 0 {
@@ -565,7 +566,7 @@ func (d *deployment) rollback(ctx context.Context, reason string) {
 		if ctx.Err() != nil {
 			return // agent stopping: resumed as rolling-back at the next start
 		}
-		rec.RecoveryCommands = recoveryCommands(e.opts.Profile, prev)
+		rec.RecoveryCommands = recoveryCommands(e.opts.Profile, rec.PreviousProfile(), prev)
 		d.finish(journal.StateManual, fmt.Sprintf("%s; rollback failed: %v", reason, err))
 		return
 	}
@@ -573,7 +574,9 @@ func (d *deployment) rollback(ctx context.Context, reason string) {
 	d.finish(journal.StateRolledBack, d.withProfileNote(reason))
 }
 
-func recoveryCommands(profile, prev string) []string {
+// recoveryCommands put base (the toplevel the profile holds) back into the
+// profile and switch to prev (base or one of its specialisations).
+func recoveryCommands(profile, base, prev string) []string {
 	if prev == "" {
 		return []string{
 			"nix-env -p " + profile + " --list-generations",
@@ -581,7 +584,7 @@ func recoveryCommands(profile, prev string) []string {
 		}
 	}
 	return []string{
-		"nix-env -p " + profile + " --set " + prev,
+		"nix-env -p " + profile + " --set " + base,
 		prev + "/bin/switch-to-configuration switch",
 	}
 }
@@ -600,7 +603,7 @@ func (d *deployment) restoreBootDefault(ctx context.Context, reason string) {
 			}
 		}
 	}
-	rec.RecoveryCommands = recoveryCommands(e.opts.Profile, rec.PreviousPath)
+	rec.RecoveryCommands = recoveryCommands(e.opts.Profile, rec.PreviousProfile(), rec.PreviousPath)
 	d.finish(journal.StateManual, reason+"; could not restore the previous boot default")
 }
 
@@ -616,13 +619,9 @@ func (d *deployment) requestedRollback(ctx context.Context, stopLink func() bool
 		}
 		want := req.Generation
 		if want == 0 {
-			for _, g := range gens {
-				if g.Number < cur && g.Number > want {
-					want = g.Number
-				}
-			}
-			if want == 0 {
-				return fmt.Errorf("%w: generation %d is the oldest; there is nothing to roll back to", ErrNoSuchGen, cur)
+			var err error
+			if want, err = e.previousGeneration(ctx, cur, gens); err != nil {
+				return err
 			}
 		}
 		for _, g := range gens {
@@ -647,10 +646,11 @@ func (d *deployment) requestedRollback(ctx context.Context, stopLink func() bool
 		d.failOrCancel(ctx, PhaseValidate, err)
 		return
 	}
-	if err := d.dryActivate(ctx, target.Path, nil); err != nil {
+	active := d.activation(ctx, target.Path, "switch", PhaseValidate)
+	if err := d.dryActivate(ctx, active, nil); err != nil {
 		d.failOrCancel(ctx, PhaseDryActivate, err)
 		return
 	}
 	stopLink()
-	d.switchTo(e.ctx, target.Path, "switch", req.ConfirmTimeout)
+	d.switchTo(e.ctx, active, "switch", req.ConfirmTimeout)
 }

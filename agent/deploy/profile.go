@@ -33,12 +33,12 @@ func checkSystem(path string) error {
 // the journal and reported with the result.
 func (d *deployment) restoreProfile(ctx context.Context) {
 	e, rec := d.e, d.rec
-	if err := e.nix.SetProfile(ctx, e.opts.Profile, rec.PreviousPath); err != nil {
+	if err := e.nix.SetProfile(ctx, e.opts.Profile, rec.PreviousProfile()); err != nil {
 		rec.ProfileError = err.Error()
 		if err := e.j.Update(rec); err != nil {
 			e.log.Error("journal update", "id", rec.ID, "error", err)
 		}
-		d.emit(Event{Kind: EventWarning, Line: fmt.Sprintf("could not set the system profile back to %s (switching to it all the same): %v", rec.PreviousPath, err)})
+		d.emit(Event{Kind: EventWarning, Line: fmt.Sprintf("could not set the system profile back to %s (switching to the previous system all the same): %v", rec.PreviousProfile(), err)})
 		return
 	}
 	rec.ProfileError = ""
@@ -57,6 +57,6 @@ func (d *deployment) withProfileNote(reason string) string {
 	if rec.ProfileError == "" {
 		return reason
 	}
-	rec.RecoveryCommands = []string{"nix-env -p " + d.e.opts.Profile + " --set " + rec.PreviousPath}
+	rec.RecoveryCommands = []string{"nix-env -p " + d.e.opts.Profile + " --set " + rec.PreviousProfile()}
 	return fmt.Sprintf("%s; the previous system runs, but the system profile (the boot default) could not be set back to it: %s", reason, rec.ProfileError)
 }
