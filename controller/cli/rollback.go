@@ -22,11 +22,13 @@ func (c *CLI) rollbackCmd() *command {
 		name: "rollback", usage: "rollback [host] --list | --rollback [N]",
 		short: "List a host's generations, or switch back to an earlier one (with dead-man protection).",
 		long: `Without a host, the host is this machine's own host name. --rollback without N goes
-to the generation before the current one. A rollback is a switch like any other: it
-must be confirmed in time or the host returns to where it was.`,
+to the newest generation before the running one that holds another system and did not
+fail: a generation made by a deployment that was rolled back (or failed) is marked
+FAILED in --list and is never the previous one. A rollback is a switch like any other:
+it must be confirmed in time or the host returns to where it was.`,
 		flags: func(fs *flag.FlagSet) {
 			fs.BoolVar(&list, "list", false, "list generations")
-			fs.BoolVar(&rollback, "rollback", false, "switch to generation N (default: the previous one)")
+			fs.BoolVar(&rollback, "rollback", false, "switch to generation N (default: the newest earlier one that did not fail)")
 			fs.BoolVar(&yes, "yes", false, "do not ask before switching")
 			fs.BoolVar(&noConfirm, "no-confirm", false, "do not confirm: let the dead-man undo the rollback")
 			fs.DurationVar(&confirm, "confirm-timeout", 0, "confirmation window (default: the agent's)")
@@ -83,19 +85,22 @@ func (c *CLI) listGenerations(ctx context.Context, n *network, host string) erro
 			writeJSON(c.io.Stdout, map[string]any{
 				"host": host, "number": g.Number, "created": g.Created.AsTime(), "current": g.Current,
 				"storePath": g.StorePath, "nixosVersion": g.NixosVersion, "deploymentId": g.DeploymentId,
-				"result": g.Result, "reason": g.Reason,
+				"result": g.Result, "reason": g.Reason, "failed": g.Failed,
 			})
 		}
 		return nil
 	}
 	w := c.io.Stdout
-	fmt.Fprintf(w, "%-4s %-19s %-3s %-28s %-26s %-14s %s\n", "GEN", "DATE", "CUR", "NIXOS VERSION", "DEPLOYMENT", "RESULT", "STORE PATH")
+	fmt.Fprintf(w, "%-4s %-19s %-3s %-6s %-28s %-26s %-14s %s\n", "GEN", "DATE", "CUR", "FAILED", "NIXOS VERSION", "DEPLOYMENT", "RESULT", "STORE PATH")
 	for _, g := range resp.Generations {
-		cur := ""
+		cur, failed := "", ""
 		if g.Current {
 			cur = "*"
 		}
-		fmt.Fprintf(w, "%-4d %-19s %-3s %-28s %-26s %-14s %s\n", g.Number, g.Created.AsTime().Local().Format(time.DateTime), cur,
+		if g.Failed {
+			failed = "x"
+		}
+		fmt.Fprintf(w, "%-4d %-19s %-3s %-6s %-28s %-26s %-14s %s\n", g.Number, g.Created.AsTime().Local().Format(time.DateTime), cur, failed,
 			orDash(g.NixosVersion), orDash(g.DeploymentId), orDash(g.Result), g.StorePath)
 	}
 	return nil

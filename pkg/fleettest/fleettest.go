@@ -167,7 +167,7 @@ func (f *Fleet) AgentConfig(name string) map[string]any {
 		"tags":            []string{"tag:panther-agent"},
 		"allowedTags":     []string{"tag:panther-controller"},
 		"noLogsNoSupport": true,
-		"nixExtraConfig":  "sandbox = false\nsubstituters =",
+		"nixExtraConfig":  "sandbox = false\nsubstituters =\nbuild-users-group =", // no nixbld group: build as root
 		"healthSettle":    "0s",
 		"confirmTimeout":  f.opts.ConfirmTimeout.String(),
 		"logLevel":        "debug",
