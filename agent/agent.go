@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -112,13 +113,15 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 	}
 	defer sys.Close()
 	restarter := newSelfRestarter(ctx, cfg.UnitName, activation.ExecRunner{}, log)
+	act := activation.New(activation.Options{Environment: switchEnvironment()}, activation.BusConnector(""), log)
+	defer act.Close()
 	engine, err := deploy.New(deploy.Options{
 		Host: cfg.HostName, Profile: cfg.Profile, CurrentSystem: cfg.CurrentSystem, RuntimeDir: cfg.RuntimeDir,
 		DefaultConfirm: cfg.ConfirmTimeout.Duration, MaxConfirm: cfg.MaxConfirmTimeout.Duration,
-		Retention: cfg.LogRetention,
+		Retention: cfg.LogRetention, SwitchTimeout: cfg.SwitchTimeout.Duration,
 	}, deploy.Deps{
 		Nix:         nixRunner,
-		Activator:   activation.New(activation.Options{SystemdRun: cfg.SystemdRunPath}, activation.ExecRunner{}, log),
+		Activator:   act,
 		Health:      sys,
 		Journal:     j,
 		Log:         log,
@@ -184,4 +187,14 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 	case err := <-errc:
 		return err
 	}
+}
+
+// switchEnvironment is what the agent passes on to switch-to-configuration's
+// units from its own environment, as nixos-rebuild does (systemd-run -E
+// LOCALE_ARCHIVE).
+func switchEnvironment() []string {
+	if v, ok := os.LookupEnv("LOCALE_ARCHIVE"); ok {
+		return []string{"LOCALE_ARCHIVE=" + v}
+	}
+	return nil
 }

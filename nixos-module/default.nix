@@ -87,7 +87,7 @@ let
     inherit (cfg)
       hostName flakeHost controlUrl authKeyFile tags allowedTags allowedUsers
       trustedKeys port stateDir profile confirmTimeout maxConfirmTimeout
-      healthSettle criticalUnits logRetention maxUploadBytes nixExtraConfig
+      healthSettle switchTimeout criticalUnits logRetention maxUploadBytes nixExtraConfig
       noLogsNoSupport logLevel logJSON;
     healthChecks = map
       (c: {
@@ -218,6 +218,12 @@ in
       type = duration;
       default = "5s";
       description = "Pause after a switch before unit states and health checks are judged.";
+    };
+
+    switchTimeout = mkOption {
+      type = duration;
+      default = "10m";
+      description = "Longest run of switch-to-configuration (a switch, a rollback's switch, a dry-activate) in its transient unit; past it systemd stops the unit, freeing the switch lock, and the deployment rolls back.";
     };
 
     criticalUnits = mkOption {

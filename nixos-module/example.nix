@@ -63,6 +63,7 @@
 #     "port": 7443,
 #     "profile": "/nix/var/nix/profiles/system",
 #     "stateDir": "/var/lib/panther-agent",
+#     "switchTimeout": "10m",
 #     "tags": [
 #       "tag:panther-agent"
 #     ],

@@ -25,6 +25,7 @@ const (
 	DefaultConfirmTimeout    = 60 * time.Second
 	DefaultMaxConfirmTimeout = 15 * time.Minute
 	DefaultHealthSettle      = 5 * time.Second
+	DefaultSwitchTimeout     = 10 * time.Minute
 	DefaultLogRetention      = 50
 	DefaultMaxUploadBytes    = int64(1) << 30
 	DefaultLogLevel          = "info"
@@ -105,6 +106,11 @@ type Config struct {
 	// HealthSettle is the pause after a switch before health is judged.
 	// Default: 5s.
 	HealthSettle Duration `json:"healthSettle"`
+	// SwitchTimeout is how long switch-to-configuration (a switch, a
+	// rollback's switch or a dry-activate) may run in its transient unit;
+	// past it systemd stops the unit, which frees switch-to-configuration's
+	// lock, and the deployment rolls back. Default: 10m.
+	SwitchTimeout Duration `json:"switchTimeout"`
 	// CriticalUnits must be active after a switch. Default: none.
 	CriticalUnits []string `json:"criticalUnits"`
 	// HealthChecks run after a switch; one failing check fails the
@@ -127,8 +133,9 @@ type Config struct {
 	// UnitName is the agent's own systemd unit. Default:
 	// "panther-agent.service".
 	UnitName string `json:"unitName"`
-	// SystemdRunPath is the systemd-run binary; a bare name is looked up in
-	// PATH. Default: "systemd-run".
+	// SystemdRunPath is no longer used: the agent starts its transient units
+	// over D-Bus. It is still accepted so that existing files load.
+	// Default: "systemd-run".
 	SystemdRunPath string `json:"systemdRunPath"`
 }
 
@@ -226,6 +233,7 @@ func (c *Config) ApplyDefaults() {
 	}
 	setDuration(&c.ConfirmTimeout, DefaultConfirmTimeout)
 	setDuration(&c.MaxConfirmTimeout, DefaultMaxConfirmTimeout)
+	setDuration(&c.SwitchTimeout, DefaultSwitchTimeout)
 	// HealthSettle is not defaulted here: 0 ("no settle") is a valid
 	// setting; Parse and Flags.Load start from DefaultHealthSettle.
 	if c.LogRetention == 0 {

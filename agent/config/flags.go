@@ -43,6 +43,7 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 	bind(f, "confirm-timeout", &s.ConfirmTimeout, func(c *Config) *Duration { return &c.ConfirmTimeout }, fmt.Sprintf("confirmation wait before rollback (default %v)", DefaultConfirmTimeout))
 	bind(f, "max-confirm-timeout", &s.MaxConfirmTimeout, func(c *Config) *Duration { return &c.MaxConfirmTimeout }, fmt.Sprintf("longest confirmation wait a request may ask for (default %v)", DefaultMaxConfirmTimeout))
 	bind(f, "health-settle", &s.HealthSettle, func(c *Config) *Duration { return &c.HealthSettle }, fmt.Sprintf("pause after a switch before health checks (default %v)", DefaultHealthSettle))
+	bind(f, "switch-timeout", &s.SwitchTimeout, func(c *Config) *Duration { return &c.SwitchTimeout }, fmt.Sprintf("longest run of switch-to-configuration before systemd stops it and the deployment rolls back (default %v)", DefaultSwitchTimeout))
 	bindList(f, "critical-unit", func(c *Config) *[]string { return &c.CriticalUnits }, "systemd unit that must be active after a switch, repeatable (default: none)")
 	bind(f, "log-retention", &s.LogRetention, func(c *Config) *int { return &c.LogRetention }, fmt.Sprintf("deployments whose logs are kept (default %d)", DefaultLogRetention))
 	bind(f, "max-upload-bytes", &s.MaxUploadBytes, func(c *Config) *int64 { return &c.MaxUploadBytes }, fmt.Sprintf("largest flake source upload (default %d)", DefaultMaxUploadBytes))
@@ -51,7 +52,7 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 	bind(f, "log-level", &s.LogLevel, func(c *Config) *string { return &c.LogLevel }, "trace, debug, info, warn, error or off (default "+DefaultLogLevel+")")
 	bind(f, "log-json", &s.LogJSON, func(c *Config) *bool { return &c.LogJSON }, "log JSON lines (default false)")
 	bind(f, "unit-name", &s.UnitName, func(c *Config) *string { return &c.UnitName }, "the agent's own systemd unit (default "+DefaultUnitName+")")
-	bind(f, "systemd-run-path", &s.SystemdRunPath, func(c *Config) *string { return &c.SystemdRunPath }, "systemd-run binary (default "+DefaultSystemdRunPath+" from PATH)")
+	bind(f, "systemd-run-path", &s.SystemdRunPath, func(c *Config) *string { return &c.SystemdRunPath }, "unused: transient units are started over D-Bus (default "+DefaultSystemdRunPath+")")
 	return f
 }
 

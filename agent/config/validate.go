@@ -69,6 +69,7 @@ func (c *Config) Validate() error {
 	}
 	v.positive("confirmTimeout", c.ConfirmTimeout)
 	v.positive("maxConfirmTimeout", c.MaxConfirmTimeout)
+	v.positive("switchTimeout", c.SwitchTimeout)
 	if c.HealthSettle.Duration < 0 {
 		v.add("healthSettle", fmt.Sprintf("must be zero or a positive duration, got %v", c.HealthSettle.Duration))
 	}

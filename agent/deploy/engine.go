@@ -27,12 +27,16 @@ type Options struct {
 	DefaultConfirm time.Duration // confirmation window; default 60s
 	MaxConfirm     time.Duration // longest window a request may ask for; default 15m
 	Retention      int           // finished deployments kept; default 50
-	PollInterval   time.Duration // how often a running switch's exit file is checked; default 20ms
+	PollInterval   time.Duration // how often a running switch's output is read; default 20ms
 	UnitPrefix     string        // transient unit name prefix; default "panther-"
 	// GCRootDir holds the garbage collector roots of the deployments in
 	// flight (<id>-new, <id>-previous); default /nix/var/nix/gcroots/panther.
 	// nix treats every symlink under /nix/var/nix/gcroots as a root.
 	GCRootDir string
+	// SwitchTimeout is how long a switch-to-configuration unit (switch,
+	// rollback, dry-activate) may run before systemd stops it; the
+	// deployment then rolls back. Default 10m.
+	SwitchTimeout time.Duration
 }
 
 func (o *Options) setDefaults() {
@@ -63,7 +67,15 @@ func (o *Options) setDefaults() {
 	if o.GCRootDir == "" {
 		o.GCRootDir = "/nix/var/nix/gcroots/panther"
 	}
+	if o.SwitchTimeout == 0 {
+		o.SwitchTimeout = DefaultSwitchTimeout
+	}
 }
+
+// DefaultSwitchTimeout is the default Options.SwitchTimeout: generous, as a
+// switch that restarts many services can take minutes, yet bounded so that a
+// switch waiting forever cannot keep the dead-man from rolling back.
+const DefaultSwitchTimeout = 10 * time.Minute
 
 // Deps are the engine's collaborators.
 type Deps struct {
@@ -238,7 +250,7 @@ func (e *Engine) Submit(ctx context.Context, req Request) (*Subscription, error)
 		ID: req.ID, Action: string(req.Action), Host: e.opts.Host, FlakeAttr: req.FlakeAttr,
 		SourceDigest: req.SourceDigest, RequestedBy: req.RequestedBy, KeyID: req.KeyID,
 		State: journal.StateRunning, ConfirmTimeout: req.ConfirmTimeout,
-		CriticalUnits: req.ExtraCritical,
+		CriticalUnits: req.ExtraCritical, InstallBootloader: req.InstallBootloader,
 	}
 	e.mu.Lock()
 	if e.ctx.Err() != nil {
@@ -474,6 +486,7 @@ func (e *Engine) resume(rec *journal.Record) {
 		defer e.wg.Done()
 		switch rec.State {
 		case journal.StateRunning:
+			d.clearUnit(e.ctx, e.dryActivateUnit(rec.ID)) // left by a dry-activate cut short
 			d.fail(rec.Phase, "the agent stopped before the switch; nothing was changed")
 		case journal.StateSwitching:
 			if rebooted {
@@ -524,7 +537,8 @@ func (e *Engine) currentSystem() string {
 	return p
 }
 
-// unitCheckEvery is how often a running switch's unit is asked about.
+// unitCheckEvery is how often systemd is asked about a running switch's
+// unit once it has run for a while.
 const unitCheckEvery = 500 * time.Millisecond
 
 // currentGenNumber is the profile's current generation (0 if none).

@@ -179,9 +179,13 @@ func TestNothingChanges(t *testing.T) {
 			want:  journal.StateFailed, failedPhase: PhaseBuild, msgs: []string{errFake.Error()},
 		},
 		{
-			name:  "dry-activate fails",
-			setup: func(h *harness, req *Request) { h.act.dryErr = errFake },
-			want:  journal.StateFailed, failedPhase: PhaseDryActivate, msgs: []string{"dry-activate: " + errFake.Error()},
+			name: "dry-activate fails",
+			setup: func(h *harness, req *Request) {
+				h.act.dry[h.new] = []string{"would start the following units: a.service", errFake.Error()}
+				h.act.dryCode = 1
+			},
+			want: journal.StateFailed, failedPhase: PhaseDryActivate,
+			msgs:        []string{"dry-activate: ", "/bin/switch-to-configuration dry-activate exited 1: would start the following units: a.service / " + errFake.Error()},
 			dryActivate: true,
 		},
 		{
@@ -623,8 +627,66 @@ func TestKilledSwitchRollsBack(t *testing.T) {
 	h := newHarness(t)
 	h.act.script(h.new, switchScript{Killed: true})
 	res := h.submit(switchReq("d1")).result()
-	wantOutcome(t, res, journal.StateRolledBack, "panther-switch-d1 ended without reporting an exit code")
+	wantOutcome(t, res, journal.StateRolledBack, "switch-to-configuration switch was killed by SIGKILL")
 	checkRolledBack(t, h, "d1", res, PhaseSwitch)
+}
+
+// TestSwitchUnitEnds: how systemd says the switch unit ended decides the
+// outcome, and every unit is cleared once its end is recorded.
+func TestSwitchUnitEnds(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		script switchScript
+		want   journal.State
+		msg    string
+	}{
+		{"exit 0", switchScript{}, journal.StateAwaiting, ""},
+		{"exit 2", switchScript{Code: 2}, journal.StateRolledBack, "switch-to-configuration exited 2: the activation script failed"},
+		{"killed", switchScript{Killed: true}, journal.StateRolledBack, "switch-to-configuration switch was killed by SIGKILL"},
+		{"deadline", switchScript{TimedOut: true}, journal.StateRolledBack, "switch-to-configuration switch did not finish within 3m0s: systemd stopped it"},
+		{"gone", switchScript{Gone: true}, journal.StateRolledBack, "switch-to-configuration switch was interrupted: unit panther-switch-d1 is gone without an exit status"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newBareHarness(t)
+			h.opts.SwitchTimeout = 3 * time.Minute
+			h.nix.seed(h.old)
+			h.link(h.old)
+			h.start()
+			h.act.script(h.new, tc.script)
+			req := switchReq("d1")
+			req.InstallBootloader = true
+			w := h.submit(req)
+			var res *Result
+			if tc.want == journal.StateAwaiting {
+				w.awaiting()
+			} else {
+				res = w.result()
+				wantOutcome(t, res, tc.want, tc.msg)
+				checkRolledBack(t, h, "d1", res, PhaseSwitch)
+			}
+			h.act.mu.Lock()
+			specs := slices.Clone(h.act.specs)
+			h.act.mu.Unlock()
+			for _, s := range specs {
+				if s.Deadline != 3*time.Minute || !s.InstallBootloader || s.Output == "" {
+					t.Errorf("unit %s: deadline %v, install boot loader %v, output %q", s.Unit, s.Deadline, s.InstallBootloader, s.Output)
+				}
+			}
+			wantCleared := []string{"panther-dry-activate-d1", "panther-switch-d1"}
+			if res != nil {
+				wantCleared = append(wantCleared, "panther-rollback-d1")
+			}
+			if tc.script.Gone {
+				wantCleared = slices.Delete(wantCleared, 1, 2) // systemd dropped it itself
+			}
+			// The last unit is cleared just after the result is out.
+			if cleared := h.act.waitCleared(len(wantCleared)); !slices.Equal(cleared, wantCleared) {
+				t.Errorf("cleared units %q, want %q", cleared, wantCleared)
+			}
+		})
+	}
 }
 
 func TestStartSwitchFails(t *testing.T) {

@@ -177,17 +177,19 @@ func (n *fakeNix) setGate(g chan struct{}) {
 
 // switchScript says how a fake switch-to-configuration of one toplevel ends.
 type switchScript struct {
-	Code   int           // exit code written to the exit file
-	NoLink bool          // leave the current-system link alone (implied by exit 1)
-	Hold   chan struct{} // when set, the unit runs until it is closed
-	Lines  []string      // output appended to the log; default two lines
-	Killed bool          // the unit ends without writing an exit code
+	Code     int           // exit code systemd records
+	NoLink   bool          // leave the current-system link alone (implied by exit 1)
+	Hold     chan struct{} // when set, the unit runs until it is closed
+	Lines    []string      // output appended to the log; default two lines
+	Killed   bool          // the unit is killed by SIGKILL
+	TimedOut bool          // systemd stops the unit at its deadline
+	Gone     bool          // the unit disappears without a record
 }
 
-// fakeActivator runs switches asynchronously like systemd-run: the unit
-// outlives the call (and the engine), points the current-system link at the
-// toplevel, appends output to the log and writes "<code>\n" to the exit
-// file.
+// fakeActivator runs switches asynchronously like systemd: the unit outlives
+// the call (and the engine), points the current-system link at the
+// toplevel, appends output to its output file and keeps its end (exit code,
+// signal, timeout) until it is cleared.
 type fakeActivator struct {
 	current string // the current-system symlink
 	// delay is how long a switch runs before its first output. With no
@@ -197,20 +199,23 @@ type fakeActivator struct {
 
 	mu       sync.Mutex
 	dry      map[string][]string // toplevel -> dry-activate output
-	dryErr   error
+	dryCode  int                 // dry-activate's exit code
 	startErr error
 	scripts  map[string]switchScript // toplevel -> script
 	units    map[string]*fakeUnit
 	started  map[string]chan struct{} // unit -> closed when it starts
 	calls    []string
+	specs    []UnitSpec // every unit started
+	cleared  []string   // units cleared, in order
 
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
 
 type fakeUnit struct {
-	active bool
-	done   chan struct{}
+	status  UnitStatus
+	cleared bool // systemd dropped it (ClearUnit, or it vanished)
+	done    chan struct{}
 }
 
 func newFakeActivator(t *testing.T, current string) *fakeActivator {
@@ -233,62 +238,77 @@ func (a *fakeActivator) script(toplevel string, s switchScript) {
 	a.scripts[toplevel] = s
 }
 
-func (a *fakeActivator) DryActivate(ctx context.Context, toplevel string, onLine func(string)) error {
-	a.mu.Lock()
-	a.calls = append(a.calls, "dry-activate "+toplevel)
-	lines, err := a.dry[toplevel], a.dryErr
-	a.mu.Unlock()
-	for _, l := range lines {
-		onLine(l)
-	}
-	return err
-}
-
-func (a *fakeActivator) StartSwitch(ctx context.Context, unit, toplevel, mode, logPath, exitPath string) error {
+func (a *fakeActivator) StartUnit(ctx context.Context, spec UnitSpec) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.calls = append(a.calls, fmt.Sprintf("start-switch %s %s %s", unit, toplevel, mode))
-	if a.startErr != nil {
+	if spec.Mode == "dry-activate" {
+		a.calls = append(a.calls, "dry-activate "+spec.Toplevel)
+	} else {
+		a.calls = append(a.calls, fmt.Sprintf("start-switch %s %s %s", spec.Unit, spec.Toplevel, spec.Mode))
+	}
+	a.specs = append(a.specs, spec)
+	if a.startErr != nil && spec.Mode != "dry-activate" {
 		return a.startErr
 	}
-	switch mode {
+	switch spec.Mode {
 	case "switch", "boot", "test":
+	case "dry-activate":
+		u := &fakeUnit{status: UnitStatus{State: UnitExited, ExitCode: a.dryCode}, done: make(chan struct{})}
+		close(u.done)
+		appendLines(spec.Output, a.dry[spec.Toplevel])
+		a.units[spec.Unit] = u
+		return nil
 	default:
-		return fmt.Errorf("unknown switch mode %q", mode)
+		return fmt.Errorf("unknown switch mode %q", spec.Mode)
 	}
-	if u := a.units[unit]; u != nil && u.active {
-		return fmt.Errorf("unit %s already exists", unit)
+	if u := a.units[spec.Unit]; u != nil && !u.cleared {
+		return fmt.Errorf("unit %s already exists", spec.Unit)
 	}
-	s := a.scripts[toplevel]
-	u := &fakeUnit{active: true, done: make(chan struct{})}
-	a.units[unit] = u
-	if c := a.startedLocked(unit); !isClosed(c) {
+	s := a.scripts[spec.Toplevel]
+	u := &fakeUnit{status: UnitStatus{State: UnitRunning}, done: make(chan struct{})}
+	a.units[spec.Unit] = u
+	if c := a.startedLocked(spec.Unit); !isClosed(c) {
 		close(c)
 	}
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		a.runSwitch(u, toplevel, mode, logPath, exitPath, s)
+		a.runSwitch(u, spec, s)
 	}()
 	return nil
 }
 
-func (a *fakeActivator) runSwitch(u *fakeUnit, toplevel, mode, logPath, exitPath string, s switchScript) {
+func appendLines(path string, lines []string) {
+	if f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600); err == nil {
+		for _, l := range lines {
+			fmt.Fprintln(f, l)
+		}
+		f.Close()
+	}
+}
+
+func (a *fakeActivator) runSwitch(u *fakeUnit, spec UnitSpec, s switchScript) {
+	end := UnitStatus{State: UnitExited, ExitCode: s.Code}
 	defer func() {
 		a.mu.Lock()
-		u.active = false
+		if u.status.State == UnitRunning {
+			u.status = end
+			u.cleared = u.cleared || s.Gone
+		}
 		a.mu.Unlock()
 		close(u.done)
 	}()
 	select {
 	case <-time.After(a.delay):
 	case <-a.stop:
+		end = UnitStatus{State: UnitRunning}
 		return
 	}
 	if s.Hold != nil {
 		select {
 		case <-s.Hold:
 		case <-a.stop:
+			end = UnitStatus{State: UnitRunning}
 			return
 		}
 	}
@@ -296,33 +316,68 @@ func (a *fakeActivator) runSwitch(u *fakeUnit, toplevel, mode, logPath, exitPath
 	if lines == nil {
 		lines = []string{"activating the configuration...", "setting up /etc..."}
 	}
-	if f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600); err == nil {
-		for _, l := range lines {
-			fmt.Fprintln(f, l)
-		}
-		f.Close()
+	appendLines(spec.Output, lines)
+	switch {
+	case s.Killed:
+		end = UnitStatus{State: UnitKilled, Signal: "SIGKILL", Result: "signal"}
+	case s.TimedOut:
+		end = UnitStatus{State: UnitTimedOut, Result: "timeout", Deadline: spec.Deadline}
+	case s.Gone:
+		end = UnitStatus{State: UnitGone}
 	}
-	if mode != "boot" && !s.NoLink && s.Code != 1 && !s.Killed {
+	if spec.Mode != "boot" && !s.NoLink && s.Code != 1 && end.State == UnitExited {
 		tmp := a.current + ".tmp"
 		os.Remove(tmp)
-		if err := os.Symlink(toplevel, tmp); err == nil {
+		if err := os.Symlink(spec.Toplevel, tmp); err == nil {
 			os.Rename(tmp, a.current)
 		}
 	}
-	if s.Killed {
-		return
-	}
-	tmp := exitPath + ".tmp"
-	if err := os.WriteFile(tmp, []byte(fmt.Sprintf("%d\n", s.Code)), 0o600); err == nil {
-		os.Rename(tmp, exitPath)
-	}
 }
 
-func (a *fakeActivator) UnitActive(ctx context.Context, unit string) (bool, error) {
+func (a *fakeActivator) UnitStatus(ctx context.Context, unit string) (UnitStatus, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	u := a.units[unit]
-	return u != nil && u.active, nil
+	if u == nil || u.cleared {
+		return UnitStatus{State: UnitGone}, nil
+	}
+	return u.status, nil
+}
+
+func (a *fakeActivator) ClearUnit(ctx context.Context, unit string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if u := a.units[unit]; u != nil && !u.cleared {
+		a.cleared = append(a.cleared, unit)
+		u.cleared = true
+		if u.status.State == UnitRunning {
+			u.status = UnitStatus{State: UnitGone} // stopped
+		}
+	}
+	return nil
+}
+
+// waitCleared returns the cleared units once there are n of them, or after
+// waitTimeout.
+func (a *fakeActivator) waitCleared(n int) []string {
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		a.mu.Lock()
+		cleared := slices.Clone(a.cleared)
+		a.mu.Unlock()
+		if len(cleared) >= n || time.Now().After(deadline) {
+			return cleared
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// loaded reports whether systemd (the fake) still holds unit.
+func (a *fakeActivator) loaded(unit string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	u := a.units[unit]
+	return u != nil && !u.cleared
 }
 
 func (a *fakeActivator) startedLocked(unit string) chan struct{} {

@@ -90,7 +90,7 @@ func TestGCRootsOfAFailedDeployment(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.act.mu.Lock()
-	h.act.dryErr = errFake
+	h.act.dryCode = 1
 	h.act.mu.Unlock()
 	res := h.submit(switchReq("d1")).result()
 	wantOutcome(t, res, journal.StateFailed)

@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -244,11 +242,7 @@ func (d *deployment) dryActivate(ctx context.Context, newPath string, warnings [
 	sum.CurrentVersion = readVersion(sum.CurrentPath)
 	sum.CurrentGeneration = e.currentGenNumber(ctx)
 	err := d.phase(PhaseDryActivate, func() error {
-		err := e.act.DryActivate(ctx, newPath, func(l string) {
-			parseDryActivateLine(l, sum)
-			d.emit(Event{Kind: EventLog, Phase: PhaseDryActivate, Line: l})
-		})
-		if err != nil {
+		if err := d.runDryActivate(ctx, newPath, func(l string) { parseDryActivateLine(l, sum) }); err != nil {
 			return fmt.Errorf("dry-activate: %w", err)
 		}
 		if sum.CurrentPath != "" && sum.CurrentPath != newPath {
@@ -345,7 +339,7 @@ func (d *deployment) switchTo(ctx context.Context, target, mode string, confirm 
 			rec.NewGeneration = g
 			e.j.Update(rec)
 		}
-		if err := e.act.StartSwitch(ctx, rec.SwitchUnit, target, mode, e.j.LogPath(rec.ID), d.exitPath("switch")); err != nil {
+		if err := e.act.StartUnit(ctx, d.unitSpec(rec.SwitchUnit, target, mode)); err != nil {
 			return fmt.Errorf("starting %s: %w", rec.SwitchUnit, err)
 		}
 		return nil
@@ -357,25 +351,24 @@ func (d *deployment) switchTo(ctx context.Context, target, mode string, confirm 
 	d.afterSwitchStarted(ctx, baseline)
 }
 
-func (d *deployment) exitPath(what string) string {
-	return filepath.Join(d.e.j.Dir(d.rec.ID), what+".exit")
-}
-
 // afterSwitchStarted waits for the switch unit, then checks and arms the
 // dead-man. It is also where a resumed deployment picks up.
 func (d *deployment) afterSwitchStarted(ctx context.Context, baseline any) {
 	e := d.e
 	rec := d.rec
-	code, err := d.waitUnit(ctx, rec.SwitchUnit, d.exitPath("switch"), PhaseSwitch)
+	code, err := d.switchExit(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return // agent stopping: resume later
 		}
-		d.rollback(ctx, err.Error())
+		if rec.SwitchMode == "boot" {
+			d.restoreBootDefault(ctx, err.Error())
+			d.clearUnit(ctx, rec.SwitchUnit)
+			return
+		}
+		d.rollback(ctx, err.Error()) // clears the unit once the reason is recorded
 		return
 	}
-	rec.SwitchExitCode = &code
-	e.j.Update(rec)
 	d.logf(PhaseSwitch, "switch-to-configuration %s exited %d: %s", rec.SwitchMode, code, exitMeaning(code))
 	if rec.SwitchMode == "boot" {
 		if code != 0 {
@@ -431,6 +424,32 @@ func (d *deployment) afterSwitchStarted(ctx context.Context, baseline any) {
 	d.emit(Event{Kind: EventAwaiting, Awaiting: &Awaiting{Deadline: rec.Deadline, NewPath: rec.NewPath, NewGeneration: rec.NewGeneration}})
 }
 
+// switchExit waits for the switch unit and returns its exit code, recorded
+// in the journal before the unit is cleared. A code recorded by an earlier
+// run of the agent is taken as it is.
+func (d *deployment) switchExit(ctx context.Context) (int, error) {
+	e := d.e
+	rec := d.rec
+	if rec.SwitchExitCode != nil {
+		return *rec.SwitchExitCode, nil
+	}
+	st, err := d.waitUnit(ctx, rec.SwitchUnit, e.j.LogPath(rec.ID), false, PhaseSwitch, nil)
+	if err != nil {
+		return -1, err
+	}
+	code, err := d.exitOf(st, "switch-to-configuration "+rec.SwitchMode, rec.SwitchUnit)
+	if err != nil {
+		return -1, err
+	}
+	rec.SwitchExitCode = &code
+	if err := e.j.Update(rec); err != nil {
+		e.log.Error("journal update", "id", rec.ID, "error", err)
+		return code, nil // keep the unit: its record is the only one
+	}
+	d.clearUnit(ctx, rec.SwitchUnit)
+	return code, nil
+}
+
 // exitMeaning explains switch-to-configuration's exit codes.
 func exitMeaning(code int) string {
 	switch code {
@@ -450,73 +469,137 @@ func exitMeaning(code int) string {
 	return "unexpected exit code"
 }
 
-// waitUnit follows the log and waits for the exit file the switch wrapper
-// writes. A unit that is gone without an exit file was killed.
-func (d *deployment) waitUnit(ctx context.Context, unit, exitPath string, p Phase) (int, error) {
+// waitUnit follows the file a unit writes its output to, passing each line
+// on as a log event (persisted too when persist is set: the switch writes
+// into the deployment log itself, dry-activate into a file of its own) and
+// to onLine if set, and waits until systemd reports the unit ended or gone.
+// It fails only when ctx ends. Output already in the file when it starts is
+// skipped only for the deployment log (persist false).
+func (d *deployment) waitUnit(ctx context.Context, unit, output string, persist bool, p Phase, onLine func(string)) (UnitStatus, error) {
 	e := d.e
-	logf, err := os.Open(e.j.LogPath(d.rec.ID))
-	if err == nil {
-		defer logf.Close()
-		logf.Seek(0, io.SeekEnd)
-	}
-	var pending []byte
-	buf := make([]byte, 64<<10)
-	follow := func() {
-		if logf == nil {
-			return
+	out := newFollower(output, !persist)
+	defer out.close()
+	emit := func(line string) {
+		if onLine != nil {
+			onLine(line)
 		}
-		for {
-			n, _ := logf.Read(buf)
-			if n == 0 {
-				return
-			}
-			pending = append(pending, buf[:n]...)
-			for {
-				i := strings.IndexByte(string(pending), '\n')
-				if i < 0 {
-					break
-				}
-				line := string(pending[:i])
-				pending = pending[i+1:]
-				// The unit writes this output into the log itself.
-				d.publish(Event{Kind: EventLog, Phase: p, Line: line}, false)
-			}
-		}
+		d.publish(Event{Kind: EventLog, Phase: p, Line: line}, persist)
 	}
 	tick := time.NewTicker(e.opts.PollInterval)
 	defer tick.Stop()
-	lastCheck := e.now()
-	goneSince := time.Time{}
+	// systemd is asked at every tick at first (most switches are quick),
+	// then less and less often, down to every unitCheckEvery.
+	every, wait := 1, 0
 	for {
-		follow()
-		if b, err := os.ReadFile(exitPath); err == nil {
-			code, err := strconv.Atoi(strings.TrimSpace(string(b)))
-			if err == nil {
-				follow()
-				return code, nil
-			}
-		}
-		// Ask systemd whether the unit still runs only now and then: the
-		// exit file is the normal way to learn the end.
-		if now := e.now(); now.Sub(lastCheck) >= unitCheckEvery {
-			lastCheck = now
-			active, err := e.act.UnitActive(ctx, unit)
-			if err == nil && !active {
-				if goneSince.IsZero() {
-					goneSince = e.now()
-				} else if e.now().Sub(goneSince) > time.Second {
-					return -1, fmt.Errorf("%s ended without reporting an exit code (killed or never started)", unit)
+		out.lines(emit)
+		if wait--; wait < 0 {
+			st, err := e.act.UnitStatus(ctx, unit)
+			switch {
+			case err != nil:
+				if ctx.Err() == nil {
+					e.log.Warn("reading the switch unit", "deployment", d.rec.ID, "unit", unit, "error", err)
 				}
-			} else {
-				goneSince = time.Time{}
+			case st.State != UnitRunning:
+				out.lines(emit)
+				out.flush(emit)
+				return st, nil
 			}
+			every = min(2*every, max(1, int(unitCheckEvery/e.opts.PollInterval)))
+			wait = every - 1
 		}
 		select {
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return UnitStatus{}, ctx.Err()
 		case <-tick.C:
 		}
 	}
+}
+
+// exitOf is the exit code of a unit that ended, or an error saying why it
+// has none: what ran (e.g. "switch-to-configuration switch") was killed,
+// stopped at its deadline, or interrupted.
+func (d *deployment) exitOf(st UnitStatus, what, unit string) (int, error) {
+	switch st.State {
+	case UnitExited:
+		return st.ExitCode, nil
+	case UnitKilled:
+		return -1, fmt.Errorf("%s was killed by %s", what, st.Signal)
+	case UnitTimedOut:
+		deadline := st.Deadline
+		if deadline == 0 {
+			deadline = d.e.opts.SwitchTimeout
+		}
+		return -1, fmt.Errorf("%s did not finish within %v: systemd stopped it", what, deadline)
+	case UnitFailed:
+		return -1, fmt.Errorf("%s did not run: unit %s ended with result %q", what, unit, st.Result)
+	}
+	return -1, fmt.Errorf("%s was interrupted: unit %s is gone without an exit status (the service manager restarted, the host rebooted or the unit was stopped)", what, unit)
+}
+
+// unitSpec is the transient unit running toplevel's switch-to-configuration
+// mode for this deployment; its output goes to the deployment log.
+func (d *deployment) unitSpec(unit, toplevel, mode string) UnitSpec {
+	return UnitSpec{
+		Unit: unit, Toplevel: toplevel, Mode: mode, Output: d.e.j.LogPath(d.rec.ID),
+		InstallBootloader: d.rec.InstallBootloader, Deadline: d.e.opts.SwitchTimeout,
+	}
+}
+
+// clearUnit drops systemd's record of a unit whose end is recorded. A
+// failure leaves a unit loaded until the next boot, which is only noise.
+func (d *deployment) clearUnit(ctx context.Context, unit string) {
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.Background(), clearTimeout)
+		defer cancel()
+	}
+	if err := d.e.act.ClearUnit(ctx, unit); err != nil {
+		d.e.log.Warn("clearing the switch unit", "deployment", d.rec.ID, "unit", unit, "error", err)
+	}
+}
+
+// clearTimeout bounds clearing a unit once the deployment's ctx has ended.
+const clearTimeout = 30 * time.Second
+
+// dryActivateUnit is the name of the deployment's dry-activate unit.
+func (e *Engine) dryActivateUnit(id string) string {
+	return e.opts.UnitPrefix + "dry-activate-" + id
+}
+
+// runDryActivate runs the new system's dry-activate in a transient unit like
+// the switch's (the same environment), streaming its output as log events
+// and passing each line to onLine. When ctx ends first the unit is stopped.
+func (d *deployment) runDryActivate(ctx context.Context, toplevel string, onLine func(string)) error {
+	e := d.e
+	spec := d.unitSpec(e.dryActivateUnit(d.rec.ID), toplevel, "dry-activate")
+	spec.Output = filepath.Join(e.j.Dir(d.rec.ID), "dry-activate.out")
+	defer d.clearUnit(ctx, spec.Unit)
+	if err := e.act.StartUnit(ctx, spec); err != nil {
+		return fmt.Errorf("starting %s: %w", spec.Unit, err)
+	}
+	var last []string
+	st, err := d.waitUnit(ctx, spec.Unit, spec.Output, true, PhaseDryActivate, func(l string) {
+		if last = append(last, l); len(last) > 3 {
+			last = last[1:]
+		}
+		onLine(l)
+	})
+	if err != nil {
+		return err
+	}
+	what := toplevel + "/bin/switch-to-configuration dry-activate"
+	code, err := d.exitOf(st, what, spec.Unit)
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		msg := fmt.Sprintf("%s exited %d", what, code)
+		if len(last) > 0 {
+			msg += ": " + strings.Join(last, " / ")
+		}
+		return errors.New(msg)
+	}
+	return nil
 }
 
 // rollback re-activates the recorded previous system.
@@ -529,6 +612,11 @@ func (d *deployment) rollback(ctx context.Context, reason string) {
 		e.log.Error("journal update", "id", rec.ID, "error", err)
 	}
 	d.emit(Event{Kind: EventWarning, Line: "rolling back: " + reason})
+	if rec.SwitchUnit != "" {
+		// The switch's end is recorded (its exit code or the reason above);
+		// a switch unit still running would hold switch-to-configuration's lock.
+		d.clearUnit(ctx, rec.SwitchUnit)
+	}
 	failedPhase := rec.Phase // the rollback phase below overwrites it
 	prev := rec.PreviousPath
 	err := d.phase(PhaseRollback, func() error {
@@ -537,16 +625,7 @@ func (d *deployment) rollback(ctx context.Context, reason string) {
 		}
 		d.logf(PhaseRollback, "restoring %s", prev)
 		d.restoreProfile(ctx)
-		unit := e.opts.UnitPrefix + "rollback-" + rec.ID
-		exit := d.exitPath("rollback")
-		if _, err := os.Stat(exit); err != nil {
-			if active, _ := e.act.UnitActive(ctx, unit); !active {
-				if err := e.act.StartSwitch(ctx, unit, prev, "switch", e.j.LogPath(rec.ID), exit); err != nil {
-					return fmt.Errorf("starting %s: %w", unit, err)
-				}
-			}
-		}
-		code, err := d.waitUnit(ctx, unit, exit, PhaseRollback)
+		code, err := d.rollbackSwitch(ctx, prev, "switch")
 		if err != nil {
 			return err
 		}
@@ -568,10 +647,38 @@ func (d *deployment) rollback(ctx context.Context, reason string) {
 		}
 		rec.RecoveryCommands = recoveryCommands(e.opts.Profile, rec.PreviousProfile(), prev)
 		d.finish(journal.StateManual, fmt.Sprintf("%s; rollback failed: %v", reason, err))
+		d.clearUnit(ctx, d.rollbackUnit())
 		return
 	}
 	rec.Phase = failedPhase
 	d.finish(journal.StateRolledBack, d.withProfileNote(reason))
+	d.clearUnit(ctx, d.rollbackUnit())
+}
+
+func (d *deployment) rollbackUnit() string {
+	return d.e.opts.UnitPrefix + "rollback-" + d.rec.ID
+}
+
+// rollbackSwitch runs prev's switch-to-configuration mode in the rollback
+// unit and returns its exit code. A rollback unit that is still loaded (the
+// agent restarted during the rollback) is awaited, not started again. The
+// caller clears the unit once the outcome is in the journal.
+func (d *deployment) rollbackSwitch(ctx context.Context, prev, mode string) (int, error) {
+	e := d.e
+	unit := d.rollbackUnit()
+	st, err := e.act.UnitStatus(ctx, unit)
+	if err != nil {
+		return -1, fmt.Errorf("reading %s: %w", unit, err)
+	}
+	if st.State == UnitGone {
+		if err := e.act.StartUnit(ctx, d.unitSpec(unit, prev, mode)); err != nil {
+			return -1, fmt.Errorf("starting %s: %w", unit, err)
+		}
+	}
+	if st, err = d.waitUnit(ctx, unit, e.j.LogPath(d.rec.ID), false, PhaseRollback, nil); err != nil {
+		return -1, err
+	}
+	return d.exitOf(st, "the previous system's switch-to-configuration "+mode, unit)
 }
 
 // recoveryCommands put base (the toplevel the profile holds) back into the
@@ -595,16 +702,19 @@ func (d *deployment) restoreBootDefault(ctx context.Context, reason string) {
 	rec := d.rec
 	if rec.PreviousPath != "" {
 		d.restoreProfile(ctx)
-		unit := e.opts.UnitPrefix + "rollback-" + rec.ID
-		if err := e.act.StartSwitch(ctx, unit, rec.PreviousPath, "boot", e.j.LogPath(rec.ID), d.exitPath("rollback")); err == nil {
-			if code, err := d.waitUnit(ctx, unit, d.exitPath("rollback"), PhaseRollback); err == nil && code == 0 {
-				d.finish(journal.StateRolledBack, d.withProfileNote(reason+"; the previous boot default is restored"))
-				return
-			}
+		code, err := d.rollbackSwitch(ctx, rec.PreviousPath, "boot")
+		if err != nil && ctx.Err() != nil {
+			return // agent stopping: resumed at the next start
+		}
+		if err == nil && code == 0 {
+			d.finish(journal.StateRolledBack, d.withProfileNote(reason+"; the previous boot default is restored"))
+			d.clearUnit(ctx, d.rollbackUnit())
+			return
 		}
 	}
 	rec.RecoveryCommands = recoveryCommands(e.opts.Profile, rec.PreviousProfile(), rec.PreviousPath)
 	d.finish(journal.StateManual, reason+"; could not restore the previous boot default")
+	d.clearUnit(ctx, d.rollbackUnit())
 }
 
 // requestedRollback switches to an earlier generation with the same

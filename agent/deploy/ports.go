@@ -36,18 +36,65 @@ type Generation struct {
 	Path    string
 }
 
-// Activator runs a system's switch-to-configuration.
+// Activator runs a system's switch-to-configuration in transient systemd
+// units. A unit outlives the agent (the switch may restart it) and stays
+// loaded after it ends, so that how it ended is read from systemd itself,
+// also by an agent that restarted in the meantime, until ClearUnit.
 type Activator interface {
-	// DryActivate runs "<toplevel>/bin/switch-to-configuration dry-activate",
-	// passing each output line to onLine.
-	DryActivate(ctx context.Context, toplevel string, onLine func(string)) error
-	// StartSwitch starts "<toplevel>/bin/switch-to-configuration <mode>" in the
-	// transient unit named unit, appending its output to logPath and writing
-	// its exit code to exitPath when it ends. It returns once the unit started;
-	// the unit outlives the agent.
-	StartSwitch(ctx context.Context, unit, toplevel, mode, logPath, exitPath string) error
-	// UnitActive reports whether the transient unit is still running.
-	UnitActive(ctx context.Context, unit string) (bool, error)
+	// StartUnit starts "<Toplevel>/bin/switch-to-configuration <Mode>" in the
+	// transient unit u.Unit, its output appended to u.Output. It returns once
+	// the unit runs.
+	StartUnit(ctx context.Context, u UnitSpec) error
+	// UnitStatus reports whether the unit still runs, how it ended, or that
+	// systemd has no record of it.
+	UnitStatus(ctx context.Context, unit string) (UnitStatus, error)
+	// ClearUnit stops the unit if it still runs and drops systemd's record
+	// of it. A unit that is gone already is no error.
+	ClearUnit(ctx context.Context, unit string) error
+}
+
+// UnitSpec is one run of switch-to-configuration in a transient unit.
+type UnitSpec struct {
+	Unit     string // transient unit name, e.g. "panther-switch-<id>"
+	Toplevel string // the system whose switch-to-configuration runs
+	Mode     string // switch, boot, test or dry-activate
+	Output   string // file the unit appends its stdout and stderr to
+	// InstallBootloader sets NIXOS_INSTALL_BOOTLOADER=1 in the unit's
+	// environment: switch-to-configuration (re)installs the boot loader.
+	InstallBootloader bool
+	// Deadline is how long the unit may run before systemd stops it
+	// (freeing switch-to-configuration's lock); 0 means no deadline.
+	Deadline time.Duration
+}
+
+// UnitState is where a transient unit stands.
+type UnitState int
+
+// Unit states.
+const (
+	// UnitGone: systemd has no record of the unit (never started, cleared,
+	// stopped, or lost to a service manager restart or a reboot).
+	UnitGone UnitState = iota
+	// UnitRunning: the command has not ended yet.
+	UnitRunning
+	// UnitExited: the command exited; ExitCode is its status.
+	UnitExited
+	// UnitKilled: the command was killed by Signal.
+	UnitKilled
+	// UnitTimedOut: systemd stopped the unit at its deadline.
+	UnitTimedOut
+	// UnitFailed: the unit ended without running the command to an exit
+	// (Result says why, e.g. "resources").
+	UnitFailed
+)
+
+// UnitStatus is systemd's record of a transient unit.
+type UnitStatus struct {
+	State    UnitState
+	ExitCode int           // UnitExited
+	Signal   string        // UnitKilled: e.g. "SIGKILL"
+	Result   string        // systemd's Result property, e.g. "exit-code", "timeout"
+	Deadline time.Duration // the unit's deadline (UnitTimedOut)
 }
 
 // HealthReport is one health check result.

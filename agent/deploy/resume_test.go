@@ -1,8 +1,6 @@
 package deploy
 
 import (
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -11,7 +9,8 @@ import (
 )
 
 // The engine's restart (its own switch may restart the agent) and a reboot
-// are decided by the journal, the exit files and the boot token.
+// are decided by the journal, systemd's record of the switch unit and the
+// boot token.
 
 func TestResumeSwitching(t *testing.T) {
 	t.Parallel()
@@ -21,7 +20,7 @@ func TestResumeSwitching(t *testing.T) {
 		// still running when the new engine starts.
 		finishBefore bool
 	}{
-		{name: "exit file present", finishBefore: true},
+		{name: "unit ended while no agent ran", finishBefore: true},
 		{name: "unit still running", finishBefore: false},
 	}
 	for _, tc := range tests {
@@ -41,8 +40,9 @@ func TestResumeSwitching(t *testing.T) {
 			if tc.finishBefore {
 				close(hold)
 				<-unit
-				if _, err := os.Stat(filepath.Join(h.j.Dir("d1"), "switch.exit")); err != nil {
-					t.Fatal(err)
+				// systemd keeps the unit's record for the next agent.
+				if st, _ := h.act.UnitStatus(t.Context(), "panther-switch-d1"); st.State != UnitExited || st.ExitCode != 0 {
+					t.Fatalf("switch unit after it ended = %+v", st)
 				}
 			}
 			h.start()
@@ -68,6 +68,9 @@ func TestResumeSwitching(t *testing.T) {
 			wantOutcome(t, res, journal.StateConfirmed)
 			if rec := h.record("d1"); rec.SwitchExitCode == nil || *rec.SwitchExitCode != 0 || rec.PreviousPath != h.old {
 				t.Errorf("record = %+v", *rec)
+			}
+			if h.act.loaded("panther-switch-d1") {
+				t.Error("the switch unit is still loaded after its exit code was recorded")
 			}
 		})
 	}

@@ -53,9 +53,13 @@ type Request struct {
 	ConfirmTimeout time.Duration // 0 = the agent's default
 	FailOnWarnings bool
 	ExtraCritical  []string
-	Generation     int64 // rollback: target generation, 0 = previous
-	RequestedBy    string
-	KeyID          string
+	// InstallBootloader passes NIXOS_INSTALL_BOOTLOADER=1 to the switch (and
+	// to a rollback's switch): switch-to-configuration reinstalls the boot
+	// loader.
+	InstallBootloader bool
+	Generation        int64 // rollback: target generation, 0 = previous
+	RequestedBy       string
+	KeyID             string
 }
 
 // EventKind says which fields of an Event are set.

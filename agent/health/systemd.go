@@ -2,12 +2,10 @@ package health
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"strconv"
 
 	sdbus "github.com/coreos/go-systemd/v22/dbus"
-	godbus "github.com/godbus/dbus/v5"
+
+	"github.com/pantheros/panther/pkg/systembus"
 )
 
 // Systemd is the part of go-systemd's *dbus.Conn that health uses.
@@ -33,37 +31,10 @@ type ConnectFunc func(ctx context.Context) (Systemd, error)
 // A connection lives until it is closed or its ctx ends.
 func BusConnector(address string) ConnectFunc {
 	return func(ctx context.Context) (Systemd, error) {
-		if address == "" {
-			conn, err := sdbus.NewSystemConnectionContext(ctx)
-			if err != nil {
-				return nil, fmt.Errorf("connect to the system bus: %w", err)
-			}
-			return conn, nil
-		}
-		conn, err := sdbus.NewConnection(func() (*godbus.Conn, error) {
-			return dialBus(ctx, address)
-		})
+		conn, err := systembus.Dial(ctx, address)
 		if err != nil {
-			return nil, fmt.Errorf("connect to the system bus at %s: %w", address, err)
+			return nil, err
 		}
 		return conn, nil
 	}
-}
-
-// dialBus opens one authenticated bus connection, as go-systemd does for
-// the default bus: EXTERNAL authentication by numeric uid, then Hello.
-func dialBus(ctx context.Context, address string) (*godbus.Conn, error) {
-	conn, err := godbus.Dial(address, godbus.WithContext(ctx))
-	if err != nil {
-		return nil, err
-	}
-	if err := conn.Auth([]godbus.Auth{godbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("authenticate: %w", err)
-	}
-	if err := conn.Hello(); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("hello: %w", err)
-	}
-	return conn, nil
 }

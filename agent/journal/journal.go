@@ -98,6 +98,8 @@ type Record struct {
 	// BootToken identifies the boot the switch happened in; a different
 	// token at agent start means the host rebooted.
 	BootToken string `json:"bootToken,omitempty"`
+	// InstallBootloader: the switch units run with NIXOS_INSTALL_BOOTLOADER=1.
+	InstallBootloader bool `json:"installBootloader,omitempty"`
 
 	CriticalUnits    []string  `json:"criticalUnits,omitempty"`
 	RecoveryCommands []string  `json:"recoveryCommands,omitempty"`

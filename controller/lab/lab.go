@@ -39,7 +39,7 @@ const markerFile = ".panther-lab"
 // NixConfig is the nix.conf the lab's nix calls read (through
 // NIX_USER_CONF_FILES, so the export line stays one line): flakes, no build
 // sandbox (the builders are /bin/sh) and no substituters (no network).
-const NixConfig = "experimental-features = nix-command flakes\nsandbox = false\nsubstituters =\n"
+const NixConfig = "experimental-features = nix-command flakes\nsandbox = false\nsubstituters =\nbuild-users-group =\n"
 
 // Variants of the example flake (examples/lab/flake.nix).
 const (
@@ -48,6 +48,11 @@ const (
 	VariantBroken     = "broken"      // adds a unit that fails to start
 	VariantCutNetwork = "cut-network" // activation takes every link but lo down
 )
+
+// AgentServicePackages are the Debian packages standing for the `path` the
+// NixOS module gives the agent's unit (nix, systemd, git; systemd's tools
+// are on every service's PATH already).
+var AgentServicePackages = []string{"nix-bin", "git"}
 
 // DefaultHosts returns the names of the lab's hosts: alpha, beta, gamma.
 func DefaultHosts() []string { return []string{"alpha", "beta", "gamma"} }
@@ -285,7 +290,7 @@ func (l *Lab) bootHost(ctx context.Context, name, pub string) (*Host, error) {
 		"tags":            []string{"tag:panther-agent"},
 		"allowedTags":     []string{"tag:panther-controller"},
 		"noLogsNoSupport": true,
-		"nixExtraConfig":  "sandbox = false\nsubstituters =",
+		"nixExtraConfig":  "sandbox = false\nsubstituters =\nbuild-users-group =",
 		"healthSettle":    l.opts.HealthSettle.String(),
 		"confirmTimeout":  l.opts.ConfirmTimeout.String(),
 		"logLevel":        "debug",
@@ -294,9 +299,15 @@ func (l *Lab) bootHost(ctx context.Context, name, pub string) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The unit as nixos-module/default.nix makes it: the PATH of a NixOS
+	// service with the module's path (nix, systemd, git), and never stopped
+	// or restarted by a switch.
 	unit := fmt.Sprintf(`[Unit]
 Description=panther agent (lab)
 After=dbus.service
+X-RestartIfChanged=false
+X-StopIfChanged=false
+X-StopOnRemoval=false
 
 [Service]
 ExecStart=%s run --config /etc/panther/agent.json
@@ -304,20 +315,21 @@ Restart=always
 RestartSec=200ms
 KillMode=process
 Environment=TS_NO_LOGS_NO_SUPPORT=true
-Environment=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+Environment=PATH=%s
 
 [Install]
 WantedBy=multi-user.target
-`, l.Agent)
+`, l.Agent, sandbox.ServicePath)
 	sb, err := sandbox.Boot(ctx, sandbox.Options{
-		Name:     name,
-		StateDir: filepath.Join(l.Dir, "hosts", name),
-		NetNS:    true,
-		Units:    map[string]string{"panther-agent.service": unit},
-		Enable:   []string{"panther-agent.service"},
-		Files:    map[string]string{"/etc/panther/agent.json": string(b)},
-		Owner:    Owner,
-		Logger:   l.log,
+		Name:            name,
+		StateDir:        filepath.Join(l.Dir, "hosts", name),
+		NetNS:           true,
+		Units:           map[string]string{"panther-agent.service": unit},
+		ServicePackages: AgentServicePackages,
+		Enable:          []string{"panther-agent.service"},
+		Files:           map[string]string{"/etc/panther/agent.json": string(b)},
+		Owner:           Owner,
+		Logger:          l.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("lab: host %s: %w", name, err)

@@ -4,8 +4,10 @@ package lab
 
 import "embed"
 
-// Flake holds flake.nix, hosts.json, lab.json, panther.json, the builder,
-// switch-to-configuration.sh and units/ at its root. It is read-only.
+// Flake holds flake.nix, hosts.json, lab.json, panther.json, builder.sh,
+// switch-to-configuration.sh, activate.sh and units/ at its root. It is
+// read-only. The three scripts are copies of pkg/nixtest's test flake
+// (TestScriptsMatchTestFlake keeps them identical).
 //
-//go:embed flake.nix hosts.json lab.json panther.json builder.sh switch-to-configuration.sh units
+//go:embed flake.nix hosts.json lab.json panther.json builder.sh switch-to-configuration.sh activate.sh units
 var Flake embed.FS

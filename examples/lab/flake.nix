@@ -6,9 +6,12 @@
 # network namespace the lab itself runs in, where switch never touches links.
 #
 # nixosConfigurations.<host>.config.system.build.toplevel is a real
-# derivation built by /bin/sh; its bin/switch-to-configuration does real
-# systemd work inside the lab's sandboxed hosts (see
-# switch-to-configuration.sh). Never deploy it to a real machine.
+# derivation built by /bin/sh, shaped like a NixOS system (nixos-version,
+# init-interface-version, kernel, initrd, activate, ...); its
+# bin/switch-to-configuration keeps the contract of NixOS's
+# switch-to-configuration-ng and does real systemd work inside the lab's
+# sandboxed hosts (see switch-to-configuration.sh). Never deploy it to a
+# real machine.
 {
   description = "panther lab: example hosts for pantherctl (no inputs)";
 
@@ -36,7 +39,7 @@
         # Activation takes every network link but lo down, like a firewall or
         # network change that locks you out: pantherctl cannot confirm, and
         # the agent's dead-man switch rolls back when the window closes.
-        cut-network = { units = [ hello greeter ]; cutNetwork = true; };
+        cut-network = { units = [ hello greeter ]; features = [ "cut-network" ]; };
       };
 
       toplevel = host: variant: v: derivation {
@@ -48,9 +51,12 @@
         inherit host variant;
         version = "26.05.lab-${variant} (Panther Lab)";
         units = v.units;
-        cutNetwork = if v.cutNetwork or false then "1" else "";
+        # builder.sh, switch-to-configuration.sh and activate.sh are the
+        # panther test flake's (a test keeps them identical).
+        features = v.features or [ ];
         switchScript = ./switch-to-configuration.sh;
-        labNetns = lab.labNetns;
+        activateScript = ./activate.sh;
+        runnerNetns = lab.labNetns;
       };
 
       host = name: variant:

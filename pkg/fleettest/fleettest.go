@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pantheros/panther/pkg/nixtest"
+	"github.com/pantheros/panther/pkg/sandbox"
 	"github.com/pantheros/panther/pkg/sandboxtest"
 	"github.com/pantheros/panther/pkg/signing"
 	"github.com/pantheros/panther/pkg/tailnettest"
@@ -167,7 +168,7 @@ func (f *Fleet) AgentConfig(name string) map[string]any {
 		"tags":            []string{"tag:panther-agent"},
 		"allowedTags":     []string{"tag:panther-controller"},
 		"noLogsNoSupport": true,
-		"nixExtraConfig":  "sandbox = false\nsubstituters =\nbuild-users-group =", // no nixbld group: build as root
+		"nixExtraConfig":  "sandbox = false\nsubstituters =\nbuild-users-group =",
 		"healthSettle":    "0s",
 		"confirmTimeout":  f.opts.ConfirmTimeout.String(),
 		"logLevel":        "debug",
@@ -184,9 +185,15 @@ func (f *Fleet) AgentConfig(name string) map[string]any {
 func (f *Fleet) boot(name string) *Host {
 	t := f.t
 	cfg, _ := json.MarshalIndent(f.AgentConfig(name), "", "  ")
+	// The unit as nixos-module/default.nix makes it: the PATH of a NixOS
+	// service with the module's path (nix, systemd, git), and never stopped
+	// or restarted by a switch.
 	unit := fmt.Sprintf(`[Unit]
 Description=panther agent
 After=dbus.service
+X-RestartIfChanged=false
+X-StopIfChanged=false
+X-StopOnRemoval=false
 
 [Service]
 Type=notify
@@ -196,18 +203,19 @@ Restart=always
 RestartSec=200ms
 KillMode=process
 Environment=TS_NO_LOGS_NO_SUPPORT=true
-Environment=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+Environment=PATH=%s
 
 [Install]
 WantedBy=multi-user.target
-`, f.Bin.Agent)
+`, f.Bin.Agent, sandbox.ServicePath)
 	sb := sandboxtest.Boot(t, sandboxtest.Options{
-		Name:        name,
-		NetNS:       !f.opts.NoSandboxNetNS,
-		Units:       map[string]string{"panther-agent.service": unit},
-		Enable:      []string{"panther-agent.service"},
-		Files:       map[string]string{"/etc/panther/agent.json": string(cfg)},
-		BootTimeout: f.opts.BootTimeout,
+		Name:            name,
+		NetNS:           !f.opts.NoSandboxNetNS,
+		Units:           map[string]string{"panther-agent.service": unit},
+		ServicePackages: []string{"nix-bin", "git"},
+		Enable:          []string{"panther-agent.service"},
+		Files:           map[string]string{"/etc/panther/agent.json": string(cfg)},
+		BootTimeout:     f.opts.BootTimeout,
 	})
 	unitTimeout := 30 * time.Second
 	if f.opts.BootTimeout > 0 {

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/pantheros/panther/agent/journal"
+	"github.com/pantheros/panther/pkg/nixtest"
+	"github.com/pantheros/panther/pkg/sandboxtest"
 )
 
 // Where the agents of a fleet keep things, inside their hosts.
@@ -214,4 +216,42 @@ func DeploymentIDFromJSON(stdout string) string {
 		}
 	}
 	return ""
+}
+
+// HoldSwitchLock holds switch-to-configuration's lock on the host, as a
+// running nixos-rebuild or system.autoUpgrade would: every switch, boot,
+// test or dry-activate exits 11 until release is called or the test ends.
+func (h *Host) HoldSwitchLock(t testing.TB) (release func()) {
+	t.Helper()
+	return sandboxtest.HoldSwitchLock(t, h.SB)
+}
+
+// FailUnit starts a transient unit on the host that fails and keeps failing
+// (see sandboxtest.FailUnit): a failure from before a deploy, which
+// switch-to-configuration reports after the switch with exit 4.
+func (h *Host) FailUnit(t testing.TB, unit string) {
+	t.Helper()
+	sandboxtest.FailUnit(t, h.SB, unit)
+}
+
+// BootDefault is the toplevel the host's boot loader entry names: the
+// system its next boot brings up ("" if there is none).
+func (h *Host) BootDefault(t testing.TB) string {
+	t.Helper()
+	for _, line := range strings.Split(h.ReadFile(t, nixtest.BootEntry), "\n") {
+		if top, ok := strings.CutPrefix(line, "toplevel "); ok {
+			return strings.TrimSpace(top)
+		}
+	}
+	return ""
+}
+
+// BootedSystem is where host's /run/booted-system points ("" if nowhere).
+func (h *Host) BootedSystem(t testing.TB) string {
+	t.Helper()
+	out, err := h.SB.Exec(context.Background(), "readlink", "-f", nixtest.BootedSystem)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
 }

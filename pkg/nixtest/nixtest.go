@@ -4,10 +4,17 @@
 //
 // Each host deploys one variant (good, build-fail, web-ok, ...), read from
 // hosts.json in the flake so a test changes what a host deploys by
-// rewriting that file. Every toplevel holds nixos-version, unit files under
-// etc/systemd/system and a bin/switch-to-configuration that does real
-// systemd work inside a systemd sandbox (see pkg/sandboxtest); the flake's
-// switch-to-configuration.sh documents its behaviour.
+// rewriting that file. Every toplevel is NixOS-shaped: nixos-version,
+// init-interface-version, kernel, initrd, kernel-modules/, activate, init,
+// configuration-name, switch-inhibitors, unit files under
+// etc/systemd/system, specialisation/ and a bin/switch-to-configuration
+// that keeps switch-to-configuration-ng's contract (root only, the lock and
+// exit 11, exit 100 on a new init interface, exit 2 and 4, the boot
+// default, check) while doing real systemd work inside a systemd sandbox
+// (see pkg/sandboxtest, whose stage 2 brings up the boot default on every
+// boot). The flake's switch-to-configuration.sh, activate.sh and builder.sh
+// document the details; examples/lab carries identical copies of those
+// three files.
 package nixtest
 
 import (
@@ -26,6 +33,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/pantheros/panther/pkg/nix"
+	"github.com/pantheros/panther/pkg/sandbox"
 )
 
 // Variants of the lab flake.
@@ -38,7 +46,11 @@ const (
 	DryFail        = "dry-fail"        // dry-activate exits 1
 	UnitFail       = "unit-fail"       // adds lab-broken, which fails: switch exits 4
 	ActivationFail = "activation-fail" // switch exits 2
-	RebootRequired = "reboot-required" // switch exits 100
+	RebootRequired = "reboot-required" // new init-interface-version: switch sets the boot default and exits 100 without activating, dry-activate exits 100
+	NewKernel      = "new-kernel"      // kernel, initrd and kernel-modules differ (KernelVersion vs NewKernelVersion); switch works
+	Inhibited      = "inhibited"       // its switch inhibitors differ from every other variant's: check, switch and test refuse (exit 1) on a host running another variant
+	Specialised    = "specialised"     // has specialisation/<SpecialisationName>, a full toplevel that adds ExtraUnit
+	HangSwitch     = "hang-switch"     // switch starts HangUnit, a oneshot that never ends: switch blocks for ever holding SwitchLock
 	RestartAgent   = "restart-agent"   // switch restarts panther-agent.service (no-block)
 	CutNetwork     = "cut-network"     // switch takes every link but lo down
 	WebOK          = "web-ok"          // adds lab-web: HTTP 200 on WebAddr
@@ -72,22 +84,41 @@ const (
 	GreeterUnit = "lab-greeter.service"
 	BrokenUnit  = "lab-broken.service"
 	WebUnit     = "lab-web.service"
+	HangUnit    = "lab-hang.service"  // variant hang-switch; not wanted by multi-user.target
+	ExtraUnit   = "lab-extra.service" // the specialisation of variant specialised
+	// SpecialisationName is the specialisation of variant specialised.
+	SpecialisationName = "lab-extra"
+	// KernelVersion is the kernel of every variant but new-kernel's
+	// NewKernelVersion (in kernel, initrd and kernel-modules/lib/modules).
+	KernelVersion    = "6.6.0-lab"
+	NewKernelVersion = "6.12.0-lab"
 	// WebAddr is where lab-web listens (python3's http.server, from Debian's
 	// python3 package at /usr/bin/python3).
 	WebAddr = "127.0.0.1:8080"
 	// FailActivationFile, when it exists on the host, makes switch and test
 	// of every variant exit 2: a test makes a rollback fail with it.
 	FailActivationFile = "/etc/panther-lab/fail-activation"
-	// BootEntry is written by switch and boot; it names the toplevel.
-	BootEntry = "/boot/loader/entries/panther.conf"
-	// CurrentSystem points at the active toplevel after switch and test.
+	// BootEntry is the boot default, written by switch and boot; it names
+	// the toplevel (init=<toplevel>/init) that the next boot brings up
+	// (sandbox.BootEntry).
+	BootEntry = sandbox.BootEntry
+	// CurrentSystem points at the active toplevel after switch and test,
+	// and at the booted one after a boot.
 	CurrentSystem = "/run/current-system"
+	// BootedSystem points at the toplevel the host booted (the boot default
+	// at boot time).
+	BootedSystem = "/run/booted-system"
+	// Profile is the system profile (nix-env generations).
+	Profile = "/nix/var/nix/profiles/system"
+	// SwitchLock is the lock every switch-to-configuration run takes (a
+	// non-blocking flock: exit 11 when it is held).
+	SwitchLock = "/run/nixos/switch-to-configuration.lock"
 )
 
 // Variants returns every variant name but the slow ones, sorted.
 func Variants() []string {
-	return []string{ActivationFail, BuildFail, CutNetwork, DryFail, EvalError, Good, GoodV2,
-		RebootRequired, RestartAgent, UnitFail, Warnings, WebBroken, WebOK}
+	return []string{ActivationFail, BuildFail, CutNetwork, DryFail, EvalError, Good, GoodV2, HangSwitch,
+		Inhibited, NewKernel, RebootRequired, RestartAgent, Specialised, UnitFail, Warnings, WebBroken, WebOK}
 }
 
 // Version returns the nixos-version text of a variant's toplevel.
@@ -102,6 +133,8 @@ func Units(variant string) []string {
 		return []string{BrokenUnit, GreeterUnit, HelloUnit}
 	case WebOK, WebBroken:
 		return []string{GreeterUnit, HelloUnit, WebUnit}
+	case HangSwitch:
+		return []string{GreeterUnit, HangUnit, HelloUnit}
 	}
 	return []string{GreeterUnit, HelloUnit}
 }

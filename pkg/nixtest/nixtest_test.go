@@ -50,6 +50,10 @@ func TestVariants(t *testing.T) {
 		{variant: nixtest.UnitFail},
 		{variant: nixtest.ActivationFail},
 		{variant: nixtest.RebootRequired},
+		{variant: nixtest.NewKernel},
+		{variant: nixtest.Inhibited},
+		{variant: nixtest.Specialised},
+		{variant: nixtest.HangSwitch},
 		{variant: nixtest.RestartAgent},
 		{variant: nixtest.CutNetwork},
 		{variant: nixtest.WebOK},
@@ -121,9 +125,46 @@ func checkToplevel(t *testing.T, out, variant string) {
 			t.Errorf("unit %s: %v\n%s", u, err, b)
 		}
 	}
-	info, err := os.Stat(filepath.Join(out, "bin/switch-to-configuration"))
-	if err != nil || info.Mode()&0o111 == 0 {
-		t.Errorf("switch-to-configuration not executable: %v %v", info, err)
+	for _, exe := range []string{"bin/switch-to-configuration", "activate", "init"} {
+		info, err := os.Stat(filepath.Join(out, exe))
+		if err != nil || info.Mode()&0o111 == 0 {
+			t.Errorf("%s not executable: %v %v", exe, info, err)
+		}
+	}
+	kernel := nixtest.KernelVersion
+	if variant == nixtest.NewKernel {
+		kernel = nixtest.NewKernelVersion
+	}
+	for file, want := range map[string]string{
+		"init-interface-version": "systemd\n",
+		"kernel":                 "panther lab kernel " + kernel + "\n",
+		"initrd":                 "panther lab initrd " + kernel + "\n",
+		"configuration-name":     "",
+	} {
+		if variant == nixtest.RebootRequired && file == "init-interface-version" {
+			want = "systemd-lab-2\n"
+		}
+		if b, err := os.ReadFile(filepath.Join(out, file)); err != nil || string(b) != want {
+			t.Errorf("%s = %q, %v; want %q", file, b, err, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, "kernel-modules/lib/modules", kernel)); err != nil {
+		t.Errorf("kernel-modules: %v", err)
+	}
+	spec := filepath.Join(out, "specialisation", nixtest.SpecialisationName)
+	if variant != nixtest.Specialised {
+		if _, err := os.Stat(spec); err == nil {
+			t.Errorf("%s has a specialisation", variant)
+		}
+		return
+	}
+	if b, err := os.ReadFile(filepath.Join(spec, "configuration-name")); err != nil || string(b) != nixtest.SpecialisationName {
+		t.Errorf("specialisation configuration-name = %q, %v", b, err)
+	}
+	for _, f := range []string{"nixos-version", "bin/switch-to-configuration", "activate", "kernel", "etc/systemd/system/" + nixtest.ExtraUnit} {
+		if _, err := os.Stat(filepath.Join(spec, f)); err != nil {
+			t.Errorf("specialisation: %v", err)
+		}
 	}
 }
 

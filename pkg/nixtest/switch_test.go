@@ -52,7 +52,8 @@ func TestSwitchInSandbox(t *testing.T) {
 	n := nixtest.Nix(t)
 	sandboxtest.Require(t, true)
 	tops := buildAll(t, n, nixtest.Good, nixtest.GoodV2, nixtest.UnitFail, nixtest.WebOK, nixtest.WebBroken,
-		nixtest.ActivationFail, nixtest.RebootRequired, nixtest.RestartAgent, nixtest.CutNetwork, nixtest.DryFail)
+		nixtest.ActivationFail, nixtest.RebootRequired, nixtest.RestartAgent, nixtest.CutNetwork, nixtest.DryFail,
+		nixtest.NewKernel, nixtest.Inhibited, nixtest.Specialised, nixtest.HangSwitch)
 	s := sandboxtest.Boot(t, sandboxtest.Options{
 		Name:  "lab",
 		NetNS: true,
@@ -97,6 +98,7 @@ except e.HTTPError as x: print(x.code)`)
 		return links
 	}
 	var pids struct{ hello, greeter, agent string }
+	asUser := "" // run the step's switch-to-configuration as this user
 
 	steps := []struct {
 		name     string
@@ -205,7 +207,129 @@ except e.HTTPError as x: print(x.code)`)
 			},
 		},
 		{name: "activation-fail", variant: nixtest.ActivationFail, wantExit: 2, wantOut: []string{"activation script failed"}},
-		{name: "reboot-required", variant: nixtest.RebootRequired, wantExit: 100},
+		{
+			name: "reboot-required dry-activate exits 100", variant: nixtest.RebootRequired, action: "dry-activate", wantExit: 100,
+			wantOut: []string{"incompatible with the current configuration"},
+		},
+		{
+			name: "reboot-required sets the boot default, exits 100, activates nothing", variant: nixtest.RebootRequired, wantExit: 100,
+			wantOut: []string{"won't take effect until you reboot"},
+			notOut:  []string{"activating the configuration"},
+			check: func(t *testing.T, top string) {
+				if got := current(t); got != tops[nixtest.ActivationFail] {
+					t.Errorf("current-system = %s, want still %s", got, tops[nixtest.ActivationFail])
+				}
+				if entry := s.Run(t, "cat", nixtest.BootEntry); !strings.Contains(entry, "init="+top+"/init") {
+					t.Errorf("boot entry does not name %s:\n%s", top, entry)
+				}
+			},
+		},
+		{
+			name: "a reboot brings up the boot default", variant: nixtest.Good, action: "dry-activate", wantExit: 100,
+			before: func(t *testing.T) {
+				s.Reboot(t)
+				top := tops[nixtest.RebootRequired]
+				if got := current(t); got != top {
+					t.Errorf("after reboot current-system = %s, want the boot default %s", got, top)
+				}
+				if got := s.Run(t, "readlink", nixtest.BootedSystem); got != top {
+					t.Errorf("after reboot booted-system = %s, want %s", got, top)
+				}
+				ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+				defer cancel()
+				for _, u := range nixtest.Units(nixtest.RebootRequired) {
+					if err := s.WaitUnit(ctx, u, "active"); err != nil {
+						t.Errorf("after reboot: %v", err)
+					}
+				}
+			},
+		},
+		{
+			name: "boot good, reboot into it", variant: nixtest.Good, action: "boot",
+			notOut: []string{"activating"},
+			check: func(t *testing.T, top string) {
+				if got := current(t); got != tops[nixtest.RebootRequired] {
+					t.Errorf("boot changed current-system to %s", got)
+				}
+				s.Reboot(t)
+				if got := current(t); got != top {
+					t.Errorf("after reboot current-system = %s, want %s", got, top)
+				}
+			},
+		},
+		{
+			name: "new-kernel switches; booted-system keeps the old kernel", variant: nixtest.NewKernel,
+			check: func(t *testing.T, top string) {
+				booted := s.Run(t, "cat", nixtest.BootedSystem+"/kernel")
+				cur := s.Run(t, "cat", nixtest.CurrentSystem+"/kernel")
+				if !strings.Contains(booted, nixtest.KernelVersion) || !strings.Contains(cur, nixtest.NewKernelVersion) {
+					t.Errorf("booted kernel %q, current kernel %q", booted, cur)
+				}
+			},
+		},
+		{
+			name: "check refuses changed switch inhibitors", variant: nixtest.Inhibited, action: "check", wantExit: 1,
+			wantOut: []string{"changes to critical components", "lab-critical-component 2"},
+		},
+		{
+			name: "switch refuses changed switch inhibitors", variant: nixtest.Inhibited, wantExit: 1,
+			wantOut: []string{"changes to critical components"},
+			check: func(t *testing.T, top string) {
+				if got := current(t); got == top {
+					t.Errorf("switched to the inhibited system")
+				}
+			},
+		},
+		{name: "check passes without inhibitor changes", variant: nixtest.Good, action: "check"},
+		{
+			name: "a specialisation is a full toplevel", variant: nixtest.Specialised,
+			check: func(t *testing.T, top string) {
+				spec := top + "/specialisation/" + nixtest.SpecialisationName
+				if out, err := s.Exec(t.Context(), spec+"/bin/switch-to-configuration", "test"); err != nil {
+					t.Fatalf("specialisation test: %v\n%s", err, out)
+				}
+				if got := current(t); got != spec {
+					t.Errorf("current-system = %s, want %s", got, spec)
+				}
+				if st := show(t, nixtest.ExtraUnit, "ActiveState"); st != "active" {
+					t.Errorf("%s is %s", nixtest.ExtraUnit, st)
+				}
+			},
+		},
+		{
+			name: "a switch that hangs holds the lock", variant: nixtest.Good, wantExit: 11,
+			wantOut: []string{"Could not acquire lock"},
+			before: func(t *testing.T) {
+				s.Run(t, "systemd-run", "--unit=hang-switch", "--collect", tops[nixtest.HangSwitch]+"/bin/switch-to-configuration", "switch")
+				ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+				defer cancel()
+				if err := s.WaitUnit(ctx, nixtest.HangUnit, "activating"); err != nil {
+					t.Fatal(err)
+				}
+			},
+			check: func(t *testing.T, top string) {
+				s.Run(t, "systemctl", "stop", "hang-switch.service", nixtest.HangUnit)
+			},
+		},
+		{
+			name: "a held lock", variant: nixtest.Good, action: "dry-activate", wantExit: 11,
+			wantOut: []string{"Could not acquire lock"},
+			before:  func(t *testing.T) { sandboxtest.HoldSwitchLock(t, s) },
+		},
+		{
+			name: "a unit failing before the switch", variant: nixtest.Good, wantExit: 4,
+			wantOut: []string{"the following units failed: crashloop.service"},
+			before:  func(t *testing.T) { sandboxtest.FailUnit(t, s, "crashloop.service") },
+			check: func(t *testing.T, top string) {
+				s.Run(t, "systemctl", "stop", "crashloop.service")
+				s.Run(t, "systemctl", "reset-failed")
+			},
+		},
+		{
+			name: "root only", variant: nixtest.Good, action: "dry-activate", wantExit: 1, wantOut: []string{"must be run as root"},
+			before: func(t *testing.T) { asUser = "nobody" },
+			check:  func(t *testing.T, top string) { asUser = "" },
+		},
 		{
 			name: "fail-activation marker fails any switch", variant: nixtest.Good, wantExit: 2,
 			before: func(t *testing.T) {
@@ -269,7 +393,11 @@ except e.HTTPError as x: print(x.code)`)
 			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 			defer cancel()
 			start := time.Now()
-			out, err := s.Command(ctx, top+"/bin/switch-to-configuration", action).CombinedOutput()
+			argv := []string{top + "/bin/switch-to-configuration", action}
+			if asUser != "" {
+				argv = append([]string{"setpriv", "--reuid=" + asUser, "--regid=nogroup", "--clear-groups"}, argv...)
+			}
+			out, err := s.Command(ctx, argv...).CombinedOutput()
 			t.Logf("%s %s took %v", st.variant, action, time.Since(start).Round(time.Millisecond))
 			code := 0
 			var ee *exec.ExitError

@@ -38,7 +38,7 @@ func tools(netns bool) []tool {
 	t := []tool{
 		{"sh", "dash"}, {"mount", "mount"}, {"umount", "mount"}, {"mknod", "coreutils"},
 		{"pivot_root", "util-linux"}, {"setpriv", "util-linux"}, {"nsenter", "util-linux"},
-		{"systemctl", "systemd"}, {"dbus-daemon", "dbus"},
+		{"systemctl", "systemd"}, {"dbus-daemon", "dbus"}, {"dpkg-query", "dpkg"},
 	}
 	if netns {
 		t = append(t, tool{"ip", "iproute2"})

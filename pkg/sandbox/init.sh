@@ -63,5 +63,23 @@ fi
 
 pivot_root . .
 umount -l .
+
+# Stage 2, as the boot loader and NixOS's stage 2 do it: the boot loader
+# entry (the boot default that switch-to-configuration switch and boot
+# write) names the system to bring up with init=<toplevel>/init; its
+# activation installs that system (units, /run/current-system) before
+# systemd starts, and /run/booted-system records it.
+entry=/boot/loader/entries/panther.conf
+if [ -r "$entry" ]; then
+	init=$(sed -n 's/^options.*init=\([^ ]*\).*/\1/p' "$entry")
+	top=${init%/init}
+	if [ -n "$init" ] && [ -x "$top/activate" ]; then
+		echo "stage 2: activating $top"
+		"$top/activate" "$top" || echo "stage 2: the activation of $top failed"
+		ln -sfn "$top" /run/booted-system
+	else
+		echo "stage 2: $entry names no system with an activation script (init=$init)"
+	fi
+fi
 # Capabilities that reach the host kernel (modules, clock) are dropped.
 exec setpriv --bounding-set=-sys_module,-sys_time,-wake_alarm -- "$systemd"

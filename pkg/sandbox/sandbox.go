@@ -62,6 +62,16 @@ type Options struct {
 	// before the first boot; content starting with "#!" is made
 	// executable. Default none.
 	Files map[string]string
+	// HostDefaultPath keeps the machine's default PATH for units. Default
+	// false: the sandbox models NixOS, where PID 1 gives a unit a PATH with
+	// only systemd's tools (SystemdBinDir), and a unit standing for a NixOS
+	// service sets Environment=PATH=<ServicePath> itself.
+	HostDefaultPath bool
+	// ServicePackages are Debian packages whose commands are linked into
+	// ServiceBinDir besides coreutils, findutils, grep and sed: what a
+	// NixOS module adds to its service's `path` (the panther-agent module
+	// adds nix, systemd and git: "nix-bin", "git"). Default none.
+	ServicePackages []string
 	// BootTimeout bounds each boot until systemd reports running or
 	// degraded. Default 30s.
 	BootTimeout time.Duration

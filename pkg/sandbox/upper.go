@@ -81,6 +81,11 @@ func (u upperLayer) prepare(opts Options, net *network) error {
 	if err := u.symlink("/lib/systemd/system/multi-user.target", "/etc/systemd/system/default.target"); err != nil {
 		return err
 	}
+	if !opts.HostDefaultPath {
+		if err := u.nixosPaths(opts.ServicePackages); err != nil {
+			return err
+		}
+	}
 	if err := u.hideHostWants(); err != nil {
 		return err
 	}

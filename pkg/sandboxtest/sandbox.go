@@ -42,6 +42,15 @@ type Options struct {
 	// before the first boot; content starting with "#!" is made
 	// executable. Default none.
 	Files map[string]string
+	// HostDefaultPath keeps the machine's default PATH for units. Default
+	// false: as on NixOS, a unit without Environment=PATH (a transient unit
+	// of systemd-run) sees sandbox.SystemdBinDir only; see
+	// sandbox.Options.HostDefaultPath.
+	HostDefaultPath bool
+	// ServicePackages are Debian packages linked into
+	// sandbox.ServiceBinDir besides coreutils, findutils, grep and sed (a
+	// NixOS service's `path`). Default none.
+	ServicePackages []string
 	// BootTimeout bounds each boot until systemd reports running or
 	// degraded. Default 30s.
 	BootTimeout time.Duration
@@ -69,15 +78,17 @@ func Boot(t testing.TB, opts Options) *Sandbox {
 	}
 	begin := time.Now()
 	core, err := sandbox.Boot(context.Background(), sandbox.Options{
-		Name:        opts.Name,
-		StateDir:    opts.StateDir,
-		NetNS:       opts.NetNS,
-		Units:       opts.Units,
-		Enable:      opts.Enable,
-		Files:       opts.Files,
-		BootTimeout: opts.BootTimeout,
-		StopTimeout: opts.StopTimeout,
-		Owner:       owner,
+		Name:            opts.Name,
+		StateDir:        opts.StateDir,
+		NetNS:           opts.NetNS,
+		Units:           opts.Units,
+		Enable:          opts.Enable,
+		Files:           opts.Files,
+		HostDefaultPath: opts.HostDefaultPath,
+		ServicePackages: opts.ServicePackages,
+		BootTimeout:     opts.BootTimeout,
+		StopTimeout:     opts.StopTimeout,
+		Owner:           owner,
 	})
 	if err != nil {
 		t.Fatalf("sandboxtest: %v", err)

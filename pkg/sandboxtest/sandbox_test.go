@@ -22,6 +22,7 @@ import (
 	sdbus "github.com/coreos/go-systemd/v22/dbus"
 	godbus "github.com/godbus/dbus/v5"
 
+	"github.com/pantheros/panther/pkg/sandbox"
 	"github.com/pantheros/panther/pkg/sandboxtest"
 )
 
@@ -100,7 +101,7 @@ func TestTransientUnit(t *testing.T) {
 	s := sandboxtest.Boot(t, sandboxtest.Options{})
 	out := s.Run(t, "systemd-run", "--wait", "--collect", "--quiet", "--unit=transient-test",
 		"--property=StandardOutput=file:/var/lib/transient.out",
-		"/bin/sh", "-c", "echo hello from $(cat /proc/1/comm)")
+		"/bin/sh", "-c", "echo hello from $(/bin/cat /proc/1/comm)")
 	if out != "" {
 		t.Logf("systemd-run: %s", out)
 	}
@@ -114,6 +115,43 @@ func TestTransientUnit(t *testing.T) {
 	// A failing transient unit reports its failure through systemd-run.
 	if _, err := s.Exec(t.Context(), "systemd-run", "--wait", "--collect", "--quiet", "/bin/false"); err == nil {
 		t.Error("systemd-run of /bin/false succeeded")
+	}
+}
+
+// TestNixOSPaths: as on NixOS, a transient unit's PATH holds systemd's
+// tools only, so a shell in it finds systemctl but not mv; a unit that sets
+// sandbox.ServicePath finds what a NixOS service finds (coreutils,
+// findutils, grep, sed, systemd, plus Options.ServicePackages); and
+// HostDefaultPath turns the model off.
+func TestNixOSPaths(t *testing.T) {
+	t.Parallel()
+	run := func(s *sandboxtest.Sandbox, argv ...string) (string, error) {
+		out, err := s.Exec(t.Context(), append([]string{"systemd-run", "--wait", "--collect", "--quiet", "--pipe"}, argv...)...)
+		return strings.TrimSpace(string(out)), err
+	}
+	nixos := sandboxtest.Boot(t, sandboxtest.Options{Name: "nixos", ServicePackages: []string{"git"}})
+	out, err := run(nixos, "/usr/bin/env")
+	if err != nil || !strings.Contains(out, "PATH="+sandbox.SystemdBinDir+"\n") {
+		t.Errorf("transient unit environment: %v\n%s\nwant PATH=%s", err, out, sandbox.SystemdBinDir)
+	}
+	if out, err := run(nixos, "/bin/sh", "-c", "systemctl --version >/dev/null && echo found systemctl"); err != nil || out != "found systemctl" {
+		t.Errorf("systemctl in a transient unit: %v %q", err, out)
+	}
+	if out, err := run(nixos, "/bin/sh", "-c", "mv --version"); err == nil || !strings.Contains(out, "not found") {
+		t.Errorf("mv in a transient unit: %v %q, want not found", err, out)
+	}
+	for _, cmd := range []string{"mv", "find", "grep", "sed", "systemctl", "git"} {
+		if out, err := run(nixos, "--setenv=PATH="+sandbox.ServicePath, "/bin/sh", "-c", "command -v "+cmd); err != nil {
+			t.Errorf("%s with ServicePath: %v %q", cmd, err, out)
+		}
+	}
+	if out, err := run(nixos, "--setenv=PATH="+sandbox.ServicePath, "/bin/sh", "-c", "command -v python3"); err == nil {
+		t.Errorf("python3 found with ServicePath (%q): only the service's packages belong there", out)
+	}
+
+	debian := sandboxtest.Boot(t, sandboxtest.Options{Name: "debian", HostDefaultPath: true})
+	if out, err := run(debian, "/bin/sh", "-c", "mv --version >/dev/null && echo found mv"); err != nil || out != "found mv" {
+		t.Errorf("mv in a transient unit with HostDefaultPath: %v %q", err, out)
 	}
 }
 

@@ -1,10 +1,16 @@
 # Builder of a panther lab toplevel, run by /bin/sh with the derivation's
-# attributes in its environment (host, variant, version, units, ...).
+# attributes in its environment. Required: host, variant, version, units,
+# switchScript, activateScript. Optional: runnerNetns, features (names of
+# lab behaviours, each a file under lab/; see switch-to-configuration.sh),
+# initInterfaceVersion (default "systemd"), kernelVersion (default
+# "6.6.0-lab"), inhibitors (the switch inhibitors' text), specialisation and
+# specialisationUnits (a specialisation/<name> toplevel with these units
+# added), failBuild, buildDelay, dryDelay, switchDelay, webServer, salt.
 export PATH=/usr/bin:/bin
 set -eu
 
 echo "building the lab system of $host (variant $variant)"
-if [ -n "$failBuild" ]; then
+if [ -n "${failBuild:-}" ]; then
 	echo "compiling lab-broken (1/2)"
 	echo "lab-broken.c:3:1: error: expected ';' before '}' token" >&2
 	echo "make: *** [lab-broken] Error 1" >&2
@@ -16,21 +22,47 @@ if [ -n "${buildDelay:-}" ]; then
 	sleep "$buildDelay"
 fi
 
-mkdir -p "$out/bin" "$out/etc/systemd/system" "$out/lab" "$out/share/lab-web"
-printf '%s\n' "$version" >"$out/nixos-version"
-printf '%s\n' "$host" >"$out/etc/hostname"
-printf '%s\n' "$variant" >"$out/lab/variant"
-printf '%s\n' "$runnerNetns" >"$out/lab/runner-netns"
-# Slow steps of switch-to-configuration (variants slow-dry, slow-switch).
-printf '%s\n' "${dryDelay:-0}" >"$out/lab/dry-delay"
-printf '%s\n' "${switchDelay:-0}" >"$out/lab/switch-delay"
-for f in $units; do
-	name=$(basename "$f")
-	name=${name#*-} # strip the store hash
-	sed -e "s|@out@|$out|g" "$f" >"$out/etc/systemd/system/$name"
-	echo "installed unit $name"
-done
-cp "$webServer" "$out/share/lab-web/server.py"
-sed -e "s|@out@|$out|g" "$switchScript" >"$out/bin/switch-to-configuration"
-chmod 0755 "$out/bin/switch-to-configuration"
+kernelVersion=${kernelVersion:-6.6.0-lab}
+
+# toplevel DIR NAME UNITS: a NixOS-shaped system toplevel in DIR whose
+# configuration-name is NAME ("" for the base system).
+toplevel() {
+	dir=$1
+	mkdir -p "$dir/bin" "$dir/etc/systemd/system" "$dir/lab" "$dir/sw/bin" \
+		"$dir/kernel-modules/lib/modules/$kernelVersion" "$dir/specialisation"
+	printf '%s\n' "$version" >"$dir/nixos-version"
+	printf '%s\n' "${initInterfaceVersion:-systemd}" >"$dir/init-interface-version"
+	printf 'panther lab kernel %s\n' "$kernelVersion" >"$dir/kernel"
+	printf 'panther lab initrd %s\n' "$kernelVersion" >"$dir/initrd"
+	printf 'panther lab modules\n' >"$dir/kernel-modules/lib/modules/$kernelVersion/modules.dep"
+	printf '%s' "$2" >"$dir/configuration-name"
+	printf '%s\n' "${inhibitors:-}" >"$dir/switch-inhibitors"
+	printf '%s\n' "$host" >"$dir/etc/hostname"
+	printf '%s\n' "$variant" >"$dir/lab/variant"
+	printf '%s\n' "${runnerNetns:-}" >"$dir/lab/runner-netns"
+	printf '%s\n' "${dryDelay:-0}" >"$dir/lab/dry-delay"
+	printf '%s\n' "${switchDelay:-0}" >"$dir/lab/switch-delay"
+	for f in ${features:-}; do
+		: >"$dir/lab/$f"
+	done
+	if [ -n "${webServer:-}" ]; then
+		mkdir -p "$dir/share/lab-web"
+		cp "$webServer" "$dir/share/lab-web/server.py"
+	fi
+	for f in $3; do
+		name=$(basename "$f")
+		name=${name#*-} # strip the store hash
+		sed -e "s|@out@|$dir|g" "$f" >"$dir/etc/systemd/system/$name"
+		echo "installed unit $name"
+	done
+	sed -e "s|@out@|$dir|g" "$switchScript" >"$dir/bin/switch-to-configuration"
+	sed -e "s|@out@|$dir|g" "$activateScript" >"$dir/activate"
+	printf '#!/bin/sh\n# Stage 2 of a lab system: activate, then systemd.\n%s/activate "%s" && exec /lib/systemd/systemd "$@"\n' "$dir" "$dir" >"$dir/init"
+	chmod 0755 "$dir/bin/switch-to-configuration" "$dir/activate" "$dir/init"
+}
+
+toplevel "$out" "" "$units"
+if [ -n "${specialisation:-}" ]; then
+	toplevel "$out/specialisation/$specialisation" "$specialisation" "$units ${specialisationUnits:-}"
+fi
 echo "done: $out"

@@ -22,9 +22,12 @@
       broken = unit "lab-broken.service" ./units/lab-broken.service;
       web = unit "lab-web.service" ./units/lab-web.service;
       webBroken = unit "lab-web.service" ./units/lab-web-broken.service;
+      hang = unit "lab-hang.service" ./units/lab-hang.service;
+      extra = unit "lab-extra.service" ./units/lab-extra.service;
       base = [ hello greeter ];
 
-      # Every variant: the units it installs plus what makes it special.
+      # Every variant: the units it installs plus what makes it special
+      # (features: lab behaviours of switch-to-configuration.sh).
       variants = {
         good = { units = base; };
         good-v2 = { units = [ helloV2 greeter ]; };
@@ -37,12 +40,17 @@
             "lab warning two: networking.lab is not set"
           ];
         };
-        dry-fail = { units = base; };
+        dry-fail = { units = base; features = [ "dry-fail" ]; };
         unit-fail = { units = base ++ [ broken ]; };
-        activation-fail = { units = base; };
-        reboot-required = { units = base; };
-        restart-agent = { units = base; };
-        cut-network = { units = base; };
+        activation-fail = { units = base; features = [ "fail-activation" ]; };
+        # A new init interface: switch sets the boot default and exits 100.
+        reboot-required = { units = base; initInterfaceVersion = "systemd-lab-2"; };
+        new-kernel = { units = base; kernelVersion = "6.12.0-lab"; };
+        inhibited = { units = base; inhibitors = "lab-critical-component 2"; };
+        specialised = { units = base; specialisation = "lab-extra"; specialisationUnits = [ extra ]; };
+        hang-switch = { units = base ++ [ hang ]; features = [ "hang-switch" ]; };
+        restart-agent = { units = base; features = [ "restart-agent" ]; };
+        cut-network = { units = base; features = [ "cut-network" ]; };
         web-ok = { units = base ++ [ web ]; };
         web-broken = { units = base ++ [ webBroken ]; };
         # Slow steps, for tests that act in the middle of one (seconds).
@@ -68,9 +76,16 @@
             version = "26.05.lab-${variant} (Panther Lab)";
             units = v.units;
             switchScript = ./switch-to-configuration.sh;
+            activateScript = ./activate.sh;
             webServer = ./web/server.py;
             failBuild = if v.failBuild or false then "1" else "";
             runnerNetns = lab.runnerNetns;
+            features = v.features or [ ];
+            initInterfaceVersion = v.initInterfaceVersion or "systemd";
+            kernelVersion = v.kernelVersion or "6.6.0-lab";
+            inhibitors = v.inhibitors or "";
+            specialisation = v.specialisation or "";
+            specialisationUnits = v.specialisationUnits or [ ];
           } // extra);
           # Print the warnings as NixOS does when the toplevel is forced
           # (foldl' is strict, so they come out in list order).

@@ -1,37 +1,90 @@
 #!/bin/sh
 # switch-to-configuration of a panther lab system: a POSIX sh stand-in for
-# NixOS's that does real systemd work. It is meant to run as root inside a
-# systemd sandbox (never on a real machine: it rewrites /etc/systemd/system).
+# NixOS's switch-to-configuration-ng that keeps its contract and does real
+# systemd work. It is meant to run as root inside a systemd sandbox (never on
+# a real machine: its activation rewrites /etc/systemd/system).
 #
+#   switch        install the boot default, then activate now
+#   boot          only install the boot default
+#   test          activate now, leave the boot default alone
 #   dry-activate  print (stderr) what switch would stop, restart and start
-#   switch        activate now and write the boot entry
-#   test          activate now, leave the boot entry alone
-#   boot          only write the boot entry
+#   check         run the pre-switch checks (switch inhibitors) and exit
 #
-# Exit codes as NixOS: 0 ok, 1 usage or dry-activate failure, 2 activation
-# script failed, 4 a unit failed to start, 100 reboot required (variant
-# reboot-required, after an otherwise good switch); 3 when the variant
-# cut-network would cut the test runner's own network.
+# As switch-to-configuration-ng:
+# - root only; every mode takes /run/nixos/switch-to-configuration.lock with
+#   a non-blocking flock and exits 11 ("Could not acquire lock") when another
+#   switch holds it;
+# - check, switch and test refuse (exit 1) when the system's
+#   switch-inhibitors differ from /run/current-system's, unless
+#   NIXOS_NO_CHECK is set: such a change needs boot and a reboot;
+# - switch and boot write the boot loader entry (the boot default: the
+#   system a reboot brings up); NIXOS_INSTALL_BOOTLOADER=1 also "installs
+#   the boot loader" (recorded in /boot/loader/installed);
+# - when init-interface-version differs from /run/current-system's, switch
+#   (after the boot entry), test and dry-activate exit 100 without
+#   activating: a reboot is required;
+# - units: a running unit whose file is gone is stopped unless it has
+#   X-StopOnRemoval=false; a changed unit is skipped if it has
+#   X-RestartIfChanged=false, reloaded with X-ReloadIfChanged=true,
+#   restarted with X-StopIfChanged=false, else stopped and started; new
+#   units wanted by multi-user.target are started;
+# - activation: <toplevel>/activate installs the units and moves
+#   /run/current-system; its failure gives exit 2; then failed units are
+#   reset, systemd reloads, units restart and start;
+# - after switch or test, any failed unit (also one that was failing before,
+#   e.g. crash-looping in auto-restart) gives "warning: the following units
+#   failed: a, b" and exit 4.
 #
-# /run/current-system names the active generation; the units of a
-# generation are its etc/systemd/system/*.service. If the file
-# /etc/panther-lab/fail-activation exists, switch/test of every variant
-# reports a failed activation (exit 2). Variant slow-dry sleeps in
-# dry-activate, slow-switch in the middle of the activation (the new units
-# installed, /run/current-system not yet moved), for the seconds in
-# lab/dry-delay and lab/switch-delay.
+# Lab behaviours, one file each under <toplevel>/lab/ (see builder.sh):
+# dry-fail (dry-activate exits 1), cut-network (switch takes every link but
+# lo down, exit 3 if that would cut the test runner's own network),
+# restart-agent (switch restarts panther-agent.service, no-block),
+# hang-switch (switch starts lab-hang.service, a oneshot that never ends,
+# and so blocks for ever holding the lock), dry-delay and switch-delay
+# (seconds: slow dry-activate, slow activation). If /etc/panther-lab/fail-activation
+# exists on the host, the activation of every system fails (exit 2).
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 set -u
 
 top=@out@
 action=${1:-}
-variant=$(cat "$top/lab/variant")
+lab=$top/lab
+cur=/run/current-system
 new_dir=$top/etc/systemd/system
-old_dir=/run/current-system/etc/systemd/system
-unit_dir=/etc/systemd/system
+old_dir=$cur/etc/systemd/system
 boot_entry=/boot/loader/entries/panther.conf
+lock=/run/nixos/switch-to-configuration.lock
 
 say() { echo "$*" >&2; }
+has() { [ -e "$lab/$1" ]; }
+
+case "$action" in
+switch | boot | test | dry-activate | check) ;;
+*)
+	say "Usage: switch-to-configuration [switch|boot|test|dry-activate|check]"
+	exit 1
+	;;
+esac
+if [ "$(id -u)" != 0 ]; then
+	say "switch-to-configuration must be run as root"
+	exit 1
+fi
+mkdir -p /run/nixos
+exec 9>>"$lock"
+if ! flock -n 9; then
+	say "Could not acquire lock"
+	exit 11
+fi
+
+# unit_flag FILE KEY DEFAULT: the boolean KEY of a unit file (true|false).
+unit_flag() {
+	v=$(sed -n "s/^$2=//p" "$1" 2>/dev/null | tail -n 1)
+	case "$v" in
+	true | yes | 1 | on) echo true ;;
+	false | no | 0 | off) echo false ;;
+	*) echo "$3" ;;
+	esac
+}
 
 # units_in DIR: the service units of a generation, sorted.
 units_in() {
@@ -41,6 +94,9 @@ units_in() {
 	done
 }
 
+# wanted FILE: whether a unit file is wanted by multi-user.target.
+wanted() { grep -qs '^WantedBy=.*multi-user.target' "$1"; }
+
 # commas A B C: "A, B, C"
 commas() {
 	out=
@@ -48,32 +104,49 @@ commas() {
 	echo "$out"
 }
 
-# plan: fill to_stop, to_restart and to_start by comparing the running
-# generation's units with ours. Unchanged units that are not active are
-# started too.
+# plan: compare the running units of the current system with ours.
 plan() {
-	to_stop= to_restart= to_start=
+	to_stop= to_skip= to_restart= to_reload= to_start=
 	for u in $(units_in "$old_dir"); do
+		# Loaded and not inactive: running, or failed.
+		[ "$(systemctl is-active "$u" 2>/dev/null)" != inactive ] || continue
 		if [ ! -e "$new_dir/$u" ]; then
-			to_stop="$to_stop $u"
+			[ "$(unit_flag "$old_dir/$u" X-StopOnRemoval true)" = false ] || to_stop="$to_stop $u"
 		elif ! cmp -s "$old_dir/$u" "$new_dir/$u"; then
-			to_restart="$to_restart $u"
+			if [ "$(unit_flag "$new_dir/$u" X-RestartIfChanged true)" = false ]; then
+				to_skip="$to_skip $u"
+			elif [ "$(unit_flag "$new_dir/$u" X-ReloadIfChanged false)" = true ]; then
+				to_reload="$to_reload $u"
+			elif [ "$(unit_flag "$new_dir/$u" X-StopIfChanged true)" = false ]; then
+				to_restart="$to_restart $u"
+			else
+				to_stop="$to_stop $u"
+				to_start="$to_start $u"
+			fi
 		fi
 	done
 	for u in $(units_in "$new_dir"); do
-		if [ ! -e "$old_dir/$u" ]; then
-			to_start="$to_start $u"
-		elif cmp -s "$old_dir/$u" "$new_dir/$u" && ! systemctl is-active --quiet "$u" 2>/dev/null; then
-			to_start="$to_start $u"
-		fi
+		wanted "$new_dir/$u" || continue
+		case " $to_start $to_restart $to_reload $to_skip " in *" $u "*) continue ;; esac
+		systemctl is-active --quiet "$u" 2>/dev/null || to_start="$to_start $u"
 	done
+}
+
+inhibitors_changed() {
+	[ -e "$cur/switch-inhibitors" ] && ! cmp -s "$cur/switch-inhibitors" "$top/switch-inhibitors"
 }
 
 write_boot_entry() {
 	mkdir -p "${boot_entry%/*}" || return 1
+	if [ "${NIXOS_INSTALL_BOOTLOADER:-}" = 1 ]; then
+		say "installing the boot loader..."
+		date -u +%s >/boot/loader/installed || return 1
+	fi
 	{
-		echo "title Panther Lab ($variant)"
+		echo "title Panther Lab ($(cat "$lab/variant"))"
 		echo "version $(cat "$top/nixos-version")"
+		echo "linux $top/kernel"
+		echo "initrd $top/initrd"
 		echo "options init=$top/init"
 		echo "toplevel $top"
 	} >"$boot_entry.tmp" && mv "$boot_entry.tmp" "$boot_entry"
@@ -86,7 +159,7 @@ write_boot_entry() {
 saved_routes=/run/panther-lab/routes
 set_links() {
 	here=$(readlink /proc/self/ns/net)
-	runner=$(cat "$top/lab/runner-netns")
+	runner=$(cat "$lab/runner-netns")
 	if [ -z "$runner" ] || [ "$here" = "$runner" ]; then
 		say "not setting links $1: this may be the test runner's network namespace ($here)"
 		return 1
@@ -113,6 +186,14 @@ set_links() {
 	fi
 }
 
+# failed_units: units failed, or in auto-restart after a failure.
+failed_units() {
+	systemctl list-units --all --plain --no-legend --no-pager --state=failed | awk '{ print $1 }'
+	for u in $(systemctl list-units --all --plain --no-legend --no-pager --type=service --state=auto-restart | awk '{ print $1 }'); do
+		[ "$(systemctl show --property=ExecMainStatus --value "$u")" = 0 ] || echo "$u"
+	done
+}
+
 activate() {
 	res=0
 	plan
@@ -120,89 +201,104 @@ activate() {
 		say "stopping the following units: $(commas $to_stop)"
 		systemctl stop $to_stop || say "warning: stopping units failed"
 	fi
+	[ -z "$to_skip" ] || say "NOT restarting the following changed units: $(commas $to_skip)"
 
 	say "activating the configuration..."
-	mkdir -p "$unit_dir"
-	for u in $to_stop; do rm -f "$unit_dir/$u"; done
-	for u in $(units_in "$new_dir"); do
-		cp "$new_dir/$u" "$unit_dir/.$u.tmp" && mv "$unit_dir/.$u.tmp" "$unit_dir/$u"
-	done
-	delay=$(cat "$top/lab/switch-delay" 2>/dev/null || echo 0)
-	if [ "${delay:-0}" != 0 ]; then
-		say "lab: slow switch: pausing the activation for ${delay}s"
-		sleep "$delay"
-	fi
-	if [ -e /etc/panther-lab/fail-activation ] || [ "$variant" = activation-fail ]; then
-		say "activation script failed (lab variant $variant)"
+	if ! LAB_SWITCH=1 "$top/activate" "$top"; then
+		say "Failed to run activate script"
 		res=2
 	fi
-	if [ "$variant" = cut-network ]; then
+	if has cut-network; then
 		set_links down || res=3
 	else
 		set_links up || :
 	fi
-	ln -sfn "$top" /run/current-system
 
+	systemctl reset-failed || :
 	say "reloading the systemd manager..."
-	systemctl daemon-reload || { say "warning: daemon-reload failed"; res=4; }
+	systemctl daemon-reload || { say "warning: daemon-reload failed"; res=3; }
 
-	failed=
+	if [ -n "$to_reload" ]; then
+		say "reloading the following units: $(commas $to_reload)"
+		systemctl reload $to_reload || res=4
+	fi
 	if [ -n "$to_restart" ]; then
 		say "restarting the following units: $(commas $to_restart)"
-		for u in $to_restart; do systemctl restart "$u" || failed="$failed $u"; done
+		for u in $to_restart; do systemctl restart "$u" || res=4; done
 	fi
 	if [ -n "$to_start" ]; then
 		say "starting the following units: $(commas $to_start)"
-		for u in $to_start; do systemctl start "$u" || failed="$failed $u"; done
+		for u in $to_start; do systemctl start "$u" || res=4; done
 	fi
-	if [ "$variant" = restart-agent ]; then
+	if has restart-agent; then
 		say "restarting panther-agent.service"
 		systemctl restart --no-block panther-agent.service || say "warning: cannot restart panther-agent.service"
 	fi
+	if has hang-switch; then
+		say "starting lab-hang.service (it never finishes)"
+		systemctl start lab-hang.service || res=4
+	fi
+	failed=$(failed_units | sort -u)
 	if [ -n "$failed" ]; then
 		say "warning: the following units failed: $(commas $failed)"
 		res=4
-	fi
-	if [ "$variant" = reboot-required ] && [ "$res" = 0 ]; then
-		say "a reboot is required to finish the switch"
-		res=100
 	fi
 	echo "switched to $top ($action), exit $res"
 	return $res
 }
 
+# Pre-switch checks: the switch inhibitors.
 case "$action" in
-dry-activate)
-	if [ "$variant" = dry-fail ]; then
-		say "error: dry activation failed: lab variant dry-fail refuses to activate"
+check | switch | test)
+	if [ -z "${NIXOS_NO_CHECK:-}" ] && inhibitors_changed; then
+		say "There are changes to critical components of the system:"
+		diff "$cur/switch-inhibitors" "$top/switch-inhibitors" | sed -n 's/^[<>] /  /p' >&2
+		say "Switching into this system is not recommended: use 'boot' and reboot instead."
+		say "Pre-switch checks failed"
 		exit 1
 	fi
-	delay=$(cat "$top/lab/dry-delay" 2>/dev/null || echo 0)
+	;;
+esac
+[ "$action" != check ] || exit 0
+
+if [ "$action" = switch ] || [ "$action" = boot ]; then
+	if ! write_boot_entry; then
+		say "Failed to install bootloader"
+		exit 1
+	fi
+	if [ "$action" = boot ]; then
+		echo "boot entry for $top written to $boot_entry"
+		exit 0
+	fi
+fi
+
+if [ -e "$cur/init-interface-version" ] && ! cmp -s "$cur/init-interface-version" "$top/init-interface-version"; then
+	say "Warning: the new NixOS configuration has an ‘init’ that is incompatible with the current configuration. The new configuration won't take effect until you reboot the system."
+	exit 100
+fi
+
+case "$action" in
+dry-activate)
+	if has dry-fail; then
+		say "error: dry activation failed: lab variant $(cat "$lab/variant") refuses to activate"
+		exit 1
+	fi
+	delay=$(cat "$lab/dry-delay" 2>/dev/null || echo 0)
 	if [ "${delay:-0}" != 0 ]; then
 		say "lab: slow dry-activate: sleeping ${delay}s"
 		sleep "$delay"
 	fi
 	plan
 	[ -z "$to_stop" ] || say "would stop the following units: $(commas $to_stop)"
+	[ -z "$to_skip" ] || say "would NOT stop the following changed units: $(commas $to_skip)"
 	say "would activate the configuration..."
 	[ -z "$to_restart" ] || say "would restart the following units: $(commas $to_restart)"
+	[ -z "$to_reload" ] || say "would reload the following units: $(commas $to_reload)"
 	[ -z "$to_start" ] || say "would start the following units: $(commas $to_start)"
 	exit 0
 	;;
-boot)
-	write_boot_entry || exit 1
-	echo "boot entry for $top written to $boot_entry"
-	exit 0
-	;;
 switch | test)
-	if [ "$action" = switch ]; then
-		write_boot_entry || say "warning: cannot write the boot entry"
-	fi
 	activate
 	exit $?
-	;;
-*)
-	say "usage: switch-to-configuration switch|boot|test|dry-activate"
-	exit 1
 	;;
 esac
