@@ -52,6 +52,13 @@ func TestSpecialisationKeptAndRestored(t *testing.T) {
 	if st := h.UnitProperty(t, nixtest.ExtraUnit, "ActiveState"); st != "active" {
 		t.Errorf("%s is %s in the new specialisation", nixtest.ExtraUnit, st)
 	}
+	// The garbage collector roots hold the base systems (whose closures
+	// hold their specialisations) while the deployment is in flight.
+	for kind, want := range map[string]string{"new": newBase, "previous": d.first} {
+		if got := resolve(t, h, "/nix/var/nix/gcroots/panther/"+id+"-"+kind); got != want {
+			t.Errorf("root %s-%s -> %s, want %s", id, kind, got, want)
+		}
+	}
 
 	rec = h.WaitRecord(t, id, 30*time.Second, journal.StateRolledBack, journal.StateManual)
 	if rec.State != journal.StateRolledBack {
@@ -65,6 +72,9 @@ func TestSpecialisationKeptAndRestored(t *testing.T) {
 	}
 	if st := h.UnitProperty(t, nixtest.ExtraUnit, "ActiveState"); st != "active" {
 		t.Errorf("%s is %s after the rollback", nixtest.ExtraUnit, st)
+	}
+	if out, err := h.SB.Exec(ctx, "ls", "-A", "/nix/var/nix/gcroots/panther"); err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Errorf("garbage collector roots left after the rollback: %q, %v", out, err)
 	}
 }
 
