@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
@@ -23,7 +24,17 @@ func newNix(cfg *config.Config, log hclog.Logger) nixAdapter {
 			extra = append(extra, l)
 		}
 	}
-	return nixAdapter{n: nix.New(nix.Options{ExtraConfig: extra}, log)}
+	return nixAdapter{n: nix.New(nix.Options{ExtraConfig: extra, ProfileStore: profileStore(os.Geteuid())}, log)}
+}
+
+// profileStore is the store nix-env uses for the system profile: as root
+// the local store, so that setting the profile back in a rollback does not
+// depend on the nix-daemon of the system being rolled back.
+func profileStore(euid int) string {
+	if euid == 0 {
+		return "local"
+	}
+	return ""
 }
 
 func (a nixAdapter) Build(ctx context.Context, installable string, onLine func(string)) (string, error) {
@@ -59,8 +70,9 @@ func (a nixAdapter) CurrentGeneration(ctx context.Context, profile string) (int6
 	return 0, nil
 }
 
+// SetProfile refuses a store path that is not a NixOS system.
 func (a nixAdapter) SetProfile(ctx context.Context, profile, storePath string) error {
-	return a.n.SetProfile(ctx, profile, storePath)
+	return a.n.SetSystemProfile(ctx, profile, storePath)
 }
 
 func (a nixAdapter) DiffClosures(ctx context.Context, oldPath, newPath string) ([]deploy.ClosureChange, error) {

@@ -48,7 +48,7 @@ fi
 if $stub; then
 	json=$(nix-instantiate --eval --strict --json "$here/stub/eval.nix" -A rendered)
 else
-	export NIX_CONFIG="experimental-features = nix-command flakes${NIX_CONFIG:+
+	export NIX_CONFIG="extra-experimental-features = nix-command flakes${NIX_CONFIG:+
 $NIX_CONFIG}"
 	json=$(PANTHER_MODULE_DIR="$here" PANTHER_NIXPKGS="$nixpkgs" nix eval --json --impure --expr '
 		let

@@ -36,6 +36,10 @@ type Options struct {
 	// AgentUnit is the agent's own unit, which a deploy must not stop or
 	// remove without Force; default panther-agent.service.
 	AgentUnit string
+	// GCRootDir holds the garbage collector roots of the deployments in
+	// flight (<id>-new, <id>-previous); default /nix/var/nix/gcroots/panther.
+	// nix treats every symlink under /nix/var/nix/gcroots as a root.
+	GCRootDir string
 	// SwitchTimeout is how long a switch-to-configuration unit (switch,
 	// rollback, dry-activate) may run before systemd stops it; the
 	// deployment then rolls back. Default 10m.
@@ -75,6 +79,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.AgentUnit == "" {
 		o.AgentUnit = "panther-agent.service"
+	}
+	if o.GCRootDir == "" {
+		o.GCRootDir = "/nix/var/nix/gcroots/panther"
 	}
 	if o.SwitchTimeout == 0 {
 		o.SwitchTimeout = DefaultSwitchTimeout
@@ -176,6 +183,7 @@ func (e *Engine) Start() error {
 		return err
 	}
 	e.bootToken = tok
+	e.sweepRoots()
 	recs, err := e.j.Unfinished()
 	if err != nil {
 		return err
@@ -383,6 +391,7 @@ func (e *Engine) Confirm(id, by string) (*Result, error) {
 	r := e.runs[id]
 	e.releaseLocked(id)
 	e.mu.Unlock()
+	e.dropRoots(id)
 
 	res := e.resultOf(rec)
 	ev := Event{Time: e.now(), DeploymentID: id, Kind: EventResult, Result: res}

@@ -32,6 +32,7 @@ type fakeNix struct {
 	buildGate   chan struct{} // when set, Build waits for it (or ctx)
 	diff        []ClosureChange
 	setErr      error
+	setErrPath  string // when set, setErr only fails SetProfile of this path
 	profileName string // the profile the engine must use
 
 	gens  []Generation
@@ -115,7 +116,7 @@ func (n *fakeNix) SetProfile(ctx context.Context, profile, storePath string) err
 	if profile != n.profileName {
 		return fmt.Errorf("fake nix: unexpected profile %s", profile)
 	}
-	if n.setErr != nil {
+	if n.setErr != nil && (n.setErrPath == "" || n.setErrPath == storePath) {
 		return n.setErr
 	}
 	n.setLocked(storePath)

@@ -64,6 +64,7 @@ func newBareHarness(t *testing.T) *harness {
 		Profile:        filepath.Join(dir, "profiles", "system"),
 		CurrentSystem:  filepath.Join(dir, "run", "current-system"),
 		RuntimeDir:     filepath.Join(dir, "run", "panther-agent"),
+		GCRootDir:      filepath.Join(dir, "gcroots"),
 		DefaultConfirm: 200 * time.Millisecond,
 		PollInterval:   5 * time.Millisecond,
 		BootedSystem:   filepath.Join(dir, "run", "booted-system"),

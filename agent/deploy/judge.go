@@ -349,18 +349,18 @@ func (d *deployment) restoreProfileOnly(ctx context.Context, reason string) {
 	e := d.e
 	rec := d.rec
 	if rec.PreviousPath != "" {
-		err := e.nix.SetProfile(ctx, e.opts.Profile, rec.PreviousPath)
+		err := e.nix.SetProfile(ctx, e.opts.Profile, rec.PreviousProfile())
 		if err == nil {
 			if g := e.currentGenNumber(ctx); g != 0 {
 				rec.RollbackGeneration = g
 			}
 			rec.Phase = string(PhaseSwitch)
-			d.finish(journal.StateFailed, reason+"; the system profile is restored to "+rec.PreviousPath)
+			d.finish(journal.StateFailed, reason+"; the system profile is restored to "+rec.PreviousProfile())
 			return
 		}
 		reason += "; restoring the system profile failed: " + err.Error()
 	}
-	rec.RecoveryCommands = recoveryCommands(e.opts.Profile, rec.PreviousPath)
+	rec.RecoveryCommands = recoveryCommands(e.opts.Profile, rec.PreviousProfile(), rec.PreviousPath)
 	d.finish(journal.StateManual, reason)
 }
 

@@ -127,6 +127,7 @@ func (d *deployment) finish(state journal.State, reason string) {
 	d.e.mu.Lock()
 	d.e.releaseLocked(d.rec.ID)
 	d.e.mu.Unlock()
+	d.e.dropRoots(d.rec.ID)
 	d.publish(ev, false)
 	d.e.observeFinal(d.rec, ev.Result)
 	d.e.log.Info("deployment finished", "id", d.rec.ID, "state", state, "reason", reason)
@@ -189,10 +190,11 @@ func (d *deployment) pipeline(ctx context.Context, stopLink func() bool, req Req
 		newPath = p
 		d.rec.NewPath = p
 		d.logf(PhaseBuild, "built %s", p)
+		d.addRoot(rootNew, p)
 		if req.ExpectedPath != "" && req.ExpectedPath != p {
 			return fmt.Errorf("%w: built %s, the signed request expects %s", ErrPathMismatch, p, req.ExpectedPath)
 		}
-		return nil
+		return checkSystem(p)
 	})
 	if err != nil {
 		d.failOrCancel(ctx, PhaseBuild, err)
@@ -202,7 +204,12 @@ func (d *deployment) pipeline(ctx context.Context, stopLink func() bool, req Req
 		d.finish(journal.StateBuilt, "built "+newPath)
 		return
 	}
-	sum, err := d.dryActivate(ctx, newPath, warnings)
+	mode := "switch"
+	if req.Action == ActionBoot {
+		mode = "boot"
+	}
+	active := d.activation(ctx, newPath, mode, PhaseBuild)
+	sum, err := d.dryActivate(ctx, active, warnings)
 	if err != nil {
 		d.failOrCancel(ctx, PhaseDryActivate, err)
 		return
@@ -217,7 +224,7 @@ func (d *deployment) pipeline(ctx context.Context, stopLink func() bool, req Req
 	}
 	// From here on the deployment belongs to the agent, not to the caller.
 	stopLink()
-	d.switchTo(e.ctx, newPath, d.switchMode(req.Action, sum), req.ConfirmTimeout)
+	d.switchTo(e.ctx, active, d.switchMode(req.Action, sum), req.ConfirmTimeout)
 }
 
 func (d *deployment) failOrCancel(ctx context.Context, p Phase, err error) {
@@ -296,7 +303,7 @@ func (d *deployment) switchTo(ctx context.Context, target, mode string, confirm 
 		d.emit(Event{Kind: EventWarning, Line: "could not test the switch lock: " + err.Error()})
 	}
 	prevGen := e.currentGenNumber(ctx)
-	rec.PreviousPath = e.currentSystem()
+	d.recordPrevious(ctx)
 	rec.PreviousGeneration = prevGen
 	rec.NewPath = target
 	rec.SwitchMode = mode
@@ -306,6 +313,8 @@ func (d *deployment) switchTo(ctx context.Context, target, mode string, confirm 
 	rec.BootToken = e.bootToken
 	rec.State = journal.StateSwitching
 	rec.Phase = string(PhaseSwitch)
+	d.addRoot(rootNew, rec.NewProfile())
+	d.addRoot(rootPrevious, rec.PreviousProfile())
 
 	if mode == "switch" {
 		failed, err := e.health.FailedUnits(ctx)
@@ -321,7 +330,7 @@ func (d *deployment) switchTo(ctx context.Context, target, mode string, confirm 
 	}
 	err := d.phase(PhaseSwitch, func() error {
 		d.logf(PhaseSwitch, "previous system %s (generation %d), switching to %s (%s)", orNone(rec.PreviousPath), prevGen, target, mode)
-		if err := e.nix.SetProfile(ctx, e.opts.Profile, target); err != nil {
+		if err := e.nix.SetProfile(ctx, e.opts.Profile, rec.NewProfile()); err != nil {
 			return fmt.Errorf("setting the system profile: %w", err)
 		}
 		if g := e.currentGenNumber(ctx); g != 0 {
@@ -592,13 +601,7 @@ func (d *deployment) rollback(ctx context.Context, reason string) {
 			return errors.New("no previous system was recorded (first deployment on this host)")
 		}
 		d.logf(PhaseRollback, "restoring %s", prev)
-		if err := e.nix.SetProfile(ctx, e.opts.Profile, prev); err != nil {
-			return fmt.Errorf("setting the system profile back: %w", err)
-		}
-		if g := e.currentGenNumber(ctx); g != 0 {
-			rec.RollbackGeneration = g
-			e.j.Update(rec)
-		}
+		d.restoreProfile(ctx)
 		code, err := d.rollbackSwitch(ctx, prev, "switch")
 		if err != nil {
 			return err
@@ -619,13 +622,13 @@ func (d *deployment) rollback(ctx context.Context, reason string) {
 		if ctx.Err() != nil {
 			return // agent stopping: resumed as rolling-back at the next start
 		}
-		rec.RecoveryCommands = recoveryCommands(e.opts.Profile, prev)
+		rec.RecoveryCommands = recoveryCommands(e.opts.Profile, rec.PreviousProfile(), prev)
 		d.finish(journal.StateManual, fmt.Sprintf("%s; rollback failed: %v", reason, err))
 		d.clearUnit(ctx, d.rollbackUnit())
 		return
 	}
 	rec.Phase = failedPhase
-	d.finish(journal.StateRolledBack, reason)
+	d.finish(journal.StateRolledBack, d.withProfileNote(reason))
 	d.clearUnit(ctx, d.rollbackUnit())
 }
 
@@ -655,7 +658,9 @@ func (d *deployment) rollbackSwitch(ctx context.Context, prev, mode string) (int
 	return d.exitOf(st, "the previous system's switch-to-configuration "+mode, unit)
 }
 
-func recoveryCommands(profile, prev string) []string {
+// recoveryCommands put base (the toplevel the profile holds) back into the
+// profile and switch to prev (base or one of its specialisations).
+func recoveryCommands(profile, base, prev string) []string {
 	if prev == "" {
 		return []string{
 			"nix-env -p " + profile + " --list-generations",
@@ -663,7 +668,7 @@ func recoveryCommands(profile, prev string) []string {
 		}
 	}
 	return []string{
-		"nix-env -p " + profile + " --set " + prev,
+		"nix-env -p " + profile + " --set " + base,
 		prev + "/bin/switch-to-configuration switch",
 	}
 }
@@ -673,19 +678,18 @@ func (d *deployment) restoreBootDefault(ctx context.Context, reason string) {
 	e := d.e
 	rec := d.rec
 	if rec.PreviousPath != "" {
-		if err := e.nix.SetProfile(ctx, e.opts.Profile, rec.PreviousPath); err == nil {
-			code, err := d.rollbackSwitch(ctx, rec.PreviousPath, "boot")
-			if err != nil && ctx.Err() != nil {
-				return // agent stopping: resumed at the next start
-			}
-			if err == nil && code == 0 {
-				d.finish(journal.StateRolledBack, reason+"; the previous boot default is restored")
-				d.clearUnit(ctx, d.rollbackUnit())
-				return
-			}
+		d.restoreProfile(ctx)
+		code, err := d.rollbackSwitch(ctx, rec.PreviousPath, "boot")
+		if err != nil && ctx.Err() != nil {
+			return // agent stopping: resumed at the next start
+		}
+		if err == nil && code == 0 {
+			d.finish(journal.StateRolledBack, d.withProfileNote(reason+"; the previous boot default is restored"))
+			d.clearUnit(ctx, d.rollbackUnit())
+			return
 		}
 	}
-	rec.RecoveryCommands = recoveryCommands(e.opts.Profile, rec.PreviousPath)
+	rec.RecoveryCommands = recoveryCommands(e.opts.Profile, rec.PreviousProfile(), rec.PreviousPath)
 	d.finish(journal.StateManual, reason+"; could not restore the previous boot default")
 	d.clearUnit(ctx, d.rollbackUnit())
 }
@@ -702,13 +706,9 @@ func (d *deployment) requestedRollback(ctx context.Context, stopLink func() bool
 		}
 		want := req.Generation
 		if want == 0 {
-			for _, g := range gens {
-				if g.Number < cur && g.Number > want {
-					want = g.Number
-				}
-			}
-			if want == 0 {
-				return fmt.Errorf("%w: generation %d is the oldest; there is nothing to roll back to", ErrNoSuchGen, cur)
+			var err error
+			if want, err = e.previousGeneration(ctx, cur, gens); err != nil {
+				return err
 			}
 		}
 		for _, g := range gens {
@@ -722,6 +722,9 @@ func (d *deployment) requestedRollback(ctx context.Context, stopLink func() bool
 		if target.Current {
 			return fmt.Errorf("%w: generation %d is already the current one", ErrInvalidRequest, want)
 		}
+		if err := checkSystem(target.Path); err != nil {
+			return err
+		}
 		d.rec.NewPath = target.Path
 		d.logf(PhaseValidate, "rolling back to generation %d: %s", target.Number, target.Path)
 		return nil
@@ -730,7 +733,8 @@ func (d *deployment) requestedRollback(ctx context.Context, stopLink func() bool
 		d.failOrCancel(ctx, PhaseValidate, err)
 		return
 	}
-	sum, err := d.dryActivate(ctx, target.Path, nil)
+	active := d.activation(ctx, target.Path, "switch", PhaseValidate)
+	sum, err := d.dryActivate(ctx, active, nil)
 	if err != nil {
 		d.failOrCancel(ctx, PhaseDryActivate, err)
 		return
@@ -740,5 +744,5 @@ func (d *deployment) requestedRollback(ctx context.Context, stopLink func() bool
 		return
 	}
 	stopLink()
-	d.switchTo(e.ctx, target.Path, d.switchMode(req.Action, sum), req.ConfirmTimeout)
+	d.switchTo(e.ctx, active, d.switchMode(req.Action, sum), req.ConfirmTimeout)
 }

@@ -43,6 +43,10 @@ type GenerationInfo struct {
 	DeploymentID string
 	Result       string // confirmed, rolled-back, awaiting, boot-scheduled, manual, rollback, ...
 	Reason       string
+	// Failed: a deployment that did not keep this generation's system
+	// (rolled back, failed, manual) created it; a rollback without a
+	// generation number never goes to it.
+	Failed bool
 }
 
 // Generations lists the system profile's generations, newest first, joined
@@ -64,10 +68,11 @@ func (e *Engine) Generations(ctx context.Context) ([]GenerationInfo, error) {
 			rollbackOf[r.RollbackGeneration] = r
 		}
 	}
+	failed := failedGenerations(recs, gens)
 	out := make([]GenerationInfo, 0, len(gens))
 	for i := len(gens) - 1; i >= 0; i-- {
 		g := gens[i]
-		info := GenerationInfo{Generation: g, Version: readVersion(g.Path)}
+		info := GenerationInfo{Generation: g, Version: readVersion(g.Path), Failed: failed[g.Number] != nil}
 		if r := byGen[g.Number]; r != nil {
 			info.DeploymentID = r.ID
 			info.Result = string(r.State)

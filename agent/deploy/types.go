@@ -177,6 +177,7 @@ var (
 	ErrSwitchLocked = errors.New("another switch is running on the host")
 	// ErrStopsAgent: the configuration would stop or remove the agent's unit.
 	ErrStopsAgent = errors.New("the new configuration would stop or remove the agent")
+	ErrNotNixOS   = errors.New("not a NixOS system")
 )
 
 // BusyError names the running deployment.

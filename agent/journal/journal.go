@@ -40,6 +40,16 @@ const (
 	StateManual         State = "manual"      // final: rollback failed, a person must act
 )
 
+// Failed reports whether a deployment that ended in s did not keep the
+// system it switched to: a generation it created is a failed one.
+func (s State) Failed() bool {
+	switch s {
+	case StateRolledBack, StateManual, StateFailed:
+		return true
+	}
+	return false
+}
+
 // Final reports whether s never changes again.
 func (s State) Final() bool {
 	switch s {
@@ -67,8 +77,22 @@ type Record struct {
 	PreviousGeneration int64  `json:"previousGeneration,omitempty"`
 	NewPath            string `json:"newPath,omitempty"`
 	NewGeneration      int64  `json:"newGeneration,omitempty"`
+	// PreviousProfilePath and NewProfilePath are the toplevels the
+	// profile holds for the previous and the new system when those are
+	// specialisations (<toplevel>/specialisation/<name>): the profile only
+	// ever gets a base system. Empty when the system is a base system.
+	PreviousProfilePath string `json:"previousProfilePath,omitempty"`
+	NewProfilePath      string `json:"newProfilePath,omitempty"`
+	// PreviousSpecialisation is the specialisation the host ran before the
+	// switch; Specialisation the one the switch activates ("" = the base
+	// system).
+	PreviousSpecialisation string `json:"previousSpecialisation,omitempty"`
+	Specialisation         string `json:"specialisation,omitempty"`
 	// RollbackGeneration is the generation the rollback created, if any.
 	RollbackGeneration int64 `json:"rollbackGeneration,omitempty"`
+	// ProfileError says why the rollback could not set the system profile
+	// back to the previous system (it switched to it all the same).
+	ProfileError string `json:"profileError,omitempty"`
 
 	SwitchMode     string        `json:"switchMode,omitempty"` // switch or boot
 	SwitchUnit     string        `json:"switchUnit,omitempty"`
@@ -97,6 +121,22 @@ type Record struct {
 	Started          time.Time `json:"started"`
 	Updated          time.Time `json:"updated"`
 	Finished         time.Time `json:"finished,omitzero"`
+}
+
+// PreviousProfile is the toplevel the profile held for the previous system.
+func (r *Record) PreviousProfile() string {
+	if r.PreviousProfilePath != "" {
+		return r.PreviousProfilePath
+	}
+	return r.PreviousPath
+}
+
+// NewProfile is the toplevel the deployment put into the profile.
+func (r *Record) NewProfile() string {
+	if r.NewProfilePath != "" {
+		return r.NewProfilePath
+	}
+	return r.NewPath
 }
 
 // Errors.

@@ -343,6 +343,7 @@ func (s *Server) ListGenerations(ctx context.Context, _ *agentv1.ListGenerations
 		resp.Generations = append(resp.Generations, &agentv1.Generation{
 			Number: g.Number, Created: timestamppb.New(g.Created), Current: g.Current, StorePath: g.Path,
 			NixosVersion: g.Version, DeploymentId: g.DeploymentID, Result: g.Result, Reason: g.Reason,
+			Failed: g.Failed,
 		})
 	}
 	return resp, nil

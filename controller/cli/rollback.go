@@ -22,11 +22,13 @@ func (c *CLI) rollbackCmd() *command {
 		name: "rollback", usage: "rollback [host] --list | --rollback [N]",
 		short: "List a host's generations, or switch back to an earlier one (with dead-man protection).",
 		long: `Without a host, the host is this machine's own host name. --rollback without N goes
-to the generation before the current one. A rollback is a switch like any other: it
-must be confirmed in time or the host returns to where it was.`,
+to the newest generation before the running one that holds another system and did not
+fail: a generation made by a deployment that was rolled back (or failed) is marked
+FAILED in --list and is never the previous one. A rollback is a switch like any other:
+it must be confirmed in time or the host returns to where it was.`,
 		flags: func(fs *flag.FlagSet) {
 			fs.BoolVar(&list, "list", false, "list generations")
-			fs.BoolVar(&rollback, "rollback", false, "switch to generation N (default: the previous one)")
+			fs.BoolVar(&rollback, "rollback", false, "switch to generation N (default: the newest earlier one that did not fail)")
 			fs.BoolVar(&yes, "yes", false, "do not ask before switching")
 			fs.BoolVar(&noConfirm, "no-confirm", false, "do not confirm: let the dead-man undo the rollback")
 			fs.DurationVar(&confirm, "confirm-timeout", 0, "confirmation window (default: the agent's)")
@@ -90,21 +92,24 @@ func (c *CLI) printGenerations(host string, gens []*agentv1.Generation) {
 			writeJSON(c.io.Stdout, map[string]any{
 				"host": host, "number": g.Number, "created": g.Created.AsTime(), "current": g.Current,
 				"storePath": g.StorePath, "nixosVersion": g.NixosVersion, "deploymentId": g.DeploymentId,
-				"result": g.Result, "reason": g.Reason,
+				"result": g.Result, "reason": g.Reason, "failed": g.Failed,
 			})
 		}
 		return
 	}
 	w := c.io.Stdout
-	tbl := newTable(column{title: "GEN"}, column{title: "DATE"}, column{title: "CUR"},
+	tbl := newTable(column{title: "GEN"}, column{title: "DATE"}, column{title: "CUR"}, column{title: "FAILED"},
 		column{title: "NIXOS VERSION", max: 40}, column{title: "DEPLOYMENT", max: 40}, column{title: "RESULT", max: 24},
 		column{title: "STORE PATH"})
 	for _, g := range gens {
-		cur := ""
+		cur, failed := "", ""
 		if g.Current {
 			cur = "*"
 		}
-		tbl.add(fmt.Sprint(g.Number), g.Created.AsTime().Local().Format(time.DateTime), cur,
+		if g.Failed {
+			failed = "x"
+		}
+		tbl.add(fmt.Sprint(g.Number), g.Created.AsTime().Local().Format(time.DateTime), cur, failed,
 			orDash(g.NixosVersion), orDash(g.DeploymentId), orDash(g.Result), g.StorePath)
 	}
 	tbl.write(w)

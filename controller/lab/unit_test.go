@@ -42,10 +42,10 @@ func TestExportLine(t *testing.T) {
 }
 
 func TestGenerationRows(t *testing.T) {
-	out := `GEN  DATE                CUR NIXOS VERSION                DEPLOYMENT                 RESULT         STORE PATH
-4    2026-11-25 23:09:29 *   26.05.lab-v2 (Panther Lab)   20261125T230906Z-c6dee5    rollback       /nix/store/b-v2
-3    2026-11-25 23:09:07     26.05.lab-cut-network (Panther Lab) 20261125T230906Z-c6dee5    rolled-back    /nix/store/c-cut
-1    2026-11-25 23:09:00     26.05.lab-good (Panther Lab) 20261125T230859Z-c88dd4    confirmed      /nix/store/a-good
+	out := `GEN  DATE                CUR FAILED NIXOS VERSION                DEPLOYMENT                 RESULT         STORE PATH
+4    2026-11-25 23:09:29 *          26.05.lab-v2 (Panther Lab)   20261125T230906Z-c6dee5    rollback       /nix/store/b-v2
+3    2026-11-25 23:09:07     x      26.05.lab-cut-network (Panther Lab) 20261125T230906Z-c6dee5    rolled-back    /nix/store/c-cut
+1    2026-11-25 23:09:00            26.05.lab-good (Panther Lab) 20261125T230859Z-c88dd4    confirmed      /nix/store/a-good
 `
 	rows := generationRows(out)
 	if len(rows) != 3 {

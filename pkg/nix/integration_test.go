@@ -1,11 +1,15 @@
 package nix_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -151,5 +155,126 @@ func TestRealProfile(t *testing.T) {
 	}
 	if changes, err := n.DiffClosures(ctx, "", v2); err != nil || changes != nil {
 		t.Errorf("DiffClosures of a first deploy = %+v, %v", changes, err)
+	}
+}
+
+// envRunner runs the real commands and keeps the environment of the last.
+type envRunner struct {
+	nix.ExecRunner
+	mu  sync.Mutex
+	env []string
+}
+
+func (r *envRunner) Run(ctx context.Context, c nix.Cmd) error {
+	r.mu.Lock()
+	r.env = c.Env
+	r.mu.Unlock()
+	return r.ExecRunner.Run(ctx, c)
+}
+
+// TestRealKeepsHostExperimentalFeatures: the host's own
+// experimental-features (its nix.conf) stay enabled in every nix call;
+// panther only adds nix-command and flakes.
+func TestRealKeepsHostExperimentalFeatures(t *testing.T) {
+	env := nixtest.Env(t)
+	confDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(confDir, "nix.conf"), []byte("experimental-features = ca-derivations\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var environ []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "NIX_CONFIG=") && !strings.HasPrefix(kv, "NIX_CONF_DIR=") {
+			environ = append(environ, kv)
+		}
+	}
+	environ = append(environ, "NIX_CONF_DIR="+confDir)
+	r := &envRunner{}
+	n := nix.New(nix.Options{ExtraConfig: env.ExtraConfig, Environ: environ, Runner: r}, nil)
+	dir := nixtest.Flake(t, map[string]string{"alpha": nixtest.Good})
+	if _, err := n.Hosts(t.Context(), nixtest.Ref(dir)); err != nil {
+		t.Fatalf("Hosts: %v (nix-command and flakes must be enabled)", err)
+	}
+	r.mu.Lock()
+	callEnv := r.env
+	r.mu.Unlock()
+	// Not --json: nix 2.8 prints the features there as enum numbers.
+	cmd := exec.CommandContext(t.Context(), "nix", "show-config")
+	cmd.Env = callEnv
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("nix show-config: %v", err)
+	}
+	var got string
+	for _, l := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(l, "experimental-features = "); ok {
+			got = v
+		}
+	}
+	for _, f := range []string{"ca-derivations", "flakes", "nix-command"} {
+		if !strings.Contains(got, f) {
+			t.Errorf("experimental-features in a nix call = %s, want %s among them", got, f)
+		}
+	}
+}
+
+// TestRealProfileWithoutDaemon: with ProfileStore "local", root sets and
+// lists the profile when the environment asks for a nix-daemon that does
+// not answer (as after a switch that broke it); without it, nix-env fails.
+func TestRealProfileWithoutDaemon(t *testing.T) {
+	env := nixtest.Env(t)
+	dir := nixtest.Flake(t, map[string]string{"alpha": nixtest.Good})
+	ctx := t.Context()
+	i, _ := nix.Toplevel(nixtest.Ref(dir), "alpha")
+	good, err := nixtest.Nix(t).Build(ctx, i, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var environ []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "NIX_REMOTE=") {
+			environ = append(environ, kv)
+		}
+	}
+	// A socket path nothing listens on, whatever this machine runs.
+	environ = append(environ, "NIX_REMOTE=unix://"+filepath.Join(t.TempDir(), "no-daemon-socket"))
+	profile := filepath.Join(t.TempDir(), "system")
+
+	viaDaemon := nix.New(nix.Options{ExtraConfig: env.ExtraConfig, Environ: environ}, nil)
+	if err := viaDaemon.SetProfile(ctx, profile, good); err == nil {
+		t.Fatalf("SetProfile through a dead daemon succeeded: the test does not test anything")
+	}
+	local := nix.New(nix.Options{ExtraConfig: env.ExtraConfig, Environ: environ, ProfileStore: "local"}, nil)
+	if err := local.SetSystemProfile(ctx, profile, good); err != nil {
+		t.Fatalf("SetSystemProfile with the local store: %v", err)
+	}
+	gens, err := local.Generations(ctx, profile)
+	if err != nil || len(gens) != 1 || gens[0].Path != good || !gens[0].Current {
+		t.Errorf("Generations = %+v, %v", gens, err)
+	}
+	if err := local.SwitchGeneration(ctx, profile, 1); err != nil {
+		t.Errorf("SwitchGeneration: %v", err)
+	}
+}
+
+// TestRealSetSystemProfileRefusesNonSystem: a store path without
+// nixos-version never reaches nix-env.
+func TestRealSetSystemProfileRefusesNonSystem(t *testing.T) {
+	n := nixtest.Nix(t)
+	src := filepath.Join(t.TempDir(), "not-a-system")
+	if err := os.WriteFile(src, []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(t.Context(), "nix-store", "--add", src).Output()
+	if err != nil {
+		t.Fatalf("nix-store --add: %v", err)
+	}
+	path := strings.TrimSpace(string(out))
+	profile := filepath.Join(t.TempDir(), "system")
+	err = n.SetSystemProfile(t.Context(), profile, path)
+	if !errors.Is(err, nix.ErrNotNixOS) || !strings.Contains(err.Error(), "has no nixos-version") {
+		t.Fatalf("SetSystemProfile of %s = %v, want ErrNotNixOS", path, err)
+	}
+	if _, err := os.Lstat(profile); !os.IsNotExist(err) {
+		t.Errorf("the profile was created: %v", err)
 	}
 }

@@ -1,5 +1,6 @@
 // Package nix is the single place that runs nix and nix-env: every call
-// gets the same NIX_CONFIG (flakes enabled plus the caller's extra lines),
+// gets the same NIX_CONFIG (nix-command and flakes added to the host's own
+// experimental features, plus the caller's extra lines),
 // is logged, streams its stderr line by line, and fails with an *Error that
 // carries the argv, the exit code and the tail of stderr. It also holds the
 // pure parsers for what those commands print.
@@ -26,10 +27,15 @@ var (
 	ErrBadHost = errors.New("invalid host name")
 	// ErrParse: nix printed something the parser does not understand.
 	ErrParse = errors.New("cannot parse nix output")
+	// ErrNotNixOS: a store path given as a system has no nixos-version.
+	ErrNotNixOS = errors.New("not a NixOS system")
 )
 
-// baseConfig is always part of NIX_CONFIG.
-const baseConfig = "experimental-features = nix-command flakes"
+// baseConfig is always part of NIX_CONFIG. It uses the extra- form so the
+// features the host enables itself (nix.settings.experimental-features in
+// /etc/nix/nix.conf, or an inherited NIX_CONFIG) stay enabled: a plain
+// "experimental-features =" line would replace that list.
+const baseConfig = "extra-experimental-features = nix-command flakes"
 
 // Options configure a Nix.
 type Options struct {
@@ -38,12 +44,18 @@ type Options struct {
 	// NixEnv is the nix-env binary. Default (""): "nix-env" from PATH.
 	NixEnv string
 	// ExtraConfig are nix.conf lines appended to NIX_CONFIG after
-	// "experimental-features = nix-command flakes", e.g. "sandbox = false"
+	// "extra-experimental-features = nix-command flakes", e.g. "sandbox = false"
 	// or "substituters =" in tests. Default: none.
 	ExtraConfig []string
 	// Environ is the environment nix runs in. A NIX_CONFIG in it is kept
 	// and our lines are appended to it. Default (nil): os.Environ() as of New.
 	Environ []string
+	// ProfileStore is the store nix-env uses for profile commands (its
+	// --store flag), e.g. "local" for root to write the store's database
+	// itself instead of asking a nix-daemon: the agent's rollback must work
+	// when the system it replaces left no working daemon. Default (""):
+	// nix's own choice (NIX_REMOTE, the store setting, else "auto").
+	ProfileStore string
 	// Runner starts the processes. Default (nil): ExecRunner{}.
 	Runner Runner
 	// TailLines is how many trailing stderr lines an *Error keeps.
@@ -54,6 +66,7 @@ type Options struct {
 // Nix runs nix commands. It is safe for concurrent use.
 type Nix struct {
 	nix, nixEnv string
+	storeArgs   []string // "--store <ProfileStore>" for nix-env, or none
 	env         []string
 	runner      Runner
 	tailLines   int
@@ -80,6 +93,9 @@ func New(opts Options, log hclog.Logger) *Nix {
 	}
 	if n.runner == nil {
 		n.runner = ExecRunner{}
+	}
+	if opts.ProfileStore != "" {
+		n.storeArgs = []string{"--store", opts.ProfileStore}
 	}
 	if n.tailLines <= 0 {
 		n.tailLines = 20

@@ -45,18 +45,18 @@ func TestCommonFlags(t *testing.T) {
 	}{
 		{
 			name: "base only",
-			want: "experimental-features = nix-command flakes",
+			want: "extra-experimental-features = nix-command flakes",
 		},
 		{
 			name:  "extra lines",
 			extra: []string{"sandbox = false", "substituters ="},
-			want:  "experimental-features = nix-command flakes\nsandbox = false\nsubstituters =",
+			want:  "extra-experimental-features = nix-command flakes\nsandbox = false\nsubstituters =",
 		},
 		{
 			name:    "inherited NIX_CONFIG comes first",
 			environ: []string{"NIX_CONFIG=access-tokens = x=y\n", "A=b"},
 			extra:   []string{"sandbox = false"},
-			want:    "access-tokens = x=y\nexperimental-features = nix-command flakes\nsandbox = false",
+			want:    "access-tokens = x=y\nextra-experimental-features = nix-command flakes\nsandbox = false",
 		},
 	}
 	for _, tt := range tests {
@@ -159,6 +159,57 @@ func TestCommands(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			n, f := newFake(t, tt.respond)
+			got, err := tt.call(n)
+			if err != nil {
+				t.Fatalf("error: %v", err)
+			}
+			if fmt.Sprintf("%#v", got) != fmt.Sprintf("%#v", tt.want) {
+				t.Errorf("got %#v, want %#v", got, tt.want)
+			}
+			if calls := f.Calls(); !slices.Equal(calls, tt.calls) {
+				t.Errorf("calls:\n%s\nwant:\n%s", strings.Join(calls, "\n"), strings.Join(tt.calls, "\n"))
+			}
+		})
+	}
+}
+
+// TestProfileStore: with ProfileStore set, every nix-env profile command
+// names the store (the agent gives "local" so that it does not need a
+// nix-daemon); nix commands are left alone.
+func TestProfileStore(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name  string
+		call  func(n *Nix) (any, error)
+		want  any
+		calls []string
+	}{
+		{
+			name:  "set profile",
+			call:  func(n *Nix) (any, error) { return nil, n.SetProfile(ctx, "/p/system", "/nix/store/b") },
+			calls: []string{"nix-env --store local -p /p/system --set /nix/store/b"},
+		},
+		{
+			name:  "switch generation",
+			call:  func(n *Nix) (any, error) { return nil, n.SwitchGeneration(ctx, "/p/system", 4) },
+			calls: []string{"nix-env --store local -p /p/system --switch-generation 4"},
+		},
+		{
+			name:  "keep generations",
+			call:  func(n *Nix) (any, error) { return nil, n.KeepGenerations(ctx, "/p/system", 3) },
+			calls: []string{"nix-env --store local -p /p/system --delete-generations +3"},
+		},
+		{
+			name:  "list generations",
+			call:  func(n *Nix) (any, error) { return n.Generations(ctx, "/p/system") },
+			want:  []Generation(nil),
+			calls: []string{"nix-env --store local -p /p/system --list-generations"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &FakeRunner{}
+			n := New(Options{Runner: f, Environ: testEnviron, ProfileStore: "local"}, testLogger(t))
 			got, err := tt.call(n)
 			if err != nil {
 				t.Fatalf("error: %v", err)

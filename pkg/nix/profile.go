@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -42,12 +43,42 @@ func CurrentGeneration(profile string) (int, error) {
 	return n, nil
 }
 
+// nixEnvArgv is the argv of a nix-env command on profile.
+func (n *Nix) nixEnvArgv(profile string, args ...string) []string {
+	argv := append([]string{n.nixEnv}, n.storeArgs...)
+	argv = append(argv, "-p", profile)
+	return append(argv, args...)
+}
+
 // SetProfile makes storePath the new current generation of profile
 // (`nix-env -p <profile> --set <storePath>`); the profile's directory must
 // exist.
 func (n *Nix) SetProfile(ctx context.Context, profile, storePath string) error {
-	if _, err := n.run(ctx, []string{n.nixEnv, "-p", profile, "--set", storePath}, nil); err != nil {
+	if _, err := n.run(ctx, n.nixEnvArgv(profile, "--set", storePath), nil); err != nil {
 		return fmt.Errorf("set profile %s to %s: %w", profile, storePath, err)
+	}
+	return nil
+}
+
+// SetSystemProfile is SetProfile for a NixOS system profile: like
+// nixos-rebuild, it refuses (ErrNotNixOS) a store path without
+// nixos-version before touching the profile, so a wrong path (a package, a
+// half-built closure) never becomes the boot default.
+func (n *Nix) SetSystemProfile(ctx context.Context, profile, storePath string) error {
+	if err := CheckSystem(storePath); err != nil {
+		return fmt.Errorf("set profile %s: %w", profile, err)
+	}
+	return n.SetProfile(ctx, profile, storePath)
+}
+
+// CheckSystem returns ErrNotNixOS unless path holds a nixos-version file
+// (what nixos-rebuild checks before setting the system profile).
+func CheckSystem(path string) error {
+	if _, err := os.Stat(filepath.Join(path, "nixos-version")); err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return fmt.Errorf("%s: %w (it has no nixos-version)", path, ErrNotNixOS)
+		}
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
 }
@@ -55,7 +86,7 @@ func (n *Nix) SetProfile(ctx context.Context, profile, storePath string) error {
 // SwitchGeneration makes generation number the current one of profile
 // (`nix-env -p <profile> --switch-generation <number>`).
 func (n *Nix) SwitchGeneration(ctx context.Context, profile string, number int) error {
-	if _, err := n.run(ctx, []string{n.nixEnv, "-p", profile, "--switch-generation", strconv.Itoa(number)}, nil); err != nil {
+	if _, err := n.run(ctx, n.nixEnvArgv(profile, "--switch-generation", strconv.Itoa(number)), nil); err != nil {
 		return fmt.Errorf("switch %s to generation %d: %w", profile, number, err)
 	}
 	return nil
@@ -68,7 +99,7 @@ func (n *Nix) KeepGenerations(ctx context.Context, profile string, keep int) err
 	if keep < 1 {
 		return fmt.Errorf("keep generations of %s: keep must be at least 1, got %d", profile, keep)
 	}
-	if _, err := n.run(ctx, []string{n.nixEnv, "-p", profile, "--delete-generations", "+" + strconv.Itoa(keep)}, nil); err != nil {
+	if _, err := n.run(ctx, n.nixEnvArgv(profile, "--delete-generations", "+"+strconv.Itoa(keep)), nil); err != nil {
 		return fmt.Errorf("keep %d generations of %s: %w", keep, profile, err)
 	}
 	return nil
@@ -77,7 +108,7 @@ func (n *Nix) KeepGenerations(ctx context.Context, profile string, keep int) err
 // Generations lists the generations of profile, oldest first, with the
 // store path each links to. A profile that does not exist has none.
 func (n *Nix) Generations(ctx context.Context, profile string) ([]Generation, error) {
-	out, err := n.run(ctx, []string{n.nixEnv, "-p", profile, "--list-generations"}, nil)
+	out, err := n.run(ctx, n.nixEnvArgv(profile, "--list-generations"), nil)
 	if err != nil {
 		return nil, fmt.Errorf("list generations of %s: %w", profile, err)
 	}

@@ -226,7 +226,7 @@ func nixSystem() string {
 // NixEnv is what a test needs to run the real nix.
 type NixEnv struct {
 	// ExtraConfig are the nix.conf lines tests add to
-	// "experimental-features = nix-command flakes": no build sandbox, no
+	// "extra-experimental-features = nix-command flakes": no build sandbox, no
 	// substituters (no network), no build users (a machine without the
 	// nixbld group builds as root).
 	ExtraConfig []string
@@ -264,7 +264,7 @@ func Env(t testing.TB) NixEnv {
 			env = append(env, kv)
 		}
 	}
-	cfg := append([]string{"experimental-features = nix-command flakes"}, extra...)
+	cfg := append([]string{"extra-experimental-features = nix-command flakes"}, extra...)
 	env = append(env, "NIX_CONFIG="+strings.Join(cfg, "\n"))
 	return NixEnv{ExtraConfig: extra, Environ: env}
 }

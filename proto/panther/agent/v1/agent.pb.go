@@ -2004,8 +2004,12 @@ type Generation struct {
 	NixosVersion string                 `protobuf:"bytes,5,opt,name=nixos_version,json=nixosVersion,proto3" json:"nixos_version,omitempty"`
 	DeploymentId string                 `protobuf:"bytes,6,opt,name=deployment_id,json=deploymentId,proto3" json:"deployment_id,omitempty"`
 	// confirmed, rolled back, failed, awaiting confirmation, or "" when unknown.
-	Result        string `protobuf:"bytes,7,opt,name=result,proto3" json:"result,omitempty"`
-	Reason        string `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	Result string `protobuf:"bytes,7,opt,name=result,proto3" json:"result,omitempty"`
+	Reason string `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	// A deployment that did not keep this system (rolled back, failed, left
+	// for manual recovery) created this generation. A rollback without a
+	// generation number never goes to a failed one.
+	Failed        bool `protobuf:"varint,9,opt,name=failed,proto3" json:"failed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2094,6 +2098,13 @@ func (x *Generation) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *Generation) GetFailed() bool {
+	if x != nil {
+		return x.Failed
+	}
+	return false
 }
 
 type ListGenerationsResponse struct {
@@ -2888,7 +2899,7 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\benvelope\x18\x01 \x01(\v2 .panther.agent.v1.SignedEnvelopeR\benvelope\"G\n" +
 	"\x10RollbackResponse\x123\n" +
 	"\x05event\x18\x01 \x01(\v2\x1d.panther.agent.v1.DeployEventR\x05event\"\x18\n" +
-	"\x16ListGenerationsRequest\"\x8d\x02\n" +
+	"\x16ListGenerationsRequest\"\xa5\x02\n" +
 	"\n" +
 	"Generation\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\x03R\x06number\x124\n" +
@@ -2899,7 +2910,8 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\rnixos_version\x18\x05 \x01(\tR\fnixosVersion\x12#\n" +
 	"\rdeployment_id\x18\x06 \x01(\tR\fdeploymentId\x12\x16\n" +
 	"\x06result\x18\a \x01(\tR\x06result\x12\x16\n" +
-	"\x06reason\x18\b \x01(\tR\x06reason\"Y\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\x12\x16\n" +
+	"\x06failed\x18\t \x01(\bR\x06failed\"Y\n" +
 	"\x17ListGenerationsResponse\x12>\n" +
 	"\vgenerations\x18\x01 \x03(\v2\x1c.panther.agent.v1.GenerationR\vgenerations\"\x0f\n" +
 	"\rStatusRequest\"\x8c\x04\n" +
