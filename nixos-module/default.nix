@@ -355,23 +355,23 @@ in
         Restart = "always";
         RestartSec = "5s";
         # Stopping the agent kills only the agent. The switch itself runs in
-        # its own transient unit (systemd-run) and is not affected either way.
+        # its own transient unit (started over D-Bus) and is not affected
+        # either way.
         KillMode = "process";
 
         # Hardening that leaves the agent able to do its job as root:
         # - ProtectHome: the agent only reads its state dir and the store;
         #   HOME points at the state dir (above).
         # - PrivateTmp: nothing is shared with other units through /tmp. The
-        #   switch unit started by systemd-run does NOT share this /tmp, so
-        #   the agent must hand it files under stateDir, never under /tmp.
+        #   switch and dry-activate units do NOT share this /tmp, so the
+        #   agent hands them files under stateDir, never under /tmp.
         # - NoNewPrivileges: the agent is root already and gains nothing
         #   from setuid or file capabilities. Nix is unaffected: builds run
         #   in nix-daemon and even a local-store nix only drops privileges
         #   (build users) and installs seccomp filters, which NNP permits.
-        #   The switch runs in a transient unit created by PID 1, which does
-        #   not inherit NNP, so activation scripts and setuid wrappers behave
-        #   as under nixos-rebuild. (dry-activate does run as the agent's
-        #   child, under NNP; it only reports, as root.)
+        #   The switch and dry-activate run in transient units created by
+        #   PID 1, which do not inherit NNP, so activation scripts and setuid
+        #   wrappers behave as under nixos-rebuild.
         # agent/config's TestModuleUnitHardeningKeepsAgentWorking checks
         # these in a real systemd: build via the daemon, profile switch,
         # systemd-run switch without NNP, private /tmp, read-only /root.

@@ -360,6 +360,43 @@ func TestCallerGoesAwayDuringBuild(t *testing.T) {
 	}
 }
 
+// TestCallerGoesAwayDuringDryActivate: the dry-activate unit is stopped
+// and cleared, not left running for nobody.
+func TestCallerGoesAwayDuringDryActivate(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	hold := make(chan struct{})
+	defer close(hold)
+	h.act.mu.Lock()
+	h.act.dryHold = hold
+	h.act.dry[h.new] = []string{"would start the following units: a.service"}
+	h.act.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sub, err := h.e.Submit(ctx, switchReq("d1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &watcher{t: t, sub: sub}
+	// Its output streams while it runs, and is in the deployment log.
+	w.until("dry-activate's output", func(ev Event) bool {
+		return ev.Kind == EventLog && ev.Phase == PhaseDryActivate && ev.Line == "would start the following units: a.service"
+	})
+	cancel()
+	res := w.result()
+	wantOutcome(t, res, journal.StateFailed, "went away during dry-activate", "nothing was changed")
+	if got := h.act.waitCleared(1); !slices.Equal(got, []string{"panther-dry-activate-d1"}) {
+		t.Errorf("cleared units %q, want the dry-activate unit", got)
+	}
+	if h.act.loaded("panther-dry-activate-d1") {
+		t.Error("the dry-activate unit is still loaded")
+	}
+	log, err := os.ReadFile(h.j.LogPath("d1"))
+	if err != nil || !strings.Contains(string(log), "[dry-activate] would start the following units: a.service") {
+		t.Errorf("deployment log (%v):\n%s", err, log)
+	}
+}
+
 // TestCallerGoesAwayAfterSwitch: from the switch on, the deployment belongs
 // to the agent.
 func TestCallerGoesAwayAfterSwitch(t *testing.T) {

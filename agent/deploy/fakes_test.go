@@ -199,6 +199,7 @@ type fakeActivator struct {
 	mu       sync.Mutex
 	dry      map[string][]string // toplevel -> dry-activate output
 	dryCode  int                 // dry-activate's exit code
+	dryHold  chan struct{}       // when set, dry-activate runs until it is closed
 	startErr error
 	scripts  map[string]switchScript // toplevel -> script
 	units    map[string]*fakeUnit
@@ -252,10 +253,30 @@ func (a *fakeActivator) StartUnit(ctx context.Context, spec UnitSpec) error {
 	switch spec.Mode {
 	case "switch", "boot", "test":
 	case "dry-activate":
-		u := &fakeUnit{status: UnitStatus{State: UnitExited, ExitCode: a.dryCode}, done: make(chan struct{})}
-		close(u.done)
+		end := UnitStatus{State: UnitExited, ExitCode: a.dryCode}
+		u := &fakeUnit{status: end, done: make(chan struct{})}
 		appendLines(spec.Output, a.dry[spec.Toplevel])
 		a.units[spec.Unit] = u
+		if a.dryHold == nil {
+			close(u.done)
+			return nil
+		}
+		u.status = UnitStatus{State: UnitRunning}
+		hold := a.dryHold
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			defer close(u.done)
+			select {
+			case <-hold:
+			case <-a.stop:
+			}
+			a.mu.Lock()
+			if u.status.State == UnitRunning {
+				u.status = end
+			}
+			a.mu.Unlock()
+		}()
 		return nil
 	default:
 		return fmt.Errorf("unknown switch mode %q", spec.Mode)

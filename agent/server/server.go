@@ -245,6 +245,7 @@ func (s *Server) request(ctx context.Context, in *agentv1.Intent, ref string) de
 		SourceDigest: in.SourceDigest, ExpectedPath: in.ExpectedStorePath,
 		ConfirmTimeout: in.ConfirmTimeout.AsDuration(), FailOnWarnings: in.FailOnWarnings,
 		ExtraCritical: in.ExtraCriticalUnits, Generation: in.Generation, RequestedBy: requestedBy(ctx),
+		InstallBootloader: in.InstallBootloader,
 	}
 }
 

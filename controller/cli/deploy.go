@@ -30,6 +30,7 @@ type deployOpts struct {
 	yes            bool
 	noConfirm      bool
 	failOnWarnings bool
+	installBoot    bool
 	keepGoing      bool
 	jobs           int
 	canary         int
@@ -60,6 +61,7 @@ they were confirmed. Tags and per-host settings come from panther.json at the fl
 			fs.BoolVar(&o.yes, "yes", false, "switch without asking (for CI)")
 			fs.BoolVar(&o.noConfirm, "no-confirm", false, "do not confirm: let the dead-man roll the host back (to test it)")
 			fs.BoolVar(&o.failOnWarnings, "fail-on-warnings", false, "abort when the configuration has warnings")
+			fs.BoolVar(&o.installBoot, "install-bootloader", false, "(re)install the boot loader with the switch (NIXOS_INSTALL_BOOTLOADER=1, as nixos-rebuild --install-bootloader)")
 			fs.BoolVar(&o.keepGoing, "keep-going", false, "keep starting hosts after one failed")
 			fs.IntVar(&o.jobs, "jobs", runtime.NumCPU(), "hosts deployed at once")
 			fs.IntVar(&o.canary, "canary", 0, "deploy this many hosts first; the rest only if they were confirmed")
@@ -406,6 +408,7 @@ func (b *batch) intent(hr *hostRun, a agentv1.Action, expected string) *agentv1.
 		Action: a, DeploymentId: client.NewDeploymentID(time.Now()), SourceDigest: b.packed.Digest,
 		SourceSubdir: b.packed.Subdir, FlakeAttr: hr.host.Name, ExpectedStorePath: expected,
 		FailOnWarnings:     b.o.failOnWarnings,
+		InstallBootloader:  b.o.installBoot,
 		ExtraCriticalUnits: append(append([]string{}, hr.host.CriticalUnits...), splitList(b.o.critical)...),
 	}
 	if w := b.window(hr); w > 0 {

@@ -18,6 +18,7 @@ import (
 	"github.com/pantheros/panther/agent/journal"
 	"github.com/pantheros/panther/controller/client"
 	"github.com/pantheros/panther/pkg/fleettest"
+	"github.com/pantheros/panther/pkg/nixtest"
 	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
 )
 
@@ -333,6 +334,39 @@ func TestDeadmanUnitFailRollsBackAtOnce(t *testing.T) {
 	rb, _ := fleettest.LogTime(log, "[rollback] started")
 	t.Logf("switch failed -> rollback started: %v; whole deployment %v", rb.Sub(sw).Round(time.Millisecond), rec.Finished.Sub(rec.Started).Round(time.Millisecond))
 	d.wantSystem(t, d.first, rec.NewPath)
+}
+
+// 3b. A switch that never ends (it starts a oneshot waiting for ever, holding
+// switch-to-configuration's lock) is stopped by systemd at the agent's
+// switchTimeout, which frees the lock, and the previous system is restored;
+// the transient units are gone once their end is recorded.
+func TestDeadmanSwitchTimeout(t *testing.T) {
+	const timeout = 3 * time.Second
+	d := newDMFleet(t, "good", fleettest.Options{AgentConfig: map[string]any{"switchTimeout": timeout.String()}})
+	f, h := d.f, d.h
+	f.SetVariant("alpha", nixtest.HangSwitch)
+	_, id := d.deploy(t, 4, "--confirm-timeout", "2m")
+	rec := h.JournalRecord(t, id)
+	wantRecord(t, rec, journal.StateRolledBack, "switch-to-configuration switch did not finish within 3s: systemd stopped it", d.first, rec.NewPath)
+	if rec.SwitchExitCode != nil {
+		t.Errorf("switch exit code %d recorded for a switch stopped at its deadline", *rec.SwitchExitCode)
+	}
+	wantLog(t, h, id, nixtest.HangUnit, "[rollback] done", "[result] rolled-back")
+	d.wantSystem(t, d.first, rec.NewPath)
+	if out, err := h.SB.Exec(t.Context(), "flock", "-n", nixtest.SwitchLock, "true"); err != nil {
+		t.Errorf("switch-to-configuration's lock is still held: %v %s", err, out)
+	}
+	// The rollback's unit is cleared just after the result goes out.
+	for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
+		out := h.SB.Run(t, "systemctl", "list-units", "--all", "--plain", "--no-legend", "panther-switch-*", "panther-rollback-*", "panther-dry-activate-*")
+		if strings.TrimSpace(out) == "" {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Errorf("transient units left loaded:\n%s", out)
+			break
+		}
+	}
 }
 
 // 4. An HTTP health check from the agent's config against a real web

@@ -340,9 +340,12 @@ type Intent struct {
 	// Units that must be active after the switch, on top of the agent's list.
 	ExtraCriticalUnits []string `protobuf:"bytes,13,rep,name=extra_critical_units,json=extraCriticalUnits,proto3" json:"extra_critical_units,omitempty"`
 	// For rollback: the generation to switch to (0 = the previous one).
-	Generation    int64 `protobuf:"varint,14,opt,name=generation,proto3" json:"generation,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Generation int64 `protobuf:"varint,14,opt,name=generation,proto3" json:"generation,omitempty"`
+	// For switch/boot: run switch-to-configuration (and a rollback's) with
+	// NIXOS_INSTALL_BOOTLOADER=1, which (re)installs the boot loader.
+	InstallBootloader bool `protobuf:"varint,15,opt,name=install_bootloader,json=installBootloader,proto3" json:"install_bootloader,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Intent) Reset() {
@@ -471,6 +474,13 @@ func (x *Intent) GetGeneration() int64 {
 		return x.Generation
 	}
 	return 0
+}
+
+func (x *Intent) GetInstallBootloader() bool {
+	if x != nil {
+		return x.InstallBootloader
+	}
+	return false
 }
 
 type HasSourceRequest struct {
@@ -2655,7 +2665,7 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\x0eSignedEnvelope\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x16\n" +
 	"\x06intent\x18\x02 \x01(\fR\x06intent\x12\x1c\n" +
-	"\tsignature\x18\x03 \x01(\fR\tsignature\"\xd6\x04\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\"\x85\x05\n" +
 	"\x06Intent\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x120\n" +
 	"\x06action\x18\x02 \x01(\x0e2\x18.panther.agent.v1.ActionR\x06action\x12#\n" +
@@ -2675,7 +2685,8 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\x14extra_critical_units\x18\r \x03(\tR\x12extraCriticalUnits\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x0e \x01(\x03R\n" +
-	"generation\"*\n" +
+	"generation\x12-\n" +
+	"\x12install_bootloader\x18\x0f \x01(\bR\x11installBootloader\"*\n" +
 	"\x10HasSourceRequest\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\"-\n" +
 	"\x11HasSourceResponse\x12\x18\n" +
