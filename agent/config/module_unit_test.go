@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pantheros/panther/pkg/sandbox"
 	"github.com/pantheros/panther/pkg/sandboxtest"
 )
 
@@ -46,8 +47,10 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // renderUnit writes the module's unit as a unit file whose ExecStart is
-// execStart and whose PATH is the sandbox's (the module's path entries are
-// store paths of the real packages).
+// execStart and whose PATH is what NixOS gives the module's service: the
+// sandbox's model of it (sandbox.ServicePath, with the Debian packages of
+// the module's path linked in by the Boot options), as the module's path
+// entries are store paths of the real packages.
 func renderUnit(u moduleUnit, execStart string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[Unit]\nDescription=%s\n", u.Description)
@@ -55,7 +58,7 @@ func renderUnit(u moduleUnit, execStart string) string {
 		fmt.Fprintf(&b, "%s=%s\n", k, unitValue(u.UnitConfig[k]))
 	}
 	b.WriteString("\n[Service]\n")
-	b.WriteString("Environment=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n")
+	b.WriteString("Environment=PATH=" + sandbox.ServicePath + "\n")
 	for _, k := range sortedKeys(u.Environment) {
 		fmt.Fprintf(&b, "Environment=%s=%s\n", k, u.Environment[k])
 	}
@@ -90,7 +93,8 @@ func fakeSystemFlake(system string) string {
         mkdir -p $out/bin
         cat > $out/bin/switch-to-configuration <<'EOS'
         #!/bin/sh
-        # As NixOS's: the transient unit's PATH holds only systemd's tools.
+        # Self-contained like the real one: a transient unit's PATH on
+        # NixOS holds only systemd's tools.
         export PATH=/usr/bin:/bin
         { echo "action $1"; grep NoNewPrivs /proc/self/status; } > /var/lib/panther-agent/switched
         EOS
@@ -140,6 +144,8 @@ func TestModuleUnitHardeningKeepsAgentWorking(t *testing.T) {
 	}
 	s := sandboxtest.Boot(t, sandboxtest.Options{
 		Name: "panther-module",
+		// The module's path: nix, systemd and git.
+		ServicePackages: []string{"nix-bin", "git"},
 		Units: map[string]string{
 			"panther-agent.service": renderUnit(unit, "/srv/agent.sh"),
 			"nix-daemon.service":    "[Service]\nExecStart=/usr/bin/nix-daemon\n",

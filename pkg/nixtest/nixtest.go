@@ -40,6 +40,7 @@ import (
 const (
 	Good           = "good"            // two units, lab-hello and lab-greeter
 	GoodV2         = "good-v2"         // as good, lab-hello changed
+	NoRestart      = "no-restart"      // as good, lab-hello changed with X-RestartIfChanged=false: a switch does not restart it
 	BuildFail      = "build-fail"      // the builder prints lines, then exits 1
 	EvalError      = "eval-error"      // the toplevel is a throw
 	Warnings       = "warnings"        // builds; config.warnings has 2 entries
@@ -120,7 +121,7 @@ const (
 // Variants returns every variant name but the slow ones, sorted.
 func Variants() []string {
 	return []string{ActivationFail, BuildFail, CutNetwork, DryFail, EvalError, Good, GoodV2, HangSwitch,
-		Inhibited, NewKernel, NoAgent, RebootRequired, RestartAgent, Specialised, StopsAgent, UnitFail,
+		Inhibited, NewKernel, NoAgent, NoRestart, RebootRequired, RestartAgent, Specialised, StopsAgent, UnitFail,
 		Warnings, WebBroken, WebOK}
 }
 

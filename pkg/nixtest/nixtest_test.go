@@ -55,6 +55,7 @@ func TestVariants(t *testing.T) {
 		{variant: nixtest.Specialised},
 		{variant: nixtest.HangSwitch},
 		{variant: nixtest.NoAgent},
+		{variant: nixtest.NoRestart},
 		{variant: nixtest.StopsAgent},
 		{variant: nixtest.RestartAgent},
 		{variant: nixtest.CutNetwork},

@@ -53,7 +53,7 @@ func TestSwitchInSandbox(t *testing.T) {
 	sandboxtest.Require(t, true)
 	tops := buildAll(t, n, nixtest.Good, nixtest.GoodV2, nixtest.UnitFail, nixtest.WebOK, nixtest.WebBroken,
 		nixtest.ActivationFail, nixtest.RebootRequired, nixtest.RestartAgent, nixtest.CutNetwork, nixtest.DryFail,
-		nixtest.NewKernel, nixtest.Inhibited, nixtest.Specialised, nixtest.HangSwitch)
+		nixtest.NewKernel, nixtest.Inhibited, nixtest.Specialised, nixtest.HangSwitch, nixtest.NoRestart)
 	s := sandboxtest.Boot(t, sandboxtest.Options{
 		Name:  "lab",
 		NetNS: true,
@@ -104,6 +104,7 @@ except e.HTTPError as x: print(x.code)`)
 		name     string
 		variant  string
 		action   string // default "switch"
+		env      []string
 		before   func(t *testing.T)
 		wantExit int
 		wantOut  []string
@@ -166,6 +167,24 @@ except e.HTTPError as x: print(x.code)`)
 				if got := current(t); got != tops[nixtest.GoodV2] {
 					t.Errorf("boot changed current-system to %s", got)
 				}
+			},
+		},
+		{
+			name: "dry-activate lists a changed unit that must not restart", variant: nixtest.NoRestart, action: "dry-activate",
+			wantOut: []string{"would NOT stop the following changed units: lab-hello.service"},
+			notOut:  []string{"would restart", "would start", "would stop the"},
+		},
+		{
+			name: "switch leaves a changed X-RestartIfChanged=false unit running", variant: nixtest.NoRestart,
+			env:     []string{"NIXOS_INSTALL_BOOTLOADER=1"},
+			wantOut: []string{"NOT restarting the following changed units: lab-hello.service", "installing the boot loader"},
+			notOut:  []string{"restarting the following units", "stopping"},
+			before:  func(t *testing.T) { pids.hello = show(t, nixtest.HelloUnit, "MainPID") },
+			check: func(t *testing.T, top string) {
+				if show(t, nixtest.HelloUnit, "MainPID") != pids.hello {
+					t.Errorf("lab-hello was restarted")
+				}
+				s.Run(t, "test", "-e", "/boot/loader/installed")
 			},
 		},
 		{
@@ -397,7 +416,9 @@ except e.HTTPError as x: print(x.code)`)
 			if asUser != "" {
 				argv = append([]string{"setpriv", "--reuid=" + asUser, "--regid=nogroup", "--clear-groups"}, argv...)
 			}
-			out, err := s.Command(ctx, argv...).CombinedOutput()
+			cmd := s.Command(ctx, argv...)
+			cmd.Env = append(cmd.Env, st.env...)
+			out, err := cmd.CombinedOutput()
 			t.Logf("%s %s took %v", st.variant, action, time.Since(start).Round(time.Millisecond))
 			code := 0
 			var ee *exec.ExitError

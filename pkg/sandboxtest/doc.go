@@ -6,7 +6,10 @@
 // It is a thin wrapper over pkg/sandbox: Boot stops the sandbox with
 // t.Cleanup and uses a new t.TempDir() as its disk unless told otherwise,
 // and the calls that can fail fail the test. See pkg/sandbox for what a
-// sandbox shares with the machine and what it hides.
+// sandbox shares with the machine and what it hides, and for how it models
+// a NixOS host (PID 1's default PATH, the boot default and stage 2);
+// HoldSwitchLock and FailUnit set up the host states a switch must cope
+// with.
 //
 // Booting needs root, systemd, dbus-daemon and util-linux (mount, pivot_root,
 // setpriv, nsenter), plus iproute2 for NetNS. Boot skips the test with the

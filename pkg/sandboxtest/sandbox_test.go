@@ -155,6 +155,44 @@ func TestNixOSPaths(t *testing.T) {
 	}
 }
 
+// TestStage2BringsUpTheBootDefault: every boot activates the system the
+// boot loader entry names and links /run/booted-system to it, before
+// systemd starts the units the activation installed; changing the entry
+// changes what the next boot brings up.
+func TestStage2BringsUpTheBootDefault(t *testing.T) {
+	t.Parallel()
+	// activate <name>: a stand-in system whose activation installs a unit
+	// wanted by multi-user.target and points /run/current-system at it.
+	activate := func(name string) string {
+		return "#!/bin/sh\nset -eu\ntop=/srv/" + name + "\n" +
+			"printf '[Service]\\nType=oneshot\\nRemainAfterExit=yes\\nExecStart=/bin/true\\n' >/etc/systemd/system/" + name + ".service\n" +
+			"mkdir -p /etc/systemd/system/multi-user.target.wants\n" +
+			"ln -sfn ../" + name + ".service /etc/systemd/system/multi-user.target.wants/" + name + ".service\n" +
+			"ln -sfn $top /run/current-system\n"
+	}
+	entry := func(name string) string { return "title " + name + "\noptions init=/srv/" + name + "/init\n" }
+	s := sandboxtest.Boot(t, sandboxtest.Options{Files: map[string]string{
+		"/srv/sys-a/activate": activate("sys-a"),
+		"/srv/sys-b/activate": activate("sys-b"),
+		sandbox.BootEntry:     entry("sys-a"),
+	}})
+	check := func(name string) {
+		t.Helper()
+		if got := s.Run(t, "readlink", "/run/current-system", "/run/booted-system"); got != "/srv/"+name+"\n/srv/"+name {
+			t.Errorf("current and booted system: %q, want /srv/%s", got, name)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		if err := s.WaitUnit(ctx, name+".service", "active"); err != nil {
+			t.Errorf("the unit of %s: %v", name, err)
+		}
+	}
+	check("sys-a")
+	s.Run(t, "sh", "-c", "printf '"+strings.ReplaceAll(entry("sys-b"), "\n", "\\n")+"' >"+sandbox.BootEntry)
+	s.Reboot(t)
+	check("sys-b")
+}
+
 func TestUnitsFromOptions(t *testing.T) {
 	t.Parallel()
 	s := sandboxtest.Boot(t, sandboxtest.Options{

@@ -19,6 +19,7 @@
       unit = name: file: builtins.path { path = file; inherit name; };
       hello = unit "lab-hello.service" ./units/lab-hello.service;
       helloV2 = unit "lab-hello.service" ./units/lab-hello-v2.service;
+      helloV3 = unit "lab-hello.service" ./units/lab-hello-v3.service;
       greeter = unit "lab-greeter.service" ./units/lab-greeter.service;
       broken = unit "lab-broken.service" ./units/lab-broken.service;
       web = unit "lab-web.service" ./units/lab-web.service;
@@ -32,6 +33,7 @@
       variants = {
         good = { units = base; };
         good-v2 = { units = [ helloV2 greeter ]; };
+        no-restart = { units = [ helloV3 greeter ]; };
         build-fail = { units = base; failBuild = true; };
         eval-error = { units = base; evalError = true; };
         warnings = {
