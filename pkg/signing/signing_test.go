@@ -1,6 +1,7 @@
 package signing
 
 import (
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -178,5 +179,73 @@ func TestReplayCacheSurvivesRestart(t *testing.T) {
 	// The expired nonce was compacted away (its intent would fail expiry anyway).
 	if err := c2.Use(n2, now.Add(time.Minute), now); err != nil {
 		t.Errorf("expired nonce still remembered: %v", err)
+	}
+}
+
+// TestReplayCacheRestartKeepsSubSecondExpiry: an intent whose expiry has a
+// fraction of a second is still fresh at expiry+skew, so a restart then must
+// still remember its nonce. With expiries cut to whole seconds, a restart at
+// expiry+29.6 s (skew 30 s) accepted the same envelope a second time.
+func TestReplayCacheRestartKeepsSubSecondExpiry(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nonces")
+	issued := time.Unix(1_800_000_000, 0)
+	expiry := issued.Add(5*time.Minute + 600*time.Millisecond)
+	claims := Claims{Host: "yoga", Action: "switch", Nonce: []byte("0123456789abcdef"), IssuedAt: issued, ExpiresAt: expiry}
+	p := Policy{Host: "yoga"}
+
+	c, err := OpenReplayCache(path, issued)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Use(claims.Nonce, expiry, issued); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+
+	for _, after := range []time.Duration{29*time.Second + 600*time.Millisecond, 29*time.Second + 999*time.Millisecond, 30 * time.Second} {
+		restart := expiry.Add(after)
+		if err := p.Check(claims, "switch", restart); err != nil {
+			t.Fatalf("at expiry+%v the intent is not fresh (%v): the test no longer probes the window", after, err)
+		}
+		c2, err := OpenReplayCache(path, restart)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c2.Use(claims.Nonce, expiry, restart)
+		c2.Close()
+		if !errors.Is(err, ErrReplay) {
+			t.Fatalf("restart at expiry+%v: Use = %v, want ErrReplay (the envelope would be accepted twice)", after, err)
+		}
+	}
+	// Once the intent fails freshness the nonce may go.
+	late := expiry.Add(30*time.Second + time.Nanosecond)
+	if err := p.Check(claims, "switch", late); !errors.Is(err, ErrExpired) {
+		t.Fatalf("Check at expiry+skew+1ns = %v, want ErrExpired", err)
+	}
+	c3, err := OpenReplayCache(path, late)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close()
+	if err := c3.Use(claims.Nonce, expiry, late); err != nil {
+		t.Errorf("nonce of an expired intent still remembered: %v", err)
+	}
+}
+
+func TestReplayCacheReadsWholeSecondsRoundedUp(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nonces")
+	nonce := []byte("0123456789abcdef")
+	// An older agent wrote 1800000000 for an expiry of 1800000000.6.
+	if err := os.WriteFile(path, []byte(hex.EncodeToString(nonce)+" 1800000000\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_800_000_030, 200_000_000)
+	c, err := OpenReplayCache(path, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Use(nonce, time.Unix(1_800_000_000, 600_000_000), now); !errors.Is(err, ErrReplay) {
+		t.Errorf("Use = %v, want ErrReplay", err)
 	}
 }
