@@ -17,6 +17,7 @@ import (
 
 	"github.com/pantheros/panther/controller/client"
 	"github.com/pantheros/panther/controller/inventory"
+	"github.com/pantheros/panther/controller/termsafe"
 	"github.com/pantheros/panther/pkg/archive"
 	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
 )
@@ -503,7 +504,7 @@ func (c *CLI) finishBatch(runs []*hostRun, o *deployOpts) error {
 		if hr.result.GetGeneration() > 0 {
 			gen = fmt.Sprint(hr.result.GetGeneration())
 		}
-		lines = append(lines, fmt.Sprintf("%-16s %-52s %-5s %-8s %s", hr.host.Name, what, gen, hr.duration.Round(100*time.Millisecond), hr.logPath))
+		lines = append(lines, fmt.Sprintf("%-16s %-52s %-5s %-8s %s", hr.host.Name, termsafe.Line(what), gen, hr.duration.Round(100*time.Millisecond), hr.logPath))
 		if c.g.json {
 			out := map[string]any{"summary": true, "host": hr.host.Name, "result": what, "exitCode": code,
 				"log": hr.logPath, "durationMs": hr.duration.Milliseconds()}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pantheros/panther/controller/client"
+	"github.com/pantheros/panther/controller/termsafe"
 	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
 )
 
@@ -96,7 +97,7 @@ func (c *CLI) listGenerations(ctx context.Context, n *network, host string) erro
 			cur = "*"
 		}
 		fmt.Fprintf(w, "%-4d %-19s %-3s %-28s %-26s %-14s %s\n", g.Number, g.Created.AsTime().Local().Format(time.DateTime), cur,
-			orDash(g.NixosVersion), orDash(g.DeploymentId), orDash(g.Result), g.StorePath)
+			termsafe.Line(orDash(g.NixosVersion)), termsafe.Line(orDash(g.DeploymentId)), termsafe.Line(orDash(g.Result)), termsafe.Line(g.StorePath))
 	}
 	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
+
+	"github.com/pantheros/panther/controller/termsafe"
 )
 
 func (c *CLI) statusCmd() *command {
@@ -69,7 +71,7 @@ unreachable hosts are reported, not fatal (the exit code is 1 when any was).`,
 					if c.g.json {
 						writeJSON(c.io.Stdout, map[string]any{"host": r.name, "reachable": false, "error": r.err.Error()})
 					} else {
-						fmt.Fprintf(c.io.Stdout, "%-16s %-10s %s\n", r.name, "no", r.err.Error())
+						fmt.Fprintf(c.io.Stdout, "%-16s %-10s %s\n", r.name, "no", termsafe.Line(r.err.Error()))
 					}
 					continue
 				}
@@ -92,7 +94,8 @@ unreachable hosts are reported, not fatal (the exit code is 1 when any was).`,
 					last = l.DeploymentId + " " + outcomeName(l.Outcome)
 				}
 				fmt.Fprintf(c.io.Stdout, "%-16s %-10s %-5d %-24s %-9s %-20s %-28s %s\n", r.name, fmt.Sprintf("yes %dms", r.rtt.Milliseconds()),
-					st.CurrentGeneration, orDash(st.NixosVersion), orDash(st.SystemState), failed, pending, last)
+					st.CurrentGeneration, termsafe.Line(orDash(st.NixosVersion)), termsafe.Line(orDash(st.SystemState)),
+					termsafe.Line(failed), termsafe.Line(pending), termsafe.Line(last))
 			}
 			if unreachable > 0 {
 				return exitf(ExitError, "%d of %d hosts unreachable", unreachable, len(rows))
@@ -121,7 +124,7 @@ func (c *CLI) status(ctx context.Context, n *network, host string) (*agentv1.Sta
 
 func (c *CLI) printStatus(st *agentv1.StatusResponse) {
 	w := c.io.Stdout
-	row := func(k, v string) { fmt.Fprintf(w, "%-14s %s\n", k, v) }
+	row := func(k, v string) { fmt.Fprintf(w, "%-14s %s\n", k, termsafe.Line(v)) }
 	row("host", st.Host)
 	row("agent", fmt.Sprintf("%s (up %s)", st.AgentVersion, st.AgentUptime.AsDuration()))
 	row("system", orDash(st.CurrentStorePath))
