@@ -100,7 +100,7 @@ func newHealth(ctx context.Context, cfg *config.Config, log hclog.Logger) (*heal
 	return &healthAdapter{c: c, cfg: cfg}, nil
 }
 
-func (h *healthAdapter) Close() {}
+func (h *healthAdapter) Close() { h.c.Close() }
 
 func (h *healthAdapter) Baseline(ctx context.Context) (any, error) {
 	return h.c.Baseline(ctx)

@@ -154,7 +154,10 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 	if err != nil {
 		return err
 	}
-	opts := append(tailnet.ServerKeepalive(), authz.ServerOptions()...)
+	// Every peer is bounded: streams per connection, open calls and call
+	// rate per peer (over a limit: ResourceExhausted naming it).
+	limits := tailnet.PeerLimits{}
+	opts := append(tailnet.ServerKeepalive(), tailnet.ServerOptions(authz, tailnet.NewLimiter(limits, log))...)
 	opts = append(opts, grpc.MaxRecvMsgSize(4<<20))
 	gs := grpc.NewServer(opts...)
 	agentv1.RegisterAgentServiceServer(gs, server.New(server.Config{
@@ -162,7 +165,7 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 		Engine: engine, Journal: j, Sources: archive.Store{Dir: filepath.Join(cfg.StateDir, "sources")},
 		Limits: archive.Limits{MaxBytes: cfg.MaxUploadBytes}, System: sys, Log: log,
 	}))
-	log.Info("serving on the tailnet", "port", cfg.Port, "allowedTags", cfg.AllowedTags, "allowedUsers", cfg.AllowedUsers)
+	log.Info("serving on the tailnet", "port", cfg.Port, "allowedTags", cfg.AllowedTags, "allowedUsers", cfg.AllowedUsers, "limits", limits.String())
 	errc := make(chan error, 1)
 	go func() { errc <- gs.Serve(ln) }()
 	// Type=notify units (the NixOS module's) become active only now that the

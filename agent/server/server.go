@@ -424,12 +424,15 @@ func (s *Server) Logs(req *agentv1.LogsRequest, stream agentv1.AgentService_Logs
 	}
 	defer rc.Close()
 	buf := make([]byte, 32<<10)
+	wait := followPollMin
+	idleSince := s.c.Now()
 	for {
 		n, err := rc.Read(buf)
 		if n > 0 {
 			if err := stream.Send(&agentv1.LogsResponse{DeploymentId: id, Data: append([]byte(nil), buf[:n]...)}); err != nil {
 				return err
 			}
+			wait, idleSince = followPollMin, s.c.Now()
 			continue
 		}
 		if err != nil && err != io.EOF {
@@ -446,10 +449,25 @@ func (s *Server) Logs(req *agentv1.LogsRequest, stream agentv1.AgentService_Logs
 			}
 			return nil
 		}
+		if s.c.Now().Sub(idleSince) >= followIdleLimit {
+			return status.Errorf(codes.DeadlineExceeded,
+				"deployment %s wrote nothing for %v and has not ended; follow it again with 'pantherctl logs --follow'", id, followIdleLimit)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(wait):
 		}
+		wait = min(2*wait, followPollMax)
 	}
 }
+
+// A followed log is polled every followPollMin while it grows, backing off
+// to followPollMax while it is quiet; a follow ends after followIdleLimit
+// without a byte from a deployment that has not ended (the per-peer stream
+// cap in pkg/tailnet bounds how many are open at once).
+const (
+	followPollMin   = 200 * time.Millisecond
+	followPollMax   = 2 * time.Second
+	followIdleLimit = time.Hour
+)
