@@ -1,8 +1,10 @@
 package signing
 
 import (
+	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,6 +53,56 @@ func TestKeyRoundTrip(t *testing.T) {
 	}
 	if KeyID(pub) != KeyID(Public(key)) {
 		t.Error("key id changed through text form")
+	}
+}
+
+// TestReadPrivateKeyChecksDirectoryAndOwner: the key file's mode was
+// checked but not the directory it lives in (another user able to write
+// there can replace the key) nor its owner.
+func TestReadPrivateKeyChecksDirectoryAndOwner(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "keys")
+	path := filepath.Join(dir, "key")
+	key, _ := GenerateKey()
+	if err := WritePrivateKey(path, key); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadPrivateKey(path); err != nil {
+		t.Fatalf("key in a private directory: %v", err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ReadPrivateKey(path)
+	if err == nil || !strings.Contains(err.Error(), "writable by other users") || !strings.Contains(err.Error(), "chmod go-w "+dir) {
+		t.Errorf("key in a world-writable directory: %v", err)
+	}
+	if err := os.Chmod(dir, 0o777|fs.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadPrivateKey(path); err != nil {
+		t.Errorf("key in a sticky directory: %v", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() != 0 {
+		return // only root can give the file to someone else
+	}
+	if err := os.Chown(path, 4242, 4242); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ReadPrivateKey(path)
+	if err == nil || !strings.Contains(err.Error(), "owned by uid 4242") || !strings.Contains(err.Error(), "chown 0 "+path) {
+		t.Errorf("key owned by another user: %v", err)
+	}
+	if err := os.Chown(path, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, 4242, 4242); err != nil {
+		t.Fatal(err)
+	}
+	if _, err = ReadPrivateKey(path); err == nil || !strings.Contains(err.Error(), "directory "+dir+" is owned by uid 4242") {
+		t.Errorf("key in another user's directory: %v", err)
 	}
 }
 
@@ -107,14 +159,33 @@ func TestVerify(t *testing.T) {
 	}
 }
 
+// TestSignatureIsDomainSeparated: a panther signature is over Context ||
+// payload, never the bare payload, so a signature the same key made for
+// anything else (an ed25519 signature over the bare bytes) does not verify
+// as an intent, and a panther signature is no signature over the bare
+// bytes.
 func TestSignatureIsDomainSeparated(t *testing.T) {
 	key, _ := GenerateKey()
-	payload := []byte("x")
+	pub := Public(key)
+	payload := []byte("an intent's bytes")
+	v, _ := NewVerifier([]string{FormatPublicKey(pub)})
+
+	// A plain ed25519 signature over the payload, made outside panther.
+	plain := ed25519.Sign(key, payload)
+	if err := v.Verify(KeyID(pub), payload, plain); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("a signature without the context verified as an intent: %v", err)
+	}
+
+	// Sign's signature covers exactly Context || payload.
 	_, sig := Sign(key, payload)
-	// A plain ed25519 signature over the payload (no context) must not verify.
-	v, _ := NewVerifier([]string{FormatPublicKey(Public(key))})
-	if err := v.Verify(KeyID(Public(key)), append([]byte(Context), payload...), sig); err == nil {
-		t.Error("signature verified over a different message")
+	if ed25519.Verify(pub, payload, sig) {
+		t.Error("Sign's signature verifies over the bare payload")
+	}
+	if !ed25519.Verify(pub, append([]byte(Context), payload...), sig) {
+		t.Error("Sign's signature does not verify over Context || payload")
+	}
+	if err := v.Verify(KeyID(pub), payload, sig); err != nil {
+		t.Errorf("Verify: %v", err)
 	}
 }
 
