@@ -232,15 +232,19 @@ func (s *Server) Deploy(req *agentv1.DeployRequest, stream agentv1.AgentService_
 	if err != nil {
 		return toStatus(err)
 	}
-	sub, err := s.c.Engine.Submit(ctx, s.request(ctx, in, ref))
+	sub, err := s.c.Engine.Submit(ctx, s.request(ctx, in, ref, req.GetEnvelope().GetKeyId()))
 	if err != nil {
 		return toStatus(err)
 	}
 	return forward(ctx, sub, func(ev *agentv1.DeployEvent) error { return stream.Send(&agentv1.DeployResponse{Event: ev}) })
 }
 
-func (s *Server) request(ctx context.Context, in *agentv1.Intent, ref string) deploy.Request {
+// request turns a verified intent into the engine's request; keyID is the
+// id of the trusted key whose signature verify accepted, kept in the
+// deployment's journal record.
+func (s *Server) request(ctx context.Context, in *agentv1.Intent, ref, keyID string) deploy.Request {
 	return deploy.Request{
+		KeyID: keyID,
 		ID: in.DeploymentId, Action: actionNames[in.Action], FlakeRef: ref, FlakeAttr: in.FlakeAttr,
 		SourceDigest: in.SourceDigest, ExpectedPath: in.ExpectedStorePath,
 		ConfirmTimeout: in.ConfirmTimeout.AsDuration(), FailOnWarnings: in.FailOnWarnings,
@@ -314,7 +318,7 @@ func (s *Server) Rollback(req *agentv1.RollbackRequest, stream agentv1.AgentServ
 	if err != nil {
 		return err
 	}
-	sub, err := s.c.Engine.Submit(ctx, s.request(ctx, in, ""))
+	sub, err := s.c.Engine.Submit(ctx, s.request(ctx, in, "", req.GetEnvelope().GetKeyId()))
 	if err != nil {
 		return toStatus(err)
 	}

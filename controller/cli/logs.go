@@ -41,7 +41,8 @@ func (c *CLI) logsCmd() *command {
 					return rpcError(host, err)
 				}
 				for _, d := range resp.Deployments {
-					fmt.Fprintf(c.io.Stdout, "%-28s %-13s %-20s %s\n", termsafe.Line(d.DeploymentId), actionName(d.Action), outcomeName(d.Outcome), termsafe.Line(d.Message))
+					fmt.Fprintf(c.io.Stdout, "%-28s %-13s %-20s %-16s %s\n", termsafe.Line(d.DeploymentId), actionName(d.Action), outcomeName(d.Outcome),
+						termsafe.Line(orDash(d.KeyId)), termsafe.Line(d.Message))
 				}
 				return nil
 			}

@@ -142,6 +142,9 @@ func (c *CLI) printStatus(st *agentv1.StatusResponse) {
 	}
 	if l := st.LastDeployment; l != nil {
 		row("last deploy", fmt.Sprintf("%s %s %s %s", l.DeploymentId, outcomeName(l.Outcome), l.Started.AsTime().Local().Format(time.DateTime), l.Message))
+		if l.KeyId != "" {
+			row("signed by key", l.KeyId)
+		}
 	}
 }
 
