@@ -244,11 +244,11 @@ func (s *Server) Deploy(req *agentv1.DeployRequest, stream agentv1.AgentService_
 // deployment's journal record.
 func (s *Server) request(ctx context.Context, in *agentv1.Intent, ref, keyID string) deploy.Request {
 	return deploy.Request{
-		KeyID: keyID,
 		ID: in.DeploymentId, Action: actionNames[in.Action], FlakeRef: ref, FlakeAttr: in.FlakeAttr,
 		SourceDigest: in.SourceDigest, ExpectedPath: in.ExpectedStorePath,
 		ConfirmTimeout: in.ConfirmTimeout.AsDuration(), FailOnWarnings: in.FailOnWarnings,
 		ExtraCritical: in.ExtraCriticalUnits, Generation: in.Generation, RequestedBy: requestedBy(ctx),
+		KeyID: keyID,
 	}
 }
 
