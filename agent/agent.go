@@ -160,9 +160,11 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 	opts := append(tailnet.ServerKeepalive(), tailnet.ServerOptions(authz, tailnet.NewLimiter(limits, log))...)
 	opts = append(opts, grpc.MaxRecvMsgSize(4<<20))
 	gs := grpc.NewServer(opts...)
+	sources := sourceStore{Store: archive.Store{Dir: filepath.Join(cfg.StateDir, "sources")}, j: j, log: log.Named("sources")}
+	sources.start()
 	agentv1.RegisterAgentServiceServer(gs, server.New(server.Config{
 		Host: cfg.HostName, Verifier: verifier, Policy: signing.Policy{Host: cfg.HostName}, Replay: replay,
-		Engine: engine, Journal: j, Sources: archive.Store{Dir: filepath.Join(cfg.StateDir, "sources")},
+		Engine: engine, Journal: j, Sources: sources,
 		Limits: archive.Limits{MaxBytes: cfg.MaxUploadBytes}, System: sys, Log: log,
 	}))
 	log.Info("serving on the tailnet", "port", cfg.Port, "allowedTags", cfg.AllowedTags, "allowedUsers", cfg.AllowedUsers, "limits", limits.String())
