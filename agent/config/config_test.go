@@ -213,7 +213,10 @@ func TestValidate(t *testing.T) {
 		{"hostName with a space", func(c *Config) { c.HostName = "web 1" }, []string{"hostName"}, "not a hostname"},
 		{"flakeHost with a quote", func(c *Config) { c.FlakeHost = `web"1` }, []string{"flakeHost"}, "attribute name"},
 		{"flakeHost with a dot", func(c *Config) { c.FlakeHost = "web1.example.com" }, []string{"flakeHost"}, "attribute name"},
-		{"flakeHost starting with a digit", func(c *Config) { c.FlakeHost = "1web" }, []string{"flakeHost"}, "not starting with a digit"},
+		// One rule with the deploy engine (nix.CheckHost): NixOS host names
+		// may start with a digit, never with a dash.
+		{"flakeHost starting with a digit", func(c *Config) { c.FlakeHost = "1web" }, nil, ""},
+		{"flakeHost starting with a dash", func(c *Config) { c.FlakeHost = "-web" }, []string{"flakeHost"}, "not starting with '-'"},
 		{"FQDN hostName with a plain flakeHost", func(c *Config) { c.HostName = "web1.example.com" }, nil, ""},
 		{"relative stateDir", func(c *Config) { c.StateDir = "var/lib/x" }, []string{"stateDir"}, "absolute"},
 		{"unclean profile", func(c *Config) { c.Profile = "/nix/var/../profiles" }, []string{"profile"}, "clean"},

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +24,7 @@ import (
 	"github.com/pantheros/panther/agent/deploy"
 	"github.com/pantheros/panther/agent/journal"
 	"github.com/pantheros/panther/pkg/archive"
+	"github.com/pantheros/panther/pkg/nix"
 	"github.com/pantheros/panther/pkg/signing"
 	"github.com/pantheros/panther/pkg/tailnet"
 	"github.com/pantheros/panther/pkg/version"
@@ -208,13 +208,11 @@ func (s *Server) flakeRef(in *agentv1.Intent) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	sub := in.SourceSubdir
-	if sub != "" {
-		clean := path.Clean(sub)
-		if path.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, "../") {
-			return "", fmt.Errorf("%w: source subdir %q escapes the source", deploy.ErrInvalidRequest, sub)
-		}
-		dir = dir + "/" + clean
+	if err := nix.CheckSubdir(in.SourceSubdir); err != nil {
+		return "", fmt.Errorf("%w: source subdir: %v", deploy.ErrInvalidRequest, err)
+	}
+	if in.SourceSubdir != "" {
+		dir = dir + "/" + in.SourceSubdir
 	}
 	return "path:" + dir, nil
 }
