@@ -136,7 +136,7 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 
 	node, err := tailnet.New(tailnet.Config{
 		Hostname: cfg.HostName, StateDir: filepath.Join(cfg.StateDir, "tsnet"), ControlURL: cfg.ControlURL,
-		AuthKeyFile: cfg.AuthKeyFile, Tags: cfg.Tags, NoLogsNoSupport: cfg.NoLogsNoSupport,
+		AuthKeyFile: cfg.AuthKeyFile, Tags: cfg.Tags, NoLogsNoSupport: cfg.NoLogs(),
 	}, log)
 	if err != nil {
 		return err

@@ -254,8 +254,9 @@ in
 
     noLogsNoSupport = mkOption {
       type = types.bool;
-      default = false;
-      description = "Stop the embedded tailnet node from uploading its logs to Tailscale.";
+      default = cfg.controlUrl != null;
+      defaultText = literalExpression "config.services.panther-agent.controlUrl != null";
+      description = "Stop the embedded tailnet node from uploading its logs to Tailscale's log servers. On by default with a self-hosted `controlUrl`.";
     };
 
     logLevel = mkOption {

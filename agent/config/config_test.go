@@ -71,6 +71,7 @@ func TestLoadAppliesDefaults(t *testing.T) {
 		LogLevel:          "info",
 		UnitName:          "panther-agent.service",
 		SystemdRunPath:    "systemd-run",
+		NoLogsNoSupport:   new(false),
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load with defaults:\n got %+v\nwant %+v", got, want)
@@ -411,5 +412,33 @@ func TestZeroHealthSettleIsKept(t *testing.T) {
 				t.Errorf("healthSettle = %v, want %v", c.HealthSettle.Duration, tc.want)
 			}
 		})
+	}
+}
+
+// TestNoLogsNoSupportDefaultsToControlURL: with a self-hosted controlUrl
+// the agent still dialled Tailscale's log servers unless noLogsNoSupport
+// was set. It now defaults to true when controlUrl is set; an explicit
+// value wins either way.
+func TestNoLogsNoSupportDefaultsToControlURL(t *testing.T) {
+	for _, tc := range []struct {
+		doc  string
+		want bool
+	}{
+		{`{}`, false},
+		{`{"controlUrl": "https://headscale.example.com"}`, true},
+		{`{"controlUrl": "https://headscale.example.com", "noLogsNoSupport": false}`, false},
+		{`{"noLogsNoSupport": true}`, true},
+	} {
+		c, err := Parse([]byte(tc.doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.NoLogs() != tc.want {
+			t.Errorf("%s: NoLogs() before defaults = %v, want %v", tc.doc, c.NoLogs(), tc.want)
+		}
+		c.ApplyDefaults()
+		if c.NoLogsNoSupport == nil || *c.NoLogsNoSupport != tc.want || c.NoLogs() != tc.want {
+			t.Errorf("%s: noLogsNoSupport after defaults = %v, want %v", tc.doc, c.NoLogsNoSupport, tc.want)
+		}
 	}
 }

@@ -148,6 +148,7 @@ func (c *CLI) run(ctx context.Context, args []string) error {
 		if err != nil {
 			return exitf(ExitUsage, "%v (see 'pantherctl %s --help')", err, cmd.name)
 		}
+		c.g.defaults(fs)
 		c.log = c.g.logger(c.io.Stderr)
 		return cmd.run(ctx, fs.Args())
 	}
