@@ -267,13 +267,14 @@ func (d *deployment) dryActivate(ctx context.Context, newPath string, warnings [
 // parseDryActivateLine collects NixOS's "would ... the following units: a, b" lines.
 func parseDryActivateLine(l string, s *Summary) {
 	const mid = " the following units: "
-	i := strings.Index(l, mid)
-	if i < 0 || !strings.HasPrefix(l, "would ") {
+	rest, ok := strings.CutPrefix(l, "would ")
+	i := strings.Index(rest, mid) // after the prefix: "would the following units: " has none
+	if !ok || i < 0 {
 		return
 	}
-	verb := l[len("would "):i]
+	verb := rest[:i]
 	var units []string
-	for _, u := range strings.Split(l[i+len(mid):], ",") {
+	for _, u := range strings.Split(rest[i+len(mid):], ",") {
 		if u = strings.TrimSpace(u); u != "" {
 			units = append(units, u)
 		}
