@@ -112,7 +112,7 @@ func newHealth(ctx context.Context, cfg *config.Config, log hclog.Logger) (*heal
 	return &healthAdapter{c: c, cfg: cfg}, nil
 }
 
-func (h *healthAdapter) Close() {}
+func (h *healthAdapter) Close() { h.c.Close() }
 
 func (h *healthAdapter) FailedUnits(ctx context.Context) ([]string, error) {
 	snap, err := h.c.Baseline(ctx)

@@ -151,7 +151,7 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 
 	node, err := tailnet.New(tailnet.Config{
 		Hostname: cfg.HostName, StateDir: filepath.Join(cfg.StateDir, "tsnet"), ControlURL: cfg.ControlURL,
-		AuthKeyFile: cfg.AuthKeyFile, Tags: cfg.Tags, NoLogsNoSupport: cfg.NoLogsNoSupport,
+		AuthKeyFile: cfg.AuthKeyFile, Tags: cfg.Tags, NoLogsNoSupport: cfg.NoLogs(),
 	}, log)
 	if err != nil {
 		return err
@@ -178,15 +178,20 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 		obs.serveMetrics(mln, authz)
 		log.Info("serving metrics on the tailnet", "port", cfg.Metrics.Port)
 	}
-	opts := append(tailnet.ServerKeepalive(), authz.ServerOptions()...)
+	// Every peer is bounded: streams per connection, open calls and call
+	// rate per peer (over a limit: ResourceExhausted naming it).
+	limits := tailnet.PeerLimits{}
+	opts := append(tailnet.ServerKeepalive(), tailnet.ServerOptions(authz, tailnet.NewLimiter(limits, log))...)
 	opts = append(opts, grpc.MaxRecvMsgSize(4<<20))
 	gs := grpc.NewServer(opts...)
+	sources := sourceStore{Store: archive.Store{Dir: filepath.Join(cfg.StateDir, "sources")}, j: j, log: log.Named("sources")}
+	sources.start()
 	agentv1.RegisterAgentServiceServer(gs, server.New(server.Config{
 		Host: cfg.HostName, Verifier: verifier, Policy: signing.Policy{Host: cfg.HostName}, Replay: replay,
-		Engine: engine, Journal: j, Sources: archive.Store{Dir: filepath.Join(cfg.StateDir, "sources")},
+		Engine: engine, Journal: j, Sources: sources,
 		Limits: archive.Limits{MaxBytes: cfg.MaxUploadBytes}, System: sys, Log: log,
 	}))
-	log.Info("serving on the tailnet", "port", cfg.Port, "allowedTags", cfg.AllowedTags, "allowedUsers", cfg.AllowedUsers)
+	log.Info("serving on the tailnet", "port", cfg.Port, "allowedTags", cfg.AllowedTags, "allowedUsers", cfg.AllowedUsers, "limits", limits.String())
 	errc := make(chan error, 1)
 	go func() { errc <- gs.Serve(ln) }()
 	// Type=notify units (the NixOS module's) become active only now that the

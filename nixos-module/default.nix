@@ -181,7 +181,7 @@ let
     let m = builtins.match "([[][0-9A-Za-z:.%_-]+[]]|[^:]+):([0-9]{1,5})" a; in
     m != null && (let port = builtins.fromJSON (builtins.head (builtins.match "0*([0-9]+)" (builtins.elemAt m 1))); in port >= 1 && port <= 65535);
   isHostName = h: builtins.stringLength h <= 253 && matches "[A-Za-z0-9_][A-Za-z0-9_.-]*" h;
-  isAttrName = h: builtins.stringLength h <= 128 && matches "[A-Za-z_-][A-Za-z0-9_-]*" h;
+  isAttrName = h: builtins.stringLength h <= 128 && matches "[A-Za-z0-9_][A-Za-z0-9_-]*" h;
 
   # durationProblem name d zeroOK: why the agent refuses duration d, or null.
   durationProblem = d: zeroOK:
@@ -228,7 +228,7 @@ let
     }
     {
       assertion = isAttrName cfg.flakeHost;
-      message = "${opt "flakeHost"}: ${show cfg.flakeHost}${lib.optionalString (cfg.flakeHost == cfg.hostName) " (hostName, its default)"} is not a plain nixosConfigurations attribute name: use letters, digits, '-' and '_', not starting with a digit, or set flakeHost";
+      message = "${opt "flakeHost"}: ${show cfg.flakeHost}${lib.optionalString (cfg.flakeHost == cfg.hostName) " (hostName, its default)"} is not a plain nixosConfigurations attribute name: use letters, digits, '-' and '_', not starting with '-', or set flakeHost";
     }
     {
       assertion = cfg.controlUrl == null || isHttpURL cfg.controlUrl;
@@ -452,8 +452,9 @@ in
 
     noLogsNoSupport = mkOption {
       type = types.bool;
-      default = false;
-      description = "Stop the embedded tailnet node from uploading its logs to Tailscale.";
+      default = cfg.controlUrl != null;
+      defaultText = literalExpression "config.services.panther-agent.controlUrl != null";
+      description = "Stop the embedded tailnet node from uploading its logs to Tailscale's log servers. On by default with a self-hosted `controlUrl`.";
     };
 
     logLevel = mkOption {

@@ -59,7 +59,7 @@
 #     "maxConfirmTimeout": "15m",
 #     "maxUploadBytes": 1073741824,
 #     "nixExtraConfig": "max-jobs = 2",
-#     "noLogsNoSupport": false,
+#     "noLogsNoSupport": true,
 #     "port": 7443,
 #     "profile": "/nix/var/nix/profiles/system",
 #     "stateDir": "/var/lib/panther-agent",

@@ -123,8 +123,10 @@ type Config struct {
 	// NixExtraConfig is appended to NIX_CONFIG for every nix call.
 	// Default: "".
 	NixExtraConfig string `json:"nixExtraConfig"`
-	// NoLogsNoSupport stops tsnet from uploading its logs. Default: false.
-	NoLogsNoSupport bool `json:"noLogsNoSupport"`
+	// NoLogsNoSupport stops tsnet from uploading its logs to Tailscale's
+	// log servers. Default: true when ControlURL is set (a self-hosted
+	// control server has no use for Tailscale's logs), false otherwise.
+	NoLogsNoSupport *bool `json:"noLogsNoSupport,omitempty"`
 	// LogLevel is one of trace, debug, info, warn, error, off.
 	// Default: "info".
 	LogLevel string `json:"logLevel"`
@@ -211,6 +213,15 @@ func (c *Config) finish(path string) (*Config, error) {
 	return c, nil
 }
 
+// NoLogs reports whether tsnet's log upload is off: NoLogsNoSupport when
+// set, else whether ControlURL is (the default ApplyDefaults fills in).
+func (c *Config) NoLogs() bool {
+	if c.NoLogsNoSupport != nil {
+		return *c.NoLogsNoSupport
+	}
+	return c.ControlURL != ""
+}
+
 // ApplyDefaults fills every unset field with its default. It leaves HostName
 // empty when os.Hostname fails, which Validate then reports.
 func (c *Config) ApplyDefaults() {
@@ -221,6 +232,10 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.FlakeHost == "" {
 		c.FlakeHost = c.HostName
+	}
+	if c.NoLogsNoSupport == nil {
+		noLogs := c.ControlURL != ""
+		c.NoLogsNoSupport = &noLogs
 	}
 	setString(&c.StateDir, DefaultStateDir)
 	setString(&c.Profile, DefaultProfile)

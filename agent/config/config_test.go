@@ -75,6 +75,7 @@ func TestLoadAppliesDefaults(t *testing.T) {
 		ResultHooks: ResultHooks{
 			CommandTimeout: Duration{30 * time.Second}, WebhookTimeout: Duration{10 * time.Second}, WebhookAttempts: 3,
 		},
+		NoLogsNoSupport: new(false),
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load with defaults:\n got %+v\nwant %+v", got, want)
@@ -217,7 +218,10 @@ func TestValidate(t *testing.T) {
 		{"hostName with a space", func(c *Config) { c.HostName = "web 1" }, []string{"hostName"}, "not a hostname"},
 		{"flakeHost with a quote", func(c *Config) { c.FlakeHost = `web"1` }, []string{"flakeHost"}, "attribute name"},
 		{"flakeHost with a dot", func(c *Config) { c.FlakeHost = "web1.example.com" }, []string{"flakeHost"}, "attribute name"},
-		{"flakeHost starting with a digit", func(c *Config) { c.FlakeHost = "1web" }, []string{"flakeHost"}, "not starting with a digit"},
+		// One rule with the deploy engine (nix.CheckHost): NixOS host names
+		// may start with a digit, never with a dash.
+		{"flakeHost starting with a digit", func(c *Config) { c.FlakeHost = "1web" }, nil, ""},
+		{"flakeHost starting with a dash", func(c *Config) { c.FlakeHost = "-web" }, []string{"flakeHost"}, "not starting with '-'"},
 		{"FQDN hostName with a plain flakeHost", func(c *Config) { c.HostName = "web1.example.com" }, nil, ""},
 		{"relative stateDir", func(c *Config) { c.StateDir = "var/lib/x" }, []string{"stateDir"}, "absolute"},
 		{"unclean profile", func(c *Config) { c.Profile = "/nix/var/../profiles" }, []string{"profile"}, "clean"},
@@ -413,5 +417,33 @@ func TestZeroHealthSettleIsKept(t *testing.T) {
 				t.Errorf("healthSettle = %v, want %v", c.HealthSettle.Duration, tc.want)
 			}
 		})
+	}
+}
+
+// TestNoLogsNoSupportDefaultsToControlURL: with a self-hosted controlUrl
+// the agent still dialled Tailscale's log servers unless noLogsNoSupport
+// was set. It now defaults to true when controlUrl is set; an explicit
+// value wins either way.
+func TestNoLogsNoSupportDefaultsToControlURL(t *testing.T) {
+	for _, tc := range []struct {
+		doc  string
+		want bool
+	}{
+		{`{}`, false},
+		{`{"controlUrl": "https://headscale.example.com"}`, true},
+		{`{"controlUrl": "https://headscale.example.com", "noLogsNoSupport": false}`, false},
+		{`{"noLogsNoSupport": true}`, true},
+	} {
+		c, err := Parse([]byte(tc.doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.NoLogs() != tc.want {
+			t.Errorf("%s: NoLogs() before defaults = %v, want %v", tc.doc, c.NoLogs(), tc.want)
+		}
+		c.ApplyDefaults()
+		if c.NoLogsNoSupport == nil || *c.NoLogsNoSupport != tc.want || c.NoLogs() != tc.want {
+			t.Errorf("%s: noLogsNoSupport after defaults = %v, want %v", tc.doc, c.NoLogsNoSupport, tc.want)
+		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 type Flags struct {
 	fs     *flag.FlagSet
 	staged Config
+	noLogs bool // staged -no-logs-no-support (the field is optional)
 	apply  map[string]func(dst *Config)
 }
 
@@ -48,7 +49,8 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 	bind(f, "log-retention", &s.LogRetention, func(c *Config) *int { return &c.LogRetention }, fmt.Sprintf("deployments whose logs are kept (default %d)", DefaultLogRetention))
 	bind(f, "max-upload-bytes", &s.MaxUploadBytes, func(c *Config) *int64 { return &c.MaxUploadBytes }, fmt.Sprintf("largest flake source upload (default %d)", DefaultMaxUploadBytes))
 	bind(f, "nix-extra-config", &s.NixExtraConfig, func(c *Config) *string { return &c.NixExtraConfig }, "extra NIX_CONFIG lines (default: none)")
-	bind(f, "no-logs-no-support", &s.NoLogsNoSupport, func(c *Config) *bool { return &c.NoLogsNoSupport }, "do not upload tsnet logs (default false)")
+	f.fs.BoolVar(&f.noLogs, "no-logs-no-support", false, "do not upload tsnet logs to Tailscale (default true with --control-url, else false)")
+	f.apply["no-logs-no-support"] = func(dst *Config) { v := f.noLogs; dst.NoLogsNoSupport = &v }
 	bind(f, "log-level", &s.LogLevel, func(c *Config) *string { return &c.LogLevel }, "trace, debug, info, warn, error or off (default "+DefaultLogLevel+")")
 	bind(f, "log-json", &s.LogJSON, func(c *Config) *bool { return &c.LogJSON }, "log JSON lines (default false)")
 	bind(f, "unit-name", &s.UnitName, func(c *Config) *string { return &c.UnitName }, "the agent's own systemd unit (default "+DefaultUnitName+")")

@@ -48,8 +48,8 @@ func TestFlagsOverrideFile(t *testing.T) {
 			name: "scalars",
 			args: []string{"-port", "8000", "-log-level=debug", "-log-json=false", "-max-upload-bytes", "1024", "-no-logs-no-support"},
 			check: func(t *testing.T, c *Config) {
-				if c.Port != 8000 || c.LogLevel != "debug" || c.LogJSON || c.MaxUploadBytes != 1024 || !c.NoLogsNoSupport {
-					t.Errorf("got port %d level %q json %v upload %d nologs %v", c.Port, c.LogLevel, c.LogJSON, c.MaxUploadBytes, c.NoLogsNoSupport)
+				if c.Port != 8000 || c.LogLevel != "debug" || c.LogJSON || c.MaxUploadBytes != 1024 || !c.NoLogs() {
+					t.Errorf("got port %d level %q json %v upload %d nologs %v", c.Port, c.LogLevel, c.LogJSON, c.MaxUploadBytes, c.NoLogs())
 				}
 				if c.HostName != "web1" || len(c.Tags) != 1 {
 					t.Errorf("unset flags changed the file's values: %+v", c)
@@ -110,6 +110,7 @@ func TestFlagsOverrideFile(t *testing.T) {
 				want.CriticalUnits, want.LogRetention, want.NixExtraConfig, want.LogJSON = []string{"nginx.service"}, 5, "max-jobs = 1", true
 				want.UnitName, want.SystemdRunPath = "agent.service", "/bin/systemd-run"
 				want.CurrentSystem, want.RuntimeDir = "/run/booted-system", "/run/panther-test"
+				want.NoLogsNoSupport = new(true) // the default with a control URL
 				if !reflect.DeepEqual(c, want) {
 					t.Errorf("\n got %+v\nwant %+v", c, want)
 				}

@@ -58,6 +58,8 @@ func shapeOf(t reflect.Type) *shape {
 		return &shape{kind: kindDuration}
 	}
 	switch t.Kind() {
+	case reflect.Pointer: // an optional value: absent means "the default"
+		return shapeOf(t.Elem())
 	case reflect.String:
 		return &shape{kind: kindString}
 	case reflect.Bool:

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pantheros/panther/pkg/nix"
 	"github.com/pantheros/panther/pkg/signing"
 )
 
@@ -25,8 +26,8 @@ func (c *Config) Validate() error {
 	switch {
 	case c.FlakeHost == "":
 		v.add("flakeHost", "required")
-	case !attrName(c.FlakeHost):
-		v.add("flakeHost", fmt.Sprintf("%q is not a plain nixosConfigurations attribute name: use letters, digits, '-' and '_', not starting with a digit", c.FlakeHost))
+	case nix.CheckHost(c.FlakeHost) != nil:
+		v.add("flakeHost", fmt.Sprintf("%q is not a plain nixosConfigurations attribute name: use letters, digits, '-' and '_', not starting with '-', at most 128", c.FlakeHost))
 	}
 	v.absPath("stateDir", c.StateDir, true)
 	v.absPath("profile", c.Profile, true)
@@ -212,20 +213,6 @@ func validTag(t string) bool {
 	}
 	for _, r := range name {
 		if !isLetter(r) && !isDigit(r) && r != '-' {
-			return false
-		}
-	}
-	return true
-}
-
-// attrName admits the nixosConfigurations attribute names the agent can put
-// in an installable without quoting (the deploy engine's rule).
-func attrName(s string) bool {
-	if s == "" || len(s) > 128 || isDigit(rune(s[0])) {
-		return false
-	}
-	for _, r := range s {
-		if !isLetter(r) && !isDigit(r) && r != '-' && r != '_' {
 			return false
 		}
 	}

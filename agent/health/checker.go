@@ -35,6 +35,20 @@ type Checker struct {
 	connect ConnectFunc
 	log     hclog.Logger
 	poll    time.Duration
+	st      statusCache
+}
+
+// statusCache is what Status keeps between calls: one connection, reused
+// (opened again only after it failed), and the last answer, given to the
+// callers that waited while it was being asked. Status is called for every
+// `pantherctl status` and preflight; a connection per call and a listing
+// of every unit per caller cost the bus more than any caller needs.
+type statusCache struct {
+	mu      sync.Mutex
+	sd      Systemd
+	started time.Time // when the last query began
+	state   string
+	failed  []string
 }
 
 // New returns a Checker.
@@ -80,16 +94,50 @@ func (c *Checker) Baseline(ctx context.Context) (Snapshot, error) {
 }
 
 // Status returns systemd's state and the failed units, for `pantherctl
-// status`.
+// status`. Calls are answered one at a time over one connection kept open;
+// a caller that waited while another call asked systemd gets that answer
+// (asked after the caller arrived, so no older than the caller).
 func (c *Checker) Status(ctx context.Context) (state string, failed []string, err error) {
-	err = c.withSystemd(ctx, func(sd Systemd) error {
-		if state, err = systemState(ctx, sd); err != nil {
-			return err
+	asked := time.Now()
+	c.st.mu.Lock()
+	defer c.st.mu.Unlock()
+	if c.st.started.After(asked) {
+		return c.st.state, slices.Clone(c.st.failed), nil
+	}
+	started := time.Now()
+	for attempt := 0; ; attempt++ {
+		if c.st.sd == nil {
+			if c.st.sd, err = c.connect(ctx); err != nil {
+				c.st.sd = nil
+				return "", nil, fmt.Errorf("health: %w", err)
+			}
 		}
-		failed, err = failedUnits(ctx, sd)
-		return err
-	})
-	return state, failed, err
+		if state, err = systemState(ctx, c.st.sd); err == nil {
+			failed, err = failedUnits(ctx, c.st.sd)
+		}
+		if err == nil {
+			break
+		}
+		// The connection may be what failed (D-Bus restarted during a
+		// switch): drop it, and try once more on a new one.
+		c.st.sd.Close()
+		c.st.sd = nil
+		if attempt > 0 || ctx.Err() != nil {
+			return "", nil, err
+		}
+	}
+	c.st.started, c.st.state, c.st.failed = started, state, failed
+	return state, slices.Clone(failed), nil
+}
+
+// Close closes the connection Status keeps.
+func (c *Checker) Close() {
+	c.st.mu.Lock()
+	defer c.st.mu.Unlock()
+	if c.st.sd != nil {
+		c.st.sd.Close()
+		c.st.sd = nil
+	}
 }
 
 // Check waits spec.Settle, then judges the system state (waiting while

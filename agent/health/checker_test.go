@@ -82,7 +82,7 @@ func TestBaselineAndStatus(t *testing.T) {
 	if err != nil || state != "degraded" || !slices.Equal(failed, snap.Failed) {
 		t.Errorf("Status = %q, %v, %v", state, failed, err)
 	}
-	want := []string{"Connect", "SystemState", "ListUnits", "Close", "Connect", "SystemState", "ListUnits", "Close"}
+	want := []string{"Connect", "SystemState", "ListUnits", "Close", "Connect", "SystemState", "ListUnits"}
 	if got := fake.Calls(); !slices.Equal(got, want) {
 		t.Errorf("calls:\n got %q\nwant %q", got, want)
 	}
@@ -105,6 +105,84 @@ func TestFailedUnitsAsSwitchToConfigurationCountsThem(t *testing.T) {
 	}
 	if want := []string{"crashloop.service", "gone.socket"}; !slices.Equal(snap.Failed, want) {
 		t.Errorf("failed = %q, want %q", snap.Failed, want)
+	}
+}
+
+// TestStatusReusesOneConnection: every Status opened a new D-Bus connection
+// (and listed every unit); now the connection stays open across calls and
+// is opened again only after it failed.
+func TestStatusReusesOneConnection(t *testing.T) {
+	fake := health.NewFakeSystemd()
+	fake.SetUnit("a.service", "failed", "failed")
+	c := newChecker(t, fake)
+	defer c.Close()
+	for range 5 {
+		if _, failed, err := c.Status(t.Context()); err != nil || !slices.Equal(failed, []string{"a.service"}) {
+			t.Fatalf("Status = %v, %v", failed, err)
+		}
+	}
+	count := func(call string) int {
+		n := 0
+		for _, c := range fake.Calls() {
+			if c == call {
+				n++
+			}
+		}
+		return n
+	}
+	if n := count("Connect"); n != 1 {
+		t.Errorf("5 Status calls opened %d connections, want 1", n)
+	}
+	// A failing connection is dropped and replaced within the same call.
+	failOnce := true
+	fake.OnCall(func(call string) {
+		if call == "SystemState" && failOnce {
+			failOnce = false
+			fake.FailCalls(errors.New("connection closed"))
+		} else if call == "Close" {
+			fake.FailCalls(nil)
+		}
+	})
+	if state, _, err := c.Status(t.Context()); err != nil || state != "running" {
+		t.Fatalf("Status after the bus dropped: %q, %v", state, err)
+	}
+	if n := count("Connect"); n != 2 {
+		t.Errorf("connections after a failure = %d, want 2", n)
+	}
+	c.Close()
+	if n := count("Close"); n != 2 {
+		t.Errorf("Close calls = %d, want 2", n)
+	}
+}
+
+// TestConcurrentStatusCallsShareAnAnswer: callers that wait while another
+// asks systemd share that answer instead of each listing every unit.
+func TestConcurrentStatusCallsShareAnAnswer(t *testing.T) {
+	fake := health.NewFakeSystemd()
+	fake.OnCall(func(call string) {
+		if call == "ListUnits" {
+			time.Sleep(20 * time.Millisecond) // a slow bus: callers pile up
+		}
+	})
+	c := newChecker(t, fake)
+	defer c.Close()
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			if _, _, err := c.Status(t.Context()); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	n := 0
+	for _, call := range fake.Calls() {
+		if call == "ListUnits" {
+			n++
+		}
+	}
+	if n > 10 {
+		t.Errorf("20 concurrent Status calls listed units %d times", n)
 	}
 }
 

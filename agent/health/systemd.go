@@ -24,8 +24,9 @@ type Systemd interface {
 }
 
 // ConnectFunc opens a connection to systemd. The checker opens one for each
-// Baseline, Check and Status and closes it afterwards, so a D-Bus restart
-// during a switch costs nothing.
+// Baseline and Check and closes it afterwards, so a D-Bus restart during a
+// switch costs nothing; Status keeps one open and replaces it when a call
+// on it fails.
 type ConnectFunc func(ctx context.Context) (Systemd, error)
 
 // BusConnector returns a ConnectFunc for the system bus at address, a D-Bus

@@ -264,6 +264,11 @@ func (j *Journal) Get(id string) (*Record, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("journal: record %s: %w", id, err)
 	}
+	if r.ID != id {
+		// A damaged or misplaced record must not be resumed, updated or
+		// shown under another deployment's id.
+		return nil, fmt.Errorf("journal: record %s names deployment %q", id, r.ID)
+	}
 	return &r, nil
 }
 

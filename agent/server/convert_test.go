@@ -29,7 +29,7 @@ func TestConvertSwitchContract(t *testing.T) {
 		!slices.Equal(r.GetPreviouslyFailedUnits(), []string{"old.service"}) {
 		t.Errorf("result = %v", r)
 	}
-	req := (&Server{}).request(context.Background(), &agentv1.Intent{Action: agentv1.Action_ACTION_SWITCH, Force: true}, "path:/x")
+	req := (&Server{}).request(context.Background(), &agentv1.Intent{Action: agentv1.Action_ACTION_SWITCH, Force: true}, "path:/x", "")
 	if !req.Force {
 		t.Error("force was lost")
 	}

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +24,7 @@ import (
 	"github.com/pantheros/panther/agent/deploy"
 	"github.com/pantheros/panther/agent/journal"
 	"github.com/pantheros/panther/pkg/archive"
+	"github.com/pantheros/panther/pkg/nix"
 	"github.com/pantheros/panther/pkg/signing"
 	"github.com/pantheros/panther/pkg/tailnet"
 	"github.com/pantheros/panther/pkg/version"
@@ -208,13 +208,11 @@ func (s *Server) flakeRef(in *agentv1.Intent) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	sub := in.SourceSubdir
-	if sub != "" {
-		clean := path.Clean(sub)
-		if path.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, "../") {
-			return "", fmt.Errorf("%w: source subdir %q escapes the source", deploy.ErrInvalidRequest, sub)
-		}
-		dir = dir + "/" + clean
+	if err := nix.CheckSubdir(in.SourceSubdir); err != nil {
+		return "", fmt.Errorf("%w: source subdir: %v", deploy.ErrInvalidRequest, err)
+	}
+	if in.SourceSubdir != "" {
+		dir = dir + "/" + in.SourceSubdir
 	}
 	return "path:" + dir, nil
 }
@@ -232,20 +230,24 @@ func (s *Server) Deploy(req *agentv1.DeployRequest, stream agentv1.AgentService_
 	if err != nil {
 		return toStatus(err)
 	}
-	sub, err := s.c.Engine.Submit(ctx, s.request(ctx, in, ref))
+	sub, err := s.c.Engine.Submit(ctx, s.request(ctx, in, ref, req.GetEnvelope().GetKeyId()))
 	if err != nil {
 		return toStatus(err)
 	}
 	return forward(ctx, sub, func(ev *agentv1.DeployEvent) error { return stream.Send(&agentv1.DeployResponse{Event: ev}) })
 }
 
-func (s *Server) request(ctx context.Context, in *agentv1.Intent, ref string) deploy.Request {
+// request turns a verified intent into the engine's request; keyID is the
+// id of the trusted key whose signature verify accepted, kept in the
+// deployment's journal record.
+func (s *Server) request(ctx context.Context, in *agentv1.Intent, ref, keyID string) deploy.Request {
 	return deploy.Request{
 		ID: in.DeploymentId, Action: actionNames[in.Action], FlakeRef: ref, FlakeAttr: in.FlakeAttr,
 		SourceDigest: in.SourceDigest, ExpectedPath: in.ExpectedStorePath,
 		ConfirmTimeout: in.ConfirmTimeout.AsDuration(), FailOnWarnings: in.FailOnWarnings,
 		ExtraCritical: in.ExtraCriticalUnits, Generation: in.Generation, RequestedBy: requestedBy(ctx),
 		InstallBootloader: in.InstallBootloader, Force: in.Force,
+		KeyID: keyID,
 	}
 }
 
@@ -315,7 +317,7 @@ func (s *Server) Rollback(req *agentv1.RollbackRequest, stream agentv1.AgentServ
 	if err != nil {
 		return err
 	}
-	sub, err := s.c.Engine.Submit(ctx, s.request(ctx, in, ""))
+	sub, err := s.c.Engine.Submit(ctx, s.request(ctx, in, "", req.GetEnvelope().GetKeyId()))
 	if err != nil {
 		return toStatus(err)
 	}
@@ -426,12 +428,15 @@ func (s *Server) Logs(req *agentv1.LogsRequest, stream agentv1.AgentService_Logs
 	}
 	defer rc.Close()
 	buf := make([]byte, 32<<10)
+	wait := followPollMin
+	idleSince := s.c.Now()
 	for {
 		n, err := rc.Read(buf)
 		if n > 0 {
 			if err := stream.Send(&agentv1.LogsResponse{DeploymentId: id, Data: append([]byte(nil), buf[:n]...)}); err != nil {
 				return err
 			}
+			wait, idleSince = followPollMin, s.c.Now()
 			continue
 		}
 		if err != nil && err != io.EOF {
@@ -448,10 +453,25 @@ func (s *Server) Logs(req *agentv1.LogsRequest, stream agentv1.AgentService_Logs
 			}
 			return nil
 		}
+		if s.c.Now().Sub(idleSince) >= followIdleLimit {
+			return status.Errorf(codes.DeadlineExceeded,
+				"deployment %s wrote nothing for %v and has not ended; follow it again with 'pantherctl logs --follow'", id, followIdleLimit)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(wait):
 		}
+		wait = min(2*wait, followPollMax)
 	}
 }
+
+// A followed log is polled every followPollMin while it grows, backing off
+// to followPollMax while it is quiet; a follow ends after followIdleLimit
+// without a byte from a deployment that has not ended (the per-peer stream
+// cap in pkg/tailnet bounds how many are open at once).
+const (
+	followPollMin   = 200 * time.Millisecond
+	followPollMax   = 2 * time.Second
+	followIdleLimit = time.Hour
+)

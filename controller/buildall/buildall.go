@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/pantheros/panther/controller/termsafe"
 )
 
 // ErrNoHosts: Run was given no hosts.
@@ -142,7 +144,7 @@ func (s Summary) WriteText(w io.Writer) {
 		if where == "" {
 			where = oneLine(r.Err)
 		}
-		fmt.Fprintf(w, "  %-*s  %s\n", width, r.Host, where)
+		fmt.Fprintf(w, "  %-*s  %s\n", width, r.Host, termsafe.Line(where))
 	}
 }
 
@@ -256,9 +258,9 @@ func (r *Runner) buildOne(ctx context.Context, host string, emit func(Event)) Ho
 	res.OK = res.Err == nil
 	if f != nil {
 		if res.OK {
-			fmt.Fprintf(w, "# %s: built %s in %s\n", host, res.Path, res.Elapsed.Round(time.Millisecond))
+			fmt.Fprintf(w, "# %s: built %s in %s\n", host, termsafe.Line(res.Path), res.Elapsed.Round(time.Millisecond))
 		} else {
-			fmt.Fprintf(w, "# %s: FAILED after %s: %v\n", host, res.Elapsed.Round(time.Millisecond), res.Err)
+			fmt.Fprintf(w, "# %s: FAILED after %s: %s\n", host, res.Elapsed.Round(time.Millisecond), termsafe.Line(fmt.Sprint(res.Err)))
 		}
 		if err := f.Close(); err != nil {
 			r.log.Warn("closing build log", "host", host, "error", err)

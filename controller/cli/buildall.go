@@ -15,6 +15,7 @@ import (
 	"github.com/pantheros/panther/controller/buildall"
 	"github.com/pantheros/panther/controller/client"
 	"github.com/pantheros/panther/controller/inventory"
+	"github.com/pantheros/panther/controller/termsafe"
 	"github.com/pantheros/panther/pkg/nix"
 	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
 )
@@ -155,7 +156,7 @@ func localBuilder(nx *nix.Nix, flakeRef string) buildall.Builder {
 			return "", err
 		}
 		fmt.Fprintf(log, "$ nix build --json --no-link -L %s\n", inst)
-		return nx.Build(ctx, inst, func(line string) { fmt.Fprintln(log, line) })
+		return nx.Build(ctx, inst, func(line string) { fmt.Fprintln(log, termsafe.Line(line)) })
 	})
 }
 
@@ -209,7 +210,7 @@ func (c *CLI) agentBuilder(ctx context.Context, dir string, hosts []inventory.Ho
 // writes its events to log.
 func (c *CLI) buildOnAgent(ctx context.Context, n *network, s client.Signer, addr, host string, src io.Reader, digest, subdir string, log io.Writer) (string, error) {
 	logf := func(format string, args ...any) {
-		fmt.Fprintf(log, "%s %s\n", time.Now().UTC().Format(time.RFC3339Nano), fmt.Sprintf(format, args...))
+		fmt.Fprintf(log, "%s %s\n", time.Now().UTC().Format(time.RFC3339Nano), termsafe.Line(fmt.Sprintf(format, args...)))
 	}
 	conn, err := c.dial(ctx, n, addr)
 	if err != nil {
@@ -308,13 +309,13 @@ func (c *CLI) buildAllEvent(ev buildall.Event) {
 	case buildall.Started:
 		fmt.Fprintf(c.io.Stdout, "%s: started\n", ev.Host)
 	case buildall.Done:
-		fmt.Fprintf(c.io.Stdout, "%s: done in %s (%s)\n", ev.Host, el, ev.Path)
+		fmt.Fprintf(c.io.Stdout, "%s: done in %s (%s)\n", ev.Host, el, termsafe.Line(ev.Path))
 	case buildall.Failed:
 		msg := fmt.Sprintf("%s: FAILED after %s: %s", ev.Host, el, nixErrLine(ev.Err))
 		if ev.Log != "" {
 			msg += " (log: " + ev.Log + ")"
 		}
-		fmt.Fprintln(c.io.Stdout, msg)
+		fmt.Fprintln(c.io.Stdout, termsafe.Line(msg))
 	}
 }
 

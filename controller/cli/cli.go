@@ -16,6 +16,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/peterbourgon/ff/v3"
+
+	"github.com/pantheros/panther/controller/termsafe"
 )
 
 // Exit codes of pantherctl (documented in README.md).
@@ -89,7 +91,12 @@ func Run(ctx context.Context, args []string, stdio IO) int {
 		stdio.StdoutIsTerminal = func() bool { return false }
 	}
 	c := newCLI(stdio)
-	err := c.run(ctx, args)
+	return c.exit(c.run(ctx, args))
+}
+
+// exit prints err, if any, as pantherctl's last line and returns the exit
+// code it stands for.
+func (c *CLI) exit(err error) int {
 	if err == nil {
 		return ExitOK
 	}
@@ -99,11 +106,11 @@ func Run(ctx context.Context, args []string, stdio IO) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.msg != "" {
-			fmt.Fprintln(c.io.Stderr, "pantherctl: "+ee.msg)
+			fmt.Fprintln(c.io.Stderr, "pantherctl: "+termsafe.Text(ee.msg))
 		}
 		return ee.code
 	}
-	fmt.Fprintln(c.io.Stderr, "pantherctl: "+err.Error())
+	fmt.Fprintln(c.io.Stderr, "pantherctl: "+termsafe.Text(err.Error()))
 	return ExitError
 }
 
@@ -153,6 +160,7 @@ func (c *CLI) run(ctx context.Context, args []string) error {
 		if err != nil {
 			return exitf(ExitUsage, "%v (see 'pantherctl %s --help')", err, cmd.name)
 		}
+		c.g.defaults(fs)
 		c.log = c.g.logger(c.io.Stderr)
 		return cmd.run(ctx, fs.Args())
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/pantheros/panther/controller/client"
 	"github.com/pantheros/panther/controller/inventory"
 	"github.com/pantheros/panther/pkg/archive"
+	"github.com/pantheros/panther/pkg/nix"
 	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
 )
 
@@ -119,6 +120,10 @@ func (c *CLI) packSource(ctx context.Context, dir string) (*os.File, archive.Pac
 	if err != nil {
 		f.Close()
 		return nil, archive.Packed{}, exitf(ExitError, "packing %s: %v", abs, err)
+	}
+	if err := nix.CheckSubdir(p.Subdir); err != nil {
+		f.Close()
+		return nil, archive.Packed{}, exitf(ExitError, "%s: its path inside the git repository cannot go into a flake reference (rename the directory): %v", abs, err)
 	}
 	return f, p, nil
 }

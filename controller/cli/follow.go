@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/pantheros/panther/controller/client"
+	"github.com/pantheros/panther/controller/termsafe"
 	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
 )
 
@@ -54,6 +55,7 @@ func (r *reporter) line(format string, args ...any) {
 // emit writes s to the log file and shows it: on a terminal a log line
 // (quiet) only updates the host's live line.
 func (r *reporter) emit(quiet bool, s string) {
+	s = termsafe.Line(s) // agent text: never commands for the terminal
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.logw != nil {

@@ -42,9 +42,20 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.hostname, "hostname", "pantherctl-"+host, "pantherctl's name on the tailnet")
 	fs.StringVar(&g.tags, "tags", "tag:panther-controller", "comma-separated tags pantherctl's node advertises")
 	fs.IntVar(&g.port, "port", 7443, "the agents' tailnet gRPC port")
-	fs.BoolVar(&g.noLogsNoSupport, "no-logs-no-support", false, "do not upload tailnet client logs to Tailscale")
+	fs.BoolVar(&g.noLogsNoSupport, "no-logs-no-support", false, "do not upload tailnet client logs to Tailscale (default true with --control-url)")
 	fs.StringVar(&g.logLevel, "log-level", "warn", "pantherctl's own log level (trace, debug, info, warn, error)")
 	fs.BoolVar(&g.json, "json", false, "machine-readable output: one JSON object per line")
+}
+
+// defaults fills in the defaults that depend on other flags, once fs is
+// parsed: --no-logs-no-support is true with a --control-url (a self-hosted
+// control server has no use for Tailscale's log servers) unless it was set.
+func (g *globals) defaults(fs *flag.FlagSet) {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "no-logs-no-support" })
+	if !set && g.controlURL != "" {
+		g.noLogsNoSupport = true
+	}
 }
 
 func (g *globals) isGlobal(name string) bool {

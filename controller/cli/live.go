@@ -10,6 +10,8 @@ import (
 	"github.com/fatih/color"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
+
+	"github.com/pantheros/panther/controller/termsafe"
 )
 
 // live shows one line per host on a terminal — phase, elapsed time and the
@@ -74,7 +76,7 @@ func (h *hostLine) finish(result string, ok bool) {
 		c = color.New(color.FgGreen)
 	}
 	h.mu.Lock()
-	h.final = c.Sprint(result) + fmt.Sprintf(" (%s)", time.Since(h.start).Round(100*time.Millisecond))
+	h.final = c.Sprint(termsafe.Line(result)) + fmt.Sprintf(" (%s)", time.Since(h.start).Round(100*time.Millisecond))
 	h.mu.Unlock()
 	h.bar.SetTotal(-1, true)
 }

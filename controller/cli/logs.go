@@ -7,6 +7,8 @@ import (
 	"io"
 
 	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
+
+	"github.com/pantheros/panther/controller/termsafe"
 )
 
 func (c *CLI) logsCmd() *command {
@@ -39,7 +41,8 @@ func (c *CLI) logsCmd() *command {
 					return rpcError(host, err)
 				}
 				for _, d := range resp.Deployments {
-					fmt.Fprintf(c.io.Stdout, "%-28s %-13s %-20s %s\n", d.DeploymentId, actionName(d.Action), outcomeName(d.Outcome), d.Message)
+					fmt.Fprintf(c.io.Stdout, "%-28s %-13s %-20s %-16s %s\n", termsafe.Line(d.DeploymentId), actionName(d.Action), outcomeName(d.Outcome),
+						termsafe.Line(orDash(d.KeyId)), termsafe.Line(d.Message))
 				}
 				return nil
 			}
@@ -51,6 +54,8 @@ func (c *CLI) logsCmd() *command {
 			if err != nil {
 				return rpcError(host, err)
 			}
+			out := termsafe.NewWriter(c.io.Stdout)
+			defer out.Close()
 			for {
 				m, err := st.Recv()
 				if err == io.EOF {
@@ -59,7 +64,7 @@ func (c *CLI) logsCmd() *command {
 				if err != nil {
 					return rpcError(host, err)
 				}
-				c.io.Stdout.Write(m.Data)
+				out.Write(m.Data)
 			}
 		},
 	}

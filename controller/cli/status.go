@@ -11,6 +11,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
+
+	"github.com/pantheros/panther/controller/termsafe"
 )
 
 func (c *CLI) statusCmd() *command {
@@ -124,7 +126,7 @@ func (c *CLI) status(ctx context.Context, n *network, host string) (*agentv1.Sta
 
 func (c *CLI) printStatus(st *agentv1.StatusResponse) {
 	w := c.io.Stdout
-	row := func(k, v string) { fmt.Fprintf(w, "%-14s %s\n", k, v) }
+	row := func(k, v string) { fmt.Fprintf(w, "%-14s %s\n", k, termsafe.Line(v)) }
 	row("host", st.Host)
 	row("agent", fmt.Sprintf("%s (up %s)", st.AgentVersion, st.AgentUptime.AsDuration()))
 	row("system", orDash(st.CurrentStorePath))
@@ -142,6 +144,9 @@ func (c *CLI) printStatus(st *agentv1.StatusResponse) {
 	}
 	if l := st.LastDeployment; l != nil {
 		row("last deploy", fmt.Sprintf("%s %s %s %s", l.DeploymentId, outcomeName(l.Outcome), l.Started.AsTime().Local().Format(time.DateTime), l.Message))
+		if l.KeyId != "" {
+			row("signed by key", l.KeyId)
+		}
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"io"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/pantheros/panther/controller/termsafe"
 )
 
 // table prints aligned columns whose widths follow their content: a cell
@@ -22,7 +24,15 @@ type column struct {
 
 func newTable(cols ...column) *table { return &table{cols: cols} }
 
-func (t *table) add(cells ...string) { t.rows = append(t.rows, cells) }
+// add appends a row; every cell passes through termsafe (cells hold text
+// from agents).
+func (t *table) add(cells ...string) {
+	row := make([]string, len(cells))
+	for i, c := range cells {
+		row[i] = termsafe.Line(c)
+	}
+	t.rows = append(t.rows, row)
+}
 
 func (t *table) write(w io.Writer) {
 	widths := make([]int, len(t.cols))

@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/pantheros/panther/controller/inventory"
+	"github.com/pantheros/panther/controller/termsafe"
 )
 
 // ErrNotGit: the flake directory is not inside a git work tree.
@@ -313,9 +314,9 @@ func (r Report) WriteTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "CHECK\tHOST\tRESULT\tDETAIL")
 	for _, c := range r.Checks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, orDash(c.Host), c.Status, c.Detail)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, orDash(c.Host), c.Status, termsafe.Line(c.Detail))
 		for _, it := range c.Items {
-			fmt.Fprintf(tw, "\t\t\t  %s\n", it)
+			fmt.Fprintf(tw, "\t\t\t  %s\n", termsafe.Line(it))
 		}
 	}
 	tw.Flush()

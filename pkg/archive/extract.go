@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 )
@@ -16,6 +17,13 @@ import (
 const (
 	DefaultMaxBytes int64 = 1 << 30
 	DefaultMaxFiles int   = 100000
+	// DefaultMaxNameLen is Linux's PATH_MAX: no longer name can be opened
+	// in one system call anyway.
+	DefaultMaxNameLen int = 4096
+	// DefaultMaxDepth is far deeper than any source tree needs (the deepest
+	// node_modules trees stay well under 100) and keeps the work per entry
+	// small.
+	DefaultMaxDepth int = 256
 )
 
 // Limits bound what Extract accepts from one archive.
@@ -24,8 +32,15 @@ type Limits struct {
 	// written (not only as headers claim). Default (0): DefaultMaxBytes, 1 GiB.
 	MaxBytes int64
 	// MaxFiles is the number of entries of any type (files, directories,
-	// symlinks). Default (0): DefaultMaxFiles, 100000.
+	// symlinks), counting the parent directories that entry names imply
+	// without an entry of their own. Default (0): DefaultMaxFiles, 100000.
 	MaxFiles int
+	// MaxNameLen is the length in bytes of an entry name and of a symlink
+	// target. Default (0): DefaultMaxNameLen, 4096.
+	MaxNameLen int
+	// MaxDepth is the number of components of an entry name ("a/b/c" is 3).
+	// Default (0): DefaultMaxDepth, 256.
+	MaxDepth int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -35,7 +50,35 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxFiles <= 0 {
 		l.MaxFiles = DefaultMaxFiles
 	}
+	if l.MaxNameLen <= 0 {
+		l.MaxNameLen = DefaultMaxNameLen
+	}
+	if l.MaxDepth <= 0 {
+		l.MaxDepth = DefaultMaxDepth
+	}
 	return l
+}
+
+// checkNameLen refuses with ErrTooLarge an entry name longer than
+// MaxNameLen bytes, naming only its start.
+func (l Limits) checkNameLen(name string) error {
+	if len(name) > l.MaxNameLen {
+		return fmt.Errorf("%q...: name of %d bytes over the %d byte limit: %w", name[:64], len(name), l.MaxNameLen, ErrTooLarge)
+	}
+	return nil
+}
+
+// checkDepth refuses with ErrTooLarge a clean name of more than MaxDepth
+// components.
+func (l Limits) checkDepth(name string) error {
+	if d := strings.Count(name, "/") + 1; d > l.MaxDepth {
+		short := name
+		if len(short) > 64 {
+			short = short[:64] + "..."
+		}
+		return fmt.Errorf("%q: %d components deep, over the limit of %d: %w", short, d, l.MaxDepth, ErrTooLarge)
+	}
+	return nil
 }
 
 // streamLimit bounds the raw tar bytes read: the content budget plus a
@@ -55,7 +98,9 @@ type Stats struct {
 // Extract unpacks the tar stream r into dest, which must not exist yet. It
 // writes into a temporary directory beside dest and renames it into place
 // only when the whole archive was valid, so on any error nothing is left at
-// dest. Entries are refused with ErrUnsafePath, ErrSymlinkEscape,
+// dest. The work per entry is linear in its name (directories are created
+// through open handles, never by walking the path again) and Extract stops
+// at the next entry, or the next read, once ctx is done. Entries are refused with ErrUnsafePath, ErrSymlinkEscape,
 // ErrUnsupportedType, ErrTooLarge or ErrTruncated, wrapped with the entry
 // name. Modes are normalized (0644/0755 files, 0755 directories); owners and
 // times are not restored. Extract stops reading at the end-of-archive marker.
@@ -84,6 +129,7 @@ func Extract(ctx context.Context, r io.Reader, dest string, lim Limits) (Stats, 
 	}
 	x := &extractor{root: root, lim: lim, tree: tree{}}
 	st, err := x.run(ctx, r)
+	x.setDir("", nil)
 	if cerr := root.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -106,7 +152,12 @@ type extractor struct {
 	lim   Limits
 	tree  tree
 	st    Stats
-	count int // entries seen, of any type
+	count int // entries seen, of any type, and implied parents
+
+	// The last directory written into stays open: archives list a
+	// directory's entries together, so most entries need no path walk.
+	dirName string   // clean name of dir ("" is the root)
+	dir     *os.Root // nil: none open other than root
 }
 
 func (x *extractor) run(ctx context.Context, r io.Reader) (Stats, error) {
@@ -181,6 +232,9 @@ func (x *extractor) entry(ctx context.Context, cr *countingReader, tr *tar.Reade
 	if x.count > x.lim.MaxFiles {
 		return fmt.Errorf("%q: more than %d entries: %w", hdr.Name, x.lim.MaxFiles, ErrTooLarge)
 	}
+	if err := x.lim.checkNameLen(hdr.Name); err != nil {
+		return err
+	}
 	name, err := cleanName(hdr.Name)
 	if err != nil {
 		return err
@@ -191,7 +245,11 @@ func (x *extractor) entry(ctx context.Context, cr *countingReader, tr *tar.Reade
 		}
 		return nil
 	}
-	if err := x.tree.checkParents(name); err != nil {
+	if err := x.lim.checkDepth(name); err != nil {
+		return err
+	}
+	parents, err := x.tree.missingParents(name)
+	if err != nil {
 		return err
 	}
 	if prev, ok := x.tree[name]; ok {
@@ -200,15 +258,24 @@ func (x *extractor) entry(ctx context.Context, cr *countingReader, tr *tar.Reade
 		}
 		return fmt.Errorf("%q: duplicate entry: %w", hdr.Name, ErrUnsafePath)
 	}
-	for _, p := range x.tree.addParents(name) {
-		if err := x.mkdir(p); err != nil {
-			return fmt.Errorf("%q: %w", hdr.Name, err)
-		}
+	x.count += len(parents)
+	if x.count > x.lim.MaxFiles {
+		return fmt.Errorf("%q: more than %d entries with the %d directories it implies: %w",
+			hdr.Name, x.lim.MaxFiles, len(parents), ErrTooLarge)
 	}
+	if k == kindSymlink && len(hdr.Linkname) > x.lim.MaxNameLen {
+		return fmt.Errorf("%q: symlink target of %d bytes over the %d byte limit: %w",
+			hdr.Name, len(hdr.Linkname), x.lim.MaxNameLen, ErrTooLarge)
+	}
+	dir, err := x.parentDir(ctx, name, parents)
+	if err != nil {
+		return fmt.Errorf("%q: %w", hdr.Name, err)
+	}
+	base := path.Base(name)
 	switch k {
 	case kindDir:
 		x.tree[name] = node{kind: kindDir}
-		if err := x.mkdir(name); err != nil {
+		if err := x.mkdir(dir, base); err != nil {
 			return fmt.Errorf("%q: %w", hdr.Name, err)
 		}
 	case kindSymlink:
@@ -216,13 +283,13 @@ func (x *extractor) entry(ctx context.Context, cr *countingReader, tr *tar.Reade
 		if err := x.tree.checkLink(name); err != nil {
 			return err
 		}
-		if err := x.root.Symlink(hdr.Linkname, name); err != nil {
+		if err := dir.Symlink(hdr.Linkname, base); err != nil {
 			return fmt.Errorf("%q: %w", hdr.Name, err)
 		}
 		x.st.Symlinks++
 	case kindFile:
 		x.tree[name] = node{kind: kindFile}
-		if err := x.file(cr, tr, hdr, name); err != nil {
+		if err := x.file(cr, tr, hdr, dir, base); err != nil {
 			return err
 		}
 		x.st.Files++
@@ -230,16 +297,85 @@ func (x *extractor) entry(ctx context.Context, cr *countingReader, tr *tar.Reade
 	return nil
 }
 
-// mkdir creates one directory with mode 0755 whatever the umask.
-func (x *extractor) mkdir(name string) error {
-	if err := x.root.Mkdir(name, 0o755); err != nil {
+// parentDir returns an open handle on the directory that holds name,
+// first creating parents (the missing ones, shortest first, as
+// missingParents gives them) each through the handle of the one before.
+// The handle belongs to x (see setDir).
+func (x *extractor) parentDir(ctx context.Context, name string, parents []string) (*os.Root, error) {
+	want := path.Dir(name)
+	if want == "." {
+		want = ""
+	}
+	if want == x.dirName {
+		return x.current(), nil
+	}
+	start := want
+	if len(parents) > 0 {
+		start = path.Dir(parents[0])
+		if start == "." {
+			start = ""
+		}
+	}
+	// One walk from the root to the deepest directory that exists.
+	var d *os.Root
+	if start == "" {
+		d = x.root
+	} else {
+		var err error
+		if d, err = x.root.OpenRoot(start); err != nil {
+			return nil, err
+		}
+	}
+	x.setDir(start, d)
+	for _, p := range parents {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		base := path.Base(p)
+		if err := x.mkdir(d, base); err != nil {
+			return nil, err
+		}
+		x.tree[p] = node{kind: kindDir}
+		next, err := d.OpenRoot(base)
+		if err != nil {
+			return nil, err
+		}
+		x.setDir(p, next)
+		d = next
+	}
+	return d, nil
+}
+
+// current returns the open handle of x.dirName.
+func (x *extractor) current() *os.Root {
+	if x.dir == nil {
+		return x.root
+	}
+	return x.dir
+}
+
+// setDir makes d (the handle of dir; nil or x.root for the root) the
+// current directory, closing the one before.
+func (x *extractor) setDir(dir string, d *os.Root) {
+	if x.dir != nil && x.dir != d {
+		_ = x.dir.Close()
+	}
+	if d == x.root {
+		d = nil
+	}
+	x.dirName, x.dir = dir, d
+}
+
+// mkdir creates the directory base in dir with mode 0755 whatever the umask.
+func (x *extractor) mkdir(dir *os.Root, base string) error {
+	if err := dir.Mkdir(base, 0o755); err != nil {
 		return err
 	}
 	x.st.Dirs++
-	return x.root.Chmod(name, 0o755)
+	return dir.Chmod(base, 0o755)
 }
 
-func (x *extractor) file(cr *countingReader, tr *tar.Reader, hdr *tar.Header, name string) error {
+func (x *extractor) file(cr *countingReader, tr *tar.Reader, hdr *tar.Header, dir *os.Root, base string) error {
 	remaining := x.lim.MaxBytes - x.st.Bytes
 	if hdr.Size > remaining {
 		return fmt.Errorf("%q: %d bytes over the %d byte budget: %w", hdr.Name, hdr.Size, x.lim.MaxBytes, ErrTooLarge)
@@ -248,7 +384,7 @@ func (x *extractor) file(cr *countingReader, tr *tar.Reader, hdr *tar.Header, na
 	if hdr.Mode&0o111 != 0 {
 		mode = 0o755
 	}
-	f, err := x.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	f, err := dir.OpenFile(base, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
 		return fmt.Errorf("%q: %w", hdr.Name, err)
 	}

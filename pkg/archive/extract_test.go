@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestExtractValid(t *testing.T) {
@@ -117,6 +119,39 @@ func TestExtractRefuses(t *testing.T) {
 			lim:     Limits{MaxFiles: 3},
 			wantErr: ErrTooLarge, wantIn: "d/3",
 		},
+		{
+			// Implied parents count: ten files each implying 1,000
+			// directories must not create 10,000 directories under a limit
+			// of 10 entries.
+			name:    "implied parents beyond limit",
+			data:    makeTar(t, file(strings.Repeat("d/", 1000)+"f", "")),
+			lim:     Limits{MaxFiles: 10, MaxDepth: 2000},
+			wantErr: ErrTooLarge, wantIn: "implies",
+		},
+		{
+			name:    "implied parents add up",
+			data:    makeTar(t, file("a/b/c/f", ""), file("x/y/z/f", "")),
+			lim:     Limits{MaxFiles: 6},
+			wantErr: ErrTooLarge, wantIn: "x/y/z/f",
+		},
+		{
+			name:    "name too long",
+			data:    makeTar(t, file(strings.Repeat("n", 200), "")),
+			lim:     Limits{MaxNameLen: 100},
+			wantErr: ErrTooLarge, wantIn: "200 bytes",
+		},
+		{
+			name:    "name too deep",
+			data:    makeTar(t, file(strings.Repeat("a/", 8000)+"f", "")),
+			lim:     Limits{MaxNameLen: 1 << 20},
+			wantErr: ErrTooLarge, wantIn: "8001 components",
+		},
+		{
+			name:    "symlink target too long",
+			data:    makeTar(t, symlink("l", strings.Repeat("./", 100)+"x")),
+			lim:     Limits{MaxNameLen: 100},
+			wantErr: ErrTooLarge, wantIn: "symlink target",
+		},
 		{name: "truncated in content", data: valid[:512+300], wantErr: ErrTruncated},
 		{name: "truncated in header", data: valid[:200], wantErr: ErrTruncated},
 		{name: "truncated at entry boundary", data: valid[:512+1024], wantErr: ErrTruncated},
@@ -157,6 +192,63 @@ func TestExtractCanceled(t *testing.T) {
 		t.Fatalf("Extract with canceled context: %v", err)
 	}
 	assertEmptyDir(t, parent)
+}
+
+// TestExtractDeepIsLinear: a name 8,000 components deep (allowed here by
+// raised limits) took 2 min 14 s when every implied parent was created by
+// walking the path from the root; through open handles it is linear.
+func TestExtractDeepIsLinear(t *testing.T) {
+	if testing.Short() {
+		t.Skip("creates 8,000 nested directories")
+	}
+	const depth = 8000
+	data := makeTar(t, file(strings.Repeat("a/", depth)+"f", "x"), file(strings.Repeat("a/", depth)+"g", "y"))
+	start := time.Now()
+	st, err := Extract(context.Background(), bytes.NewReader(data), filepath.Join(t.TempDir(), "out"),
+		Limits{MaxDepth: depth + 1, MaxNameLen: 3 * depth})
+	elapsed := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Dirs != depth || st.Files != 2 {
+		t.Errorf("stats = %+v, want %d dirs and 2 files", st, depth)
+	}
+	t.Logf("depth %d: %v", depth, elapsed)
+	if elapsed > 20*time.Second {
+		t.Errorf("extracting a %d-deep name took %v", depth, elapsed)
+	}
+}
+
+// TestExtractStopsWhenCanceledMidStream: the client hanging up (ctx done
+// while the stream is read) stops Extract at the next entry.
+func TestExtractStopsWhenCanceledMidStream(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	first := makeTar(t, file(strings.Repeat("d/", 100)+"f", "x"))
+	data := makeTar(t, file(strings.Repeat("d/", 100)+"f", "x"), file("g", "y"))
+	r := &cancelAfter{r: bytes.NewReader(data), n: len(first) - 1024, cancel: cancel}
+	parent := t.TempDir()
+	_, err := Extract(ctx, r, filepath.Join(parent, "out"), Limits{})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Extract after the client hung up: %v, want context.Canceled", err)
+	}
+	assertEmptyDir(t, parent)
+}
+
+// cancelAfter calls cancel once n bytes were read.
+type cancelAfter struct {
+	r      io.Reader
+	n      int
+	cancel func()
+}
+
+func (c *cancelAfter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n -= n
+	if c.n <= 0 {
+		c.cancel()
+	}
+	return n, err
 }
 
 // assertEmptyDir fails unless dir holds nothing: no partial tree, no temp.

@@ -223,11 +223,25 @@ func writeTar(ctx context.Context, w io.Writer, root string, t tree) (int, error
 	sort.Strings(names)
 	tw := tar.NewWriter(w)
 	files := 0
+	lim := Limits{}.withDefaults() // refuse here what the agent would refuse
 	for _, name := range names {
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
 		n := t[name]
+		raw := name
+		if n.kind == kindDir {
+			raw += "/"
+		}
+		if err := lim.checkNameLen(raw); err != nil {
+			return 0, err
+		}
+		if err := lim.checkDepth(name); err != nil {
+			return 0, err
+		}
+		if n.kind == kindSymlink && len(n.target) > lim.MaxNameLen {
+			return 0, fmt.Errorf("%q: symlink target of %d bytes over the %d byte limit: %w", name, len(n.target), lim.MaxNameLen, ErrTooLarge)
+		}
 		hdr := &tar.Header{
 			Name:    name,
 			ModTime: time.Unix(0, 0),

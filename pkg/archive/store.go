@@ -9,7 +9,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -62,7 +64,7 @@ func (s Store) Put(ctx context.Context, digest string, r io.Reader, lim Limits) 
 	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
 		return "", fmt.Errorf("store put %s: %w", digest, err)
 	}
-	staging, err := os.MkdirTemp(s.Dir, ".put-")
+	staging, err := os.MkdirTemp(s.Dir, stagingPrefix)
 	if err != nil {
 		return "", fmt.Errorf("store put %s: %w", digest, err)
 	}
@@ -95,9 +97,10 @@ func (s Store) Put(ctx context.Context, digest string, r io.Reader, lim Limits) 
 }
 
 // Prune removes all but the keep most recently stored (or re-Put) trees,
-// oldest first, and returns the digests it removed. Negative keep counts as
+// oldest first, and returns the digests it removed. Trees whose digest is
+// in protect are never removed and not counted. Negative keep counts as
 // zero.
-func (s Store) Prune(keep int) ([]string, error) {
+func (s Store) Prune(keep int, protect ...string) ([]string, error) {
 	entries, err := os.ReadDir(s.Dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -117,6 +120,9 @@ func (s Store) Prune(keep int) ([]string, error) {
 		}
 		if _, err := ParseDigest(d); err != nil {
 			continue // staging directories and anything else not ours
+		}
+		if slices.Contains(protect, d) {
+			continue
 		}
 		info, err := e.Info()
 		if err != nil {
@@ -142,6 +148,33 @@ func (s Store) Prune(keep int) ([]string, error) {
 		removed = append(removed, t.digest)
 	}
 	return removed, nil
+}
+
+// stagingPrefix starts the directories Put extracts into.
+const stagingPrefix = ".put-"
+
+// CleanStaging removes the staging directories a Put left behind when the
+// process died during an upload, and returns how many it removed. Call it
+// only when no Put is running (at start).
+func (s Store) CleanStaging() (int, error) {
+	entries, err := os.ReadDir(s.Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store clean: %w", err)
+	}
+	n := 0
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), stagingPrefix) {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(s.Dir, e.Name())); err != nil {
+			return n, fmt.Errorf("store clean: %w", err)
+		}
+		n++
+	}
+	return n, nil
 }
 
 // touch marks a tree as used now; Prune orders trees by this time.

@@ -122,6 +122,61 @@ func TestStorePrune(t *testing.T) {
 	}
 }
 
+func TestStorePruneNeverRemovesProtected(t *testing.T) {
+	s := Store{Dir: t.TempDir()}
+	var digests []string
+	for i, body := range []string{"running", "two", "three", "newest"} {
+		data := makeTar(t, file("f", body))
+		d := digestOf(t, data)
+		p, err := s.Put(context.Background(), d, bytes.NewReader(data), Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mt := time.Unix(int64(1000+i), 0)
+		if err := os.Chtimes(p, mt, mt); err != nil {
+			t.Fatal(err)
+		}
+		digests = append(digests, d)
+	}
+	removed, err := s.Prune(1, digests[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{digests[1], digests[2]}; !slices.Equal(removed, want) {
+		t.Errorf("removed %q, want %q", removed, want)
+	}
+	if !s.Has(digests[0]) || !s.Has(digests[3]) {
+		t.Error("the protected (oldest) or the newest tree is gone")
+	}
+}
+
+// TestStoreCleanStaging: an agent killed during an upload left its .put-*
+// directory (with a partial tree) for ever.
+func TestStoreCleanStaging(t *testing.T) {
+	s := Store{Dir: t.TempDir()}
+	data := makeTar(t, file("f", "x"))
+	d := digestOf(t, data)
+	if _, err := s.Put(context.Background(), d, bytes.NewReader(data), Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{".put-123", ".put-456/tree/a"} {
+		if err := os.MkdirAll(filepath.Join(s.Dir, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.CleanStaging()
+	if err != nil || n != 2 {
+		t.Fatalf("CleanStaging = %d, %v; want 2", n, err)
+	}
+	entries, _ := os.ReadDir(s.Dir)
+	if len(entries) != 1 || !s.Has(d) {
+		t.Errorf("left %v, want only the stored tree", entries)
+	}
+	if n, err := (Store{Dir: filepath.Join(s.Dir, "missing")}).CleanStaging(); n != 0 || err != nil {
+		t.Errorf("CleanStaging of a missing store = %d, %v", n, err)
+	}
+}
+
 func TestParseDigest(t *testing.T) {
 	good := "sha256:" + strings.Repeat("ab", 32)
 	tests := []struct {

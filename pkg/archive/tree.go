@@ -3,6 +3,7 @@ package archive
 import (
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -30,6 +31,11 @@ type tree map[string]node
 // maxLinkHops bounds symlink chains (and breaks loops) while resolving.
 const maxLinkHops = 40
 
+// maxResolveSteps bounds the components one symlink check walks, over all
+// its hops, so a crafted chain of long targets costs little; a link that
+// needs more is refused as if it escaped.
+const maxResolveSteps = 4096
+
 // cleanName turns an archive entry name into a clean relative name. It
 // refuses absolute names, ".." components and NUL bytes; "" means the root
 // itself ("." or "./").
@@ -52,19 +58,28 @@ func cleanName(name string) (string, error) {
 	return c, nil
 }
 
-// checkParents reports whether every proper prefix of name is a directory
-// or absent; reaching through a symlink or a file is unsafe.
-func (t tree) checkParents(name string) error {
-	for i := 0; i < len(name); i++ {
+// missingParents returns the proper prefixes of name that are not entries
+// yet, shortest first, and refuses with ErrUnsafePath when the longest one
+// that is an entry is not a directory. Every entry's parents are
+// directories (addParents and Extract keep it so), so the walk stops at the
+// first prefix found: its cost is linear in the parents it returns.
+func (t tree) missingParents(name string) ([]string, error) {
+	var missing []string
+	for i := len(name) - 1; i > 0; i-- {
 		if name[i] != '/' {
 			continue
 		}
 		p := name[:i]
-		if n, ok := t[p]; ok && n.kind != kindDir {
-			return fmt.Errorf("%q: parent %q is not a directory: %w", name, p, ErrUnsafePath)
+		if n, ok := t[p]; ok {
+			if n.kind != kindDir {
+				return nil, fmt.Errorf("%q: parent %q is not a directory: %w", name, p, ErrUnsafePath)
+			}
+			break
 		}
+		missing = append(missing, p)
 	}
-	return nil
+	slices.Reverse(missing)
+	return missing, nil
 }
 
 // addParents records every missing proper prefix of name as a directory and
@@ -93,8 +108,8 @@ func (t tree) checkLink(name string) error {
 	if n.target == "" || strings.HasPrefix(n.target, "/") {
 		return fmt.Errorf("%q -> %q: %w", name, n.target, ErrSymlinkEscape)
 	}
-	hops := 0
-	if _, ok := t.resolve(parentParts(name), n.target, &hops); !ok {
+	var b budget
+	if _, ok := t.resolve(parentParts(name), n.target, &b); !ok {
 		return fmt.Errorf("%q -> %q: %w", name, n.target, ErrSymlinkEscape)
 	}
 	return nil
@@ -121,9 +136,13 @@ func (t tree) checkAllLinks() error {
 // resolve walks rel starting at the directory given by stack (components
 // from the root) and returns the resulting components; ok is false when the
 // walk leaves the root, meets an absolute target or loops.
-func (t tree) resolve(stack []string, rel string, hops *int) ([]string, bool) {
+func (t tree) resolve(stack []string, rel string, b *budget) ([]string, bool) {
 	stack = append([]string(nil), stack...)
 	for _, c := range strings.Split(rel, "/") {
+		b.steps++
+		if b.steps > maxResolveSteps {
+			return nil, false
+		}
 		switch c {
 		case "", ".":
 			continue
@@ -140,18 +159,21 @@ func (t tree) resolve(stack []string, rel string, hops *int) ([]string, bool) {
 			stack = append(stack, c)
 			continue
 		}
-		*hops++
-		if *hops > maxLinkHops || n.target == "" || strings.HasPrefix(n.target, "/") {
+		b.hops++
+		if b.hops > maxLinkHops || n.target == "" || strings.HasPrefix(n.target, "/") {
 			return nil, false
 		}
 		var okLink bool
-		stack, okLink = t.resolve(stack, n.target, hops)
+		stack, okLink = t.resolve(stack, n.target, b)
 		if !okLink {
 			return nil, false
 		}
 	}
 	return stack, true
 }
+
+// budget counts the work of one symlink check.
+type budget struct{ hops, steps int }
 
 func parentParts(name string) []string {
 	d := path.Dir(name)

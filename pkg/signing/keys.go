@@ -69,14 +69,22 @@ func WritePrivateKey(path string, key ed25519.PrivateKey) error {
 }
 
 // ReadPrivateKey reads a key written by WritePrivateKey. It refuses a file
-// that other users can read.
+// that other users can read, that another user owns, or that lies in a
+// directory other users can write to; each error names the command that
+// fixes it.
 func ReadPrivateKey(path string) (ed25519.PrivateKey, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("read private key: %w", err)
 	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("private key %s is not a regular file", path)
+	}
 	if st.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("private key %s is accessible by other users (mode %v); run chmod 600 %s", path, st.Mode().Perm(), path)
+	}
+	if err := checkKeyOwnership(path, st); err != nil {
+		return nil, err
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {

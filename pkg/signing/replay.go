@@ -15,8 +15,13 @@ import (
 // ReplayCache remembers the nonces of accepted intents until they expire, in
 // a file so that an agent restart does not reopen a replay window.
 //
-// The file is append-only (one "hexnonce unixexpiry" line per nonce, fsynced
-// before the intent is acted on) and compacted when loaded.
+// The file is append-only (one "hexnonce expiry" line per nonce, fsynced
+// before the intent is acted on) and compacted when loaded. The expiry is
+// written at full precision, "<unix seconds>.<nanoseconds>": the freshness
+// check compares at full precision, so an expiry cut to whole seconds would
+// forget a nonce up to a second before its intent stops being fresh, and an
+// agent restarted in that second would accept the intent again. Lines of
+// older files (whole seconds, truncated) are read rounded up a second.
 type ReplayCache struct {
 	path string
 	// Skew is added to each expiry before a nonce is forgotten; default 30s.
@@ -41,11 +46,11 @@ func OpenReplayCache(path string, now time.Time) (*ReplayCache, error) {
 			if len(fields) != 2 {
 				continue // a torn last line after a crash
 			}
-			sec, err := strconv.ParseInt(fields[1], 10, 64)
-			if err != nil {
+			exp, ok := parseExpiry(fields[1])
+			if !ok {
 				continue
 			}
-			if exp := time.Unix(sec, 0); exp.Add(c.skew).After(now) {
+			if c.live(exp, now) {
 				c.seen[fields[0]] = exp
 			}
 		}
@@ -67,7 +72,7 @@ func (c *ReplayCache) rewrite() error {
 	}
 	w := bufio.NewWriter(f)
 	for n, exp := range c.seen {
-		fmt.Fprintf(w, "%s %d\n", n, exp.Unix())
+		fmt.Fprintf(w, "%s %s\n", n, formatExpiry(exp))
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()
@@ -97,10 +102,10 @@ func (c *ReplayCache) Use(nonce []byte, expiry, now time.Time) error {
 	key := hex.EncodeToString(nonce)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if exp, ok := c.seen[key]; ok && exp.Add(c.skew).After(now) {
+	if exp, ok := c.seen[key]; ok && c.live(exp, now) {
 		return ErrReplay
 	}
-	if _, err := fmt.Fprintf(c.f, "%s %d\n", key, expiry.Unix()); err != nil {
+	if _, err := fmt.Fprintf(c.f, "%s %s\n", key, formatExpiry(expiry)); err != nil {
 		return fmt.Errorf("replay cache: %w", err)
 	}
 	if err := c.f.Sync(); err != nil {
@@ -109,13 +114,46 @@ func (c *ReplayCache) Use(nonce []byte, expiry, now time.Time) error {
 	c.seen[key] = expiry
 	if len(c.seen) > 4096 {
 		for n, exp := range c.seen {
-			if !exp.Add(c.skew).After(now) {
+			if !c.live(exp, now) {
 				delete(c.seen, n)
 			}
 		}
 		return c.rewrite()
 	}
 	return nil
+}
+
+// live reports whether a nonce that expires at exp must still be
+// remembered at now: as long as its intent can pass the freshness check
+// (signing.Policy accepts up to and including expiry+skew).
+func (c *ReplayCache) live(exp, now time.Time) bool {
+	return !now.After(exp.Add(c.skew))
+}
+
+// formatExpiry writes t as "<unix seconds>.<nanoseconds>".
+func formatExpiry(t time.Time) string {
+	return fmt.Sprintf("%d.%09d", t.Unix(), t.Nanosecond())
+}
+
+// parseExpiry reads what formatExpiry wrote, and the whole (truncated)
+// seconds of older files rounded up.
+func parseExpiry(s string) (time.Time, bool) {
+	secStr, nsStr, frac := strings.Cut(s, ".")
+	sec, err := strconv.ParseInt(secStr, 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	if !frac {
+		return time.Unix(sec+1, 0), true
+	}
+	if len(nsStr) != 9 {
+		return time.Time{}, false
+	}
+	ns, err := strconv.ParseUint(nsStr, 10, 32)
+	if err != nil || ns >= 1e9 {
+		return time.Time{}, false
+	}
+	return time.Unix(sec, int64(ns)), true
 }
 
 // Close closes the cache file.

@@ -2384,8 +2384,11 @@ type DeploymentInfo struct {
 	Started           *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=started,proto3" json:"started,omitempty"`
 	Finished          *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=finished,proto3" json:"finished,omitempty"`
 	RequestedBy       string                 `protobuf:"bytes,9,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// key_id is the id of the trusted key that signed the request (see
+	// SignedEnvelope.key_id).
+	KeyId         string `protobuf:"bytes,10,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeploymentInfo) Reset() {
@@ -2477,6 +2480,13 @@ func (x *DeploymentInfo) GetFinished() *timestamppb.Timestamp {
 func (x *DeploymentInfo) GetRequestedBy() string {
 	if x != nil {
 		return x.RequestedBy
+	}
+	return ""
+}
+
+func (x *DeploymentInfo) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
 	}
 	return ""
 }
@@ -2931,7 +2941,7 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\x11PendingDeployment\x12#\n" +
 	"\rdeployment_id\x18\x01 \x01(\tR\fdeploymentId\x126\n" +
 	"\bdeadline\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12$\n" +
-	"\x0enew_store_path\x18\x03 \x01(\tR\fnewStorePath\"\x96\x03\n" +
+	"\x0enew_store_path\x18\x03 \x01(\tR\fnewStorePath\"\xad\x03\n" +
 	"\x0eDeploymentInfo\x12#\n" +
 	"\rdeployment_id\x18\x01 \x01(\tR\fdeploymentId\x120\n" +
 	"\x06action\x18\x02 \x01(\x0e2\x18.panther.agent.v1.ActionR\x06action\x123\n" +
@@ -2942,7 +2952,9 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\x13previous_store_path\x18\x06 \x01(\tR\x11previousStorePath\x124\n" +
 	"\astarted\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x126\n" +
 	"\bfinished\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\bfinished\x12!\n" +
-	"\frequested_by\x18\t \x01(\tR\vrequestedBy\".\n" +
+	"\frequested_by\x18\t \x01(\tR\vrequestedBy\x12\x15\n" +
+	"\x06key_id\x18\n" +
+	" \x01(\tR\x05keyId\".\n" +
 	"\x16ListDeploymentsRequest\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\"]\n" +
 	"\x17ListDeploymentsResponse\x12B\n" +

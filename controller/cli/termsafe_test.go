@@ -1,0 +1,99 @@
+package cli
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/pantheros/panther/controller/buildall"
+	"github.com/pantheros/panther/controller/inventory"
+	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
+)
+
+// hostile is agent text that tries to drive the operator's terminal: set
+// the clipboard (OSC 52), send a device control string, clear the screen
+// with an 8-bit CSI (raw and as UTF-8), and rewrite the line above.
+const hostile = "ok\x1b]52;c;cm0gLXJmIH4=\x07 \x1bP+q\x1b\\ \x9b2J \u009b2J\r\x1b[1Adone"
+
+// assertNoTerminalCommands fails if out holds any byte a terminal acts on
+// (everything below 0x20 but tab and newline, DEL, C1 controls, bytes that
+// are not UTF-8).
+func assertNoTerminalCommands(t *testing.T, what, out string) {
+	t.Helper()
+	if out == "" {
+		t.Fatalf("%s: printed nothing", what)
+	}
+	for i, r := range out {
+		if (r < 0x20 && r != '\t' && r != '\n') || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == 0xfffd {
+			t.Fatalf("%s: control %U at %d reaches the terminal: %q", what, r, i, out)
+		}
+	}
+}
+
+func TestReporterEscapesAgentText(t *testing.T) {
+	events := []*agentv1.DeployEvent{
+		{Event: &agentv1.DeployEvent_Log{Log: &agentv1.LogLine{Line: hostile}}},
+		{Event: &agentv1.DeployEvent_Warning{Warning: &agentv1.Warning{Message: hostile}}},
+		{Event: &agentv1.DeployEvent_PhaseFinished{PhaseFinished: &agentv1.PhaseFinished{Phase: agentv1.Phase_PHASE_SWITCH, Error: hostile, Elapsed: durationpb.New(time.Second)}}},
+		{Event: &agentv1.DeployEvent_Health{Health: &agentv1.HealthResult{Name: hostile, Detail: hostile}}},
+		{Event: &agentv1.DeployEvent_Summary{Summary: &agentv1.Summary{NewStorePath: hostile, NewVersion: hostile, WouldRestart: []string{hostile}}}},
+		{Event: &agentv1.DeployEvent_Result{Result: &agentv1.Result{Outcome: agentv1.Outcome_OUTCOME_FAILED, Message: hostile, RecoveryCommands: []string{hostile}}}},
+	}
+	for _, ev := range events {
+		var out, logw bytes.Buffer
+		c := &CLI{io: IO{Stdout: &out}}
+		r := &reporter{c: c, host: "alpha", logw: &logw}
+		r.event(ev)
+		assertNoTerminalCommands(t, "stdout", out.String())
+		assertNoTerminalCommands(t, "controller log", logw.String())
+		if n := strings.Count(out.String(), "alpha: "); n != strings.Count(out.String(), "\n") {
+			t.Errorf("agent text split a line: %q", out.String())
+		}
+	}
+}
+
+func TestResultTableEscapesAgentText(t *testing.T) {
+	var out, errw bytes.Buffer
+	c := &CLI{io: IO{Stdout: &out, Stderr: &errw}}
+	runs := []*hostRun{{
+		host:   inventory.Host{Name: "alpha"},
+		result: &agentv1.Result{Outcome: agentv1.Outcome_OUTCOME_FAILED, Message: hostile},
+	}}
+	err := c.finishBatch(runs, &deployOpts{})
+	assertNoTerminalCommands(t, "result table", out.String())
+	if err == nil {
+		t.Fatal("a failed host gave no error")
+	}
+	// The error reaches the terminal as pantherctl's last line.
+	code := c.exit(err)
+	assertNoTerminalCommands(t, "error line", errw.String())
+	if code != ExitFailed {
+		t.Errorf("exit code %d, want %d", code, ExitFailed)
+	}
+}
+
+func TestStatusEscapesAgentText(t *testing.T) {
+	var out bytes.Buffer
+	c := &CLI{io: IO{Stdout: &out}}
+	c.printStatus(&agentv1.StatusResponse{
+		Host: hostile, AgentVersion: hostile, CurrentStorePath: hostile, NixosVersion: hostile,
+		SystemState: hostile, FailedUnits: []string{hostile},
+		LastDeployment: &agentv1.DeploymentInfo{DeploymentId: hostile, Message: hostile},
+	})
+	assertNoTerminalCommands(t, "status", out.String())
+}
+
+func TestBuildAllEventEscapesAgentText(t *testing.T) {
+	var out bytes.Buffer
+	c := &CLI{io: IO{Stdout: &out}}
+	c.buildAllEvent(buildall.Event{Kind: buildall.Done, Host: "alpha", Path: hostile})
+	c.buildAllEvent(buildall.Event{Kind: buildall.Failed, Host: "alpha", Err: errors.New(hostile)})
+	assertNoTerminalCommands(t, "build-all", out.String())
+	var sum bytes.Buffer
+	buildall.Summary{Results: []buildall.HostResult{{Host: "alpha", Err: errors.New(hostile)}}}.WriteText(&sum)
+	assertNoTerminalCommands(t, "build-all summary", sum.String())
+}
