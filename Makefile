@@ -109,6 +109,11 @@ bench: ## As root: measure the figures with goals (~20 min) and write docs/BENCH
 	} 2>&1 | tee $(BENCH_OUT) | grep --line-buffered -E '^(Benchmark|--- FAIL|FAIL|ok )' || true
 	$(GO) run ./controller/e2e/benchreport -o docs/BENCHMARKS.md $(BENCH_OUT)
 
+.PHONY: option-docs
+option-docs: ## Regenerate docs/nixos-options.md, the NixOS module's option reference (nixos-module TestModuleOptionDocsCurrent checks it).
+	nix --extra-experimental-features nix-command eval --raw -f nixos-module/stub/eval.nix optionsMarkdown > docs/nixos-options.md.tmp || { rm -f docs/nixos-options.md.tmp; exit 1; }
+	mv docs/nixos-options.md.tmp docs/nixos-options.md
+
 .PHONY: vendor-hash
 vendor-hash: ## Print the Nix vendorHash of go.mod/go.sum (offline, from the Go module cache).
 	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \

@@ -1,5 +1,6 @@
 // Package nixosmodule holds the tests of the Nix packaging that need no
-// NixOS: nixos-module/package.nix's vendorHash.
+// NixOS: nixos-module/package.nix's vendorHash and the option reference
+// docs/nixos-options.md rendered from the module.
 package nixosmodule
 
 import (

@@ -14,7 +14,8 @@
 # /bin/sh with the machine's tools, so they need sandbox = false), and
 # `configFile` is the file the unit uses: with checkConfig, the agent's own
 # check-config runs in its build (set services.panther-agent.package to a
-# directory holding bin/panther-agent).
+# directory holding bin/panther-agent). `optionsMarkdown` is the option
+# reference docs/nixos-options.md (./options-doc.nix renders it).
 { host ? ../example.nix, realBuild ? false }:
 
 let
@@ -96,6 +97,12 @@ let
 
   unIf = v: if (v._type or null) == "if" then (if v.condition then unIf v.content else { }) else v;
   out = unIf agentModule.config;
+
+  docs = import ./options-doc.nix {
+    inherit lib;
+    options = agentModule.options.services.panther-agent;
+    prefix = "services.panther-agent";
+  };
 in
 rec {
   inherit config;
@@ -110,6 +117,10 @@ rec {
   systemPackages = out.environment.systemPackages or [ ];
   meta = agentModule.meta or { };
   unit = out.systemd.services.panther-agent or null;
+  # The module's option declarations (name, type, default, example,
+  # description) and their Markdown reference (make option-docs).
+  optionDocs = docs.declarations;
+  optionsMarkdown = docs.markdown;
   etc = out.environment.etc or { };
   tmpfiles = out.systemd.tmpfiles.rules or [ ];
 }

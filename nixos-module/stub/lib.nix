@@ -1,32 +1,35 @@
 # A stand-in for the few parts of nixpkgs' lib that ../default.nix uses, so
 # the module can be evaluated (and its rendered config checked) where no
 # nixpkgs is available. Option types carry a `check` so ./eval.nix can
-# type-check definitions the way the module system would.
+# type-check definitions the way the module system would, and a
+# `description` worded as nixpkgs words it, for the option reference
+# (./options-doc.nix).
 let
-  mkType = name: check: extra: { _type = "option-type"; inherit name check; } // extra;
+  mkType = name: check: extra: { _type = "option-type"; inherit name check; description = name; } // extra;
+  describe = t: t.description;
 
   ints = {
-    positive = mkType "positive integer" (v: builtins.isInt v && v > 0) { };
-    unsigned = mkType "unsigned integer" (v: builtins.isInt v && v >= 0) { };
+    positive = mkType "positive integer" (v: builtins.isInt v && v > 0) { description = "positive integer, meaning >0"; };
+    unsigned = mkType "unsigned integer" (v: builtins.isInt v && v >= 0) { description = "unsigned integer, meaning >=0"; };
     between = lo: hi: mkType "integer between ${toString lo} and ${toString hi}"
-      (v: builtins.isInt v && v >= lo && v <= hi) { };
+      (v: builtins.isInt v && v >= lo && v <= hi) { description = "integer between ${toString lo} and ${toString hi} (both inclusive)"; };
   };
 
   types = {
     inherit ints;
     str = mkType "string" builtins.isString { };
-    lines = mkType "lines" builtins.isString { };
+    lines = mkType "lines" builtins.isString { description = "strings concatenated with \"\\n\""; };
     bool = mkType "boolean" builtins.isBool { };
     attrs = mkType "attribute set" builtins.isAttrs { };
     package = mkType "package" (v: builtins.isAttrs v || builtins.isString v) { };
     port = ints.between 0 65535;
     enum = values: mkType "one of ${builtins.concatStringsSep ", " values}"
-      (v: builtins.elem v values) { };
+      (v: builtins.elem v values) { description = "one of ${builtins.concatStringsSep ", " (map builtins.toJSON values)}"; };
     strMatching = re: mkType "string matching ${re}"
-      (v: builtins.isString v && builtins.match re v != null) { };
-    nullOr = t: mkType "null or ${t.name}" (v: v == null || t.check v) { elemType = t; };
-    either = a: b: mkType "${a.name} or ${b.name}" (v: a.check v || b.check v) { };
-    listOf = t: mkType "list of ${t.name}" (v: builtins.isList v && builtins.all t.check v) { elemType = t; };
+      (v: builtins.isString v && builtins.match re v != null) { description = "string matching the pattern ${re}"; };
+    nullOr = t: mkType "null or ${t.name}" (v: v == null || t.check v) { elemType = t; description = "null or ${describe t}"; };
+    either = a: b: mkType "${a.name} or ${b.name}" (v: a.check v || b.check v) { description = "${describe a} or ${describe b}"; };
+    listOf = t: mkType "list of ${t.name}" (v: builtins.isList v && builtins.all t.check v) { elemType = t; description = "list of ${describe t}"; };
     submodule = m: mkType "submodule" builtins.isAttrs { inherit (m) options; };
     # pkgs.formats.json's type: any JSON value.
     json = mkType "JSON value" (_: true) { };
