@@ -77,11 +77,7 @@ lint: ## go vet, gofmt and buf lint.
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 1m).
-	@for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
-	  for f in $$(grep -h '^func Fuzz' $$dir/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
-	    echo "== $$dir $$f"; $(GO) test -tags $(TAGS) -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-1m} $$dir || exit 1; \
-	  done; \
-	done
+	@GO=$(GO) TAGS=$(TAGS) hack/fuzz
 
 # The benchmarks run in groups, each with the -benchtime (samples) it needs;
 # their raw output lands in BENCH_OUT, and benchreport turns it into the table.
