@@ -76,6 +76,9 @@ type CLI struct {
 	// set by flags of the running subcommand
 	commands []*command
 	log      hclog.Logger
+	// cmdline is the running command as typed ("pantherctl deploy
+	// alpha"), recorded in the state dir's lock.
+	cmdline string
 }
 
 // Run runs pantherctl with args (without the program name) and returns the
@@ -162,6 +165,7 @@ func (c *CLI) run(ctx context.Context, args []string) error {
 		}
 		c.g.defaults(fs)
 		c.log = c.g.logger(c.io.Stderr)
+		c.cmdline = "pantherctl " + strings.Join(args, " ")
 		return cmd.run(ctx, fs.Args())
 	}
 	return exitf(ExitUsage, "unknown command %q (see 'pantherctl --help')", args[0])

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -120,6 +121,11 @@ func (c *CLI) connectTailnet(ctx context.Context) (*network, error) {
 	default:
 		return nil, exitf(ExitUsage, "--via must be tsnet or system, not %q", c.g.via)
 	}
+	// One run at a time per node state: the second one says who has it.
+	lock, err := lockStateDir(c.g.stateDir, c.cmdline, time.Now())
+	if err != nil {
+		return nil, err
+	}
 	node, err := tailnet.New(tailnet.Config{
 		Hostname:        c.g.hostname,
 		StateDir:        c.g.stateDir,
@@ -129,13 +135,15 @@ func (c *CLI) connectTailnet(ctx context.Context) (*network, error) {
 		NoLogsNoSupport: c.g.noLogsNoSupport,
 	}, c.log)
 	if err != nil {
+		lock.unlock()
 		return nil, exitf(ExitError, "tailnet: %v", err)
 	}
 	if err := node.Up(ctx); err != nil {
 		node.Close()
+		lock.unlock()
 		return nil, exitf(ExitError, "joining the tailnet: %v (check --control-url and --auth-key-file)", err)
 	}
-	return &network{dialer: node, close: func() { node.Close() }}, nil
+	return &network{dialer: node, close: func() { node.Close(); lock.unlock() }}, nil
 }
 
 func (c *CLI) dial(ctx context.Context, n *network, host string) (*client.Conn, error) {
