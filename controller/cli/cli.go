@@ -23,12 +23,12 @@ import (
 // Exit codes of pantherctl (documented in README.md).
 const (
 	ExitOK         = 0 // success: confirmed, built, dry-activated, boot default set
-	ExitError      = 1 // an error before or around the deployment (input, key, connection)
+	ExitError      = 1 // an error before or around the deployment (input, key, connection, state dir in use)
 	ExitUsage      = 2 // bad command line
 	ExitFailed     = 3 // the deployment failed before anything changed
 	ExitRolledBack = 4 // the host switched, then rolled back to the previous system
 	ExitManual     = 5 // the rollback failed too: manual intervention required
-	ExitRefused    = 6 // the agent refused the request (signature, key, peer, replay, busy)
+	ExitRefused    = 6 // the agent refused the request (signature, key, peer, replay, busy, not its flakeHost)
 	// ExitRebootRequired: a switch could not activate the new system
 	// (switch-to-configuration exited 100, or its inhibitors refused) and
 	// only made it the boot default; reboot the host to run it.

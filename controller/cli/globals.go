@@ -37,7 +37,7 @@ func (g *globals) register(fs *flag.FlagSet) {
 	host, _ := os.Hostname()
 	fs.StringVar(&g.key, "key", filepath.Join(dir, "key"), "operator's private signing key (create it with 'pantherctl keygen')")
 	fs.StringVar(&g.via, "via", "tsnet", "how to reach the tailnet: tsnet (pantherctl's own node) or system (the machine's tailscaled)")
-	fs.StringVar(&g.stateDir, "state-dir", filepath.Join(dir, "tsnet"), "state of pantherctl's own tailnet node (kept for fast restarts)")
+	fs.StringVar(&g.stateDir, "state-dir", filepath.Join(dir, "tsnet"), "state of pantherctl's own tailnet node (kept for fast restarts); one pantherctl run at a time uses it")
 	fs.StringVar(&g.controlURL, "control-url", "", "tailnet coordination server (default Tailscale's; a Headscale URL works)")
 	fs.StringVar(&g.authKeyFile, "auth-key-file", "", "file with an auth key for the first login of pantherctl's node")
 	fs.StringVar(&g.hostname, "hostname", "pantherctl-"+host, "pantherctl's name on the tailnet")
