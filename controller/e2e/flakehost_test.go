@@ -5,8 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/pantheros/panther/controller/inventory"
 	"github.com/pantheros/panther/pkg/fleettest"
@@ -50,4 +53,36 @@ func TestAgentServesOnlyItsFlakeHost(t *testing.T) {
 	}
 	// beta's own configuration is still served.
 	f.MustCtl(0, "deploy", "beta", "--build-only", "--flake", f.Flake)
+}
+
+// TestStateDirOneRunAtATime: while one pantherctl uses the fleet's
+// --state-dir (a deploy, frozen mid-way so that it surely still holds it),
+// a second one — a read-only status too — fails at once with exit 1,
+// naming the first by pid and command; once the first is done the state
+// dir is free again.
+func TestStateDirOneRunAtATime(t *testing.T) {
+	f := fleettest.New(t, fleettest.Options{Hosts: map[string]string{"alpha": "good"}})
+	p := f.StartCtl(t, "deploy", "alpha", "--build-only", "--json", "--flake", f.Flake)
+	p.WaitOutput(t, "PHASE_", 3*time.Minute)
+	if err := syscall.Kill(p.Pid(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"status", "alpha"}, {"deploy", "alpha", "--build-only", "--flake", f.Flake}} {
+		r := f.MustCtl(1, args...)
+		for _, s := range []string{"pid " + strconv.Itoa(p.Pid()), "deploy alpha --build-only", "--state-dir"} {
+			if !strings.Contains(r.Stderr, s) {
+				t.Errorf("%v: stderr does not say %q\n%s", args, s, r)
+			}
+		}
+		if r.Elapsed > 10*time.Second {
+			t.Errorf("%v took %v: the second run must fail at once", args, r.Elapsed)
+		}
+	}
+	if err := syscall.Kill(p.Pid(), syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if r := p.Wait(t); r.Code != 0 {
+		t.Fatalf("the first run: %s", r)
+	}
+	f.MustCtl(0, "status", "alpha")
 }
