@@ -127,7 +127,7 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 	}
 	defer obs.close()
 	engine, err := deploy.New(deploy.Options{
-		Host: cfg.HostName, Profile: cfg.Profile, CurrentSystem: cfg.CurrentSystem, RuntimeDir: cfg.RuntimeDir,
+		Host: cfg.HostName, FlakeHost: cfg.FlakeHost, Profile: cfg.Profile, CurrentSystem: cfg.CurrentSystem, RuntimeDir: cfg.RuntimeDir,
 		DefaultConfirm: cfg.ConfirmTimeout.Duration, MaxConfirm: cfg.MaxConfirmTimeout.Duration,
 		Retention: cfg.LogRetention, SwitchTimeout: cfg.SwitchTimeout.Duration, AgentUnit: cfg.UnitName,
 	}, deploy.Deps{

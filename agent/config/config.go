@@ -60,8 +60,8 @@ var ErrInvalid = errors.New("invalid agent config")
 type Config struct {
 	// HostName is the agent's tailnet hostname. Default: os.Hostname().
 	HostName string `json:"hostName"`
-	// FlakeHost is the nixosConfigurations attribute the agent builds.
-	// Default: HostName.
+	// FlakeHost is the nixosConfigurations attribute the agent builds,
+	// and the only one it accepts a request for. Default: HostName.
 	FlakeHost string `json:"flakeHost"`
 	// StateDir holds the tailnet state, the journal and uploaded sources.
 	// Default: "/var/lib/panther-agent".

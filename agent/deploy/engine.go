@@ -44,9 +44,16 @@ type Options struct {
 	// rollback, dry-activate) may run before systemd stops it; the
 	// deployment then rolls back. Default 10m.
 	SwitchTimeout time.Duration
+	// FlakeHost is the only nixosConfigurations attribute the agent builds
+	// and activates (the agent's flakeHost); default Host. A request for
+	// any other attribute is refused before anything is built.
+	FlakeHost string
 }
 
 func (o *Options) setDefaults() {
+	if o.FlakeHost == "" {
+		o.FlakeHost = o.Host
+	}
 	if o.Profile == "" {
 		o.Profile = "/nix/var/nix/profiles/system"
 	}
@@ -319,9 +326,20 @@ func (e *Engine) validate(req *Request) error {
 		if !validAttr(req.FlakeAttr) {
 			return fmt.Errorf("%w: %q is not a valid flake attribute name", ErrInvalidRequest, req.FlakeAttr)
 		}
+		// The agent serves only its own configuration: a wrong tailnetName
+		// in the controller's inventory must not switch this host to
+		// another host's system.
+		if req.FlakeAttr != e.opts.FlakeHost {
+			return &WrongFlakeHostError{Requested: req.FlakeAttr, Configured: e.opts.FlakeHost}
+		}
 	case ActionRollback:
 		if req.Generation < 0 {
 			return fmt.Errorf("%w: generation %d", ErrInvalidRequest, req.Generation)
+		}
+		// A rollback names a generation of this host's profile, never a
+		// configuration; a request carrying one is not ours.
+		if req.FlakeRef != "" || req.FlakeAttr != "" {
+			return fmt.Errorf("%w: a rollback takes a generation, not a flake source or attribute", ErrInvalidRequest)
 		}
 	default:
 		return fmt.Errorf("%w: unknown action %q", ErrInvalidRequest, req.Action)

@@ -153,9 +153,9 @@ func TestNothingChanges(t *testing.T) {
 		},
 		{
 			name:  "unknown host lists the hosts",
-			setup: func(h *harness, req *Request) { req.FlakeAttr = "nope" },
+			setup: func(h *harness, req *Request) { h.nix.setHosts("web1", "db") },
 			want:  journal.StateFailed, failedPhase: PhaseValidate,
-			msgs: []string{ErrUnknownHost.Error(), `"nope"`, "hosts: web1, yoga"},
+			msgs: []string{ErrUnknownHost.Error(), `"yoga"`, "hosts: web1, db"},
 		},
 		{
 			name: "fail on warnings",
@@ -223,6 +223,7 @@ func TestNothingChanges(t *testing.T) {
 			// The lock is free again.
 			h.nix.mu.Lock()
 			h.nix.buildErr, h.nix.hostsErr = nil, nil
+			h.nix.hosts = []string{"web1", testHost}
 			h.nix.mu.Unlock()
 			ok := switchReq("d2")
 			ok.Action = ActionBuild
@@ -268,6 +269,9 @@ func TestSubmitValidation(t *testing.T) {
 		{"timeout too long", func(r *Request) { r.ConfirmTimeout = time.Hour }, ErrTimeoutTooLong},
 		{"bad critical unit", func(r *Request) { r.ExtraCritical = []string{"a b"} }, ErrInvalidRequest},
 		{"negative generation", func(r *Request) { r.Action = ActionRollback; r.Generation = -1 }, ErrInvalidRequest},
+		{"rollback with an attribute", func(r *Request) { r.Action = ActionRollback; r.FlakeRef = "" }, ErrInvalidRequest},
+		{"rollback with a source", func(r *Request) { r.Action = ActionRollback; r.FlakeAttr = "" }, ErrInvalidRequest},
+		{"another host's configuration", func(r *Request) { r.FlakeAttr = "web1" }, ErrWrongFlakeHost},
 	}
 	h := newHarness(t)
 	for _, tc := range tests {
@@ -574,8 +578,9 @@ func TestConfirmErrors(t *testing.T) {
 	req.Action = ActionBuild
 	h.submit(req).result()
 	failed := switchReq("failed")
-	failed.FlakeAttr = "nope"
+	h.nix.setHosts("web1")
 	h.submit(failed).result()
+	h.nix.setHosts("web1", testHost)
 
 	tests := []struct {
 		name string
@@ -879,4 +884,70 @@ func TestGenerations(t *testing.T) {
 	if err != nil || len(deps) != 1 || deps[0].ID != "d2" {
 		t.Errorf("Deployments(1) = %v, %v", deps, err)
 	}
+}
+
+// TestServesOnlyItsFlakeHost: the agent builds and activates only its own
+// flakeHost; a request for another host's configuration (a wrong
+// tailnetName in the controller's inventory) is refused at once, for every
+// action that names one, with nothing evaluated, built or recorded.
+func TestServesOnlyItsFlakeHost(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	for _, action := range []Action{ActionSwitch, ActionBuild, ActionDryActivate, ActionBoot} {
+		t.Run(string(action), func(t *testing.T) {
+			req := switchReq("wrong-" + string(action))
+			req.Action = action
+			req.FlakeAttr = "web1"
+			_, err := h.e.Submit(context.Background(), req)
+			var wrong *WrongFlakeHostError
+			if !errors.Is(err, ErrWrongFlakeHost) || !errors.As(err, &wrong) {
+				t.Fatalf("Submit: %v, want %v", err, ErrWrongFlakeHost)
+			}
+			if wrong.Requested != "web1" || wrong.Configured != testHost {
+				t.Errorf("error names %q/%q, want web1/%s", wrong.Requested, wrong.Configured, testHost)
+			}
+			for _, s := range []string{"nixosConfigurations.web1", "nixosConfigurations." + testHost, "flakeHost", "tailnetName"} {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("message %q does not name %q", err, s)
+				}
+			}
+		})
+	}
+	if recs, _ := h.j.List(); len(recs) != 0 {
+		t.Errorf("refused requests left %d records", len(recs))
+	}
+	h.nix.mu.Lock()
+	calls := slices.Clone(h.nix.calls)
+	h.nix.mu.Unlock()
+	if len(calls) != 0 {
+		t.Errorf("refused requests ran nix: %q", calls)
+	}
+	if h.current() != h.old {
+		t.Errorf("current system = %s, want %s", h.current(), h.old)
+	}
+	// The agent's own attribute is served.
+	req := switchReq("own")
+	req.Action = ActionBuild
+	wantOutcome(t, h.submit(req).result(), journal.StateBuilt)
+}
+
+// TestFlakeHostOtherThanHostName: a host whose flakeHost differs from its
+// host name serves that attribute, and only that one.
+func TestFlakeHostOtherThanHostName(t *testing.T) {
+	t.Parallel()
+	h := newBareHarness(t)
+	h.opts.FlakeHost = "web1"
+	h.nix.scriptBuild(testRef, "web1", h.new)
+	h.nix.seed(h.old)
+	h.link(h.old)
+	h.start()
+	req := switchReq("own-name")
+	req.Action = ActionBuild
+	if _, err := h.e.Submit(context.Background(), req); !errors.Is(err, ErrWrongFlakeHost) {
+		t.Fatalf("Submit %s: %v, want %v", testHost, err, ErrWrongFlakeHost)
+	}
+	req = switchReq("flake-host")
+	req.Action = ActionBuild
+	req.FlakeAttr = "web1"
+	wantOutcome(t, h.submit(req).result(), journal.StateBuilt)
 }

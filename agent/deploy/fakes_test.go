@@ -86,6 +86,13 @@ func (n *fakeNix) Build(ctx context.Context, installable string, onLine func(str
 	return path, nil
 }
 
+// setHosts replaces the flake's nixosConfigurations attributes.
+func (n *fakeNix) setHosts(hosts ...string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.hosts = hosts
+}
+
 func (n *fakeNix) Hosts(ctx context.Context, flakeRef string) ([]string, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()

@@ -66,7 +66,7 @@ func TestOnResultSeesEveryFinalResultOnce(t *testing.T) {
 	w.result()
 	// A failed one.
 	bad := switchReq("bad")
-	bad.FlakeAttr = "nope"
+	h.nix.setHosts("web1")
 	h.submit(bad).result()
 	// Watching a finished deployment synthesizes a result: not a new final.
 	h.watch("sw").result()

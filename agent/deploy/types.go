@@ -11,6 +11,7 @@ package deploy
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/pantheros/panther/agent/journal"
@@ -178,6 +179,9 @@ var (
 	// ErrStopsAgent: the configuration would stop or remove the agent's unit.
 	ErrStopsAgent = errors.New("the new configuration would stop or remove the agent")
 	ErrNotNixOS   = errors.New("not a NixOS system")
+	// ErrWrongFlakeHost: the request asks for a configuration other than
+	// the agent's flakeHost.
+	ErrWrongFlakeHost = errors.New("the agent serves only its own configuration")
 )
 
 // BusyError names the running deployment.
@@ -187,3 +191,13 @@ func (e *BusyError) Error() string {
 	return "deployment " + e.ID + " is in progress; wait for it to finish"
 }
 func (e *BusyError) Unwrap() error { return ErrBusy }
+
+// WrongFlakeHostError names the attribute a request asked for and the one
+// the agent serves.
+type WrongFlakeHostError struct{ Requested, Configured string }
+
+func (e *WrongFlakeHostError) Error() string {
+	return fmt.Sprintf("this agent serves only nixosConfigurations.%s (its flakeHost), the request asked for nixosConfigurations.%s: "+
+		"check the host's name and tailnetName in panther.json", e.Configured, e.Requested)
+}
+func (e *WrongFlakeHostError) Unwrap() error { return ErrWrongFlakeHost }

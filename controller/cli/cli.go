@@ -23,12 +23,12 @@ import (
 // Exit codes of pantherctl (documented in README.md).
 const (
 	ExitOK         = 0 // success: confirmed, built, dry-activated, boot default set
-	ExitError      = 1 // an error before or around the deployment (input, key, connection)
+	ExitError      = 1 // an error before or around the deployment (input, key, connection, state dir in use)
 	ExitUsage      = 2 // bad command line
 	ExitFailed     = 3 // the deployment failed before anything changed
 	ExitRolledBack = 4 // the host switched, then rolled back to the previous system
 	ExitManual     = 5 // the rollback failed too: manual intervention required
-	ExitRefused    = 6 // the agent refused the request (signature, key, peer, replay, busy)
+	ExitRefused    = 6 // the agent refused the request (signature, key, peer, replay, busy, not its flakeHost)
 	// ExitRebootRequired: a switch could not activate the new system
 	// (switch-to-configuration exited 100, or its inhibitors refused) and
 	// only made it the boot default; reboot the host to run it.
@@ -76,6 +76,9 @@ type CLI struct {
 	// set by flags of the running subcommand
 	commands []*command
 	log      hclog.Logger
+	// cmdline is the running command as typed ("pantherctl deploy
+	// alpha"), recorded in the state dir's lock.
+	cmdline string
 }
 
 // Run runs pantherctl with args (without the program name) and returns the
@@ -162,6 +165,7 @@ func (c *CLI) run(ctx context.Context, args []string) error {
 		}
 		c.g.defaults(fs)
 		c.log = c.g.logger(c.io.Stderr)
+		c.cmdline = "pantherctl " + strings.Join(args, " ")
 		return cmd.run(ctx, fs.Args())
 	}
 	return exitf(ExitUsage, "unknown command %q (see 'pantherctl --help')", args[0])

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -36,7 +37,7 @@ func (g *globals) register(fs *flag.FlagSet) {
 	host, _ := os.Hostname()
 	fs.StringVar(&g.key, "key", filepath.Join(dir, "key"), "operator's private signing key (create it with 'pantherctl keygen')")
 	fs.StringVar(&g.via, "via", "tsnet", "how to reach the tailnet: tsnet (pantherctl's own node) or system (the machine's tailscaled)")
-	fs.StringVar(&g.stateDir, "state-dir", filepath.Join(dir, "tsnet"), "state of pantherctl's own tailnet node (kept for fast restarts)")
+	fs.StringVar(&g.stateDir, "state-dir", filepath.Join(dir, "tsnet"), "state of pantherctl's own tailnet node (kept for fast restarts); one pantherctl run at a time uses it")
 	fs.StringVar(&g.controlURL, "control-url", "", "tailnet coordination server (default Tailscale's; a Headscale URL works)")
 	fs.StringVar(&g.authKeyFile, "auth-key-file", "", "file with an auth key for the first login of pantherctl's node")
 	fs.StringVar(&g.hostname, "hostname", "pantherctl-"+host, "pantherctl's name on the tailnet")
@@ -120,6 +121,11 @@ func (c *CLI) connectTailnet(ctx context.Context) (*network, error) {
 	default:
 		return nil, exitf(ExitUsage, "--via must be tsnet or system, not %q", c.g.via)
 	}
+	// One run at a time per node state: the second one says who has it.
+	lock, err := lockStateDir(c.g.stateDir, c.cmdline, time.Now())
+	if err != nil {
+		return nil, err
+	}
 	node, err := tailnet.New(tailnet.Config{
 		Hostname:        c.g.hostname,
 		StateDir:        c.g.stateDir,
@@ -129,13 +135,15 @@ func (c *CLI) connectTailnet(ctx context.Context) (*network, error) {
 		NoLogsNoSupport: c.g.noLogsNoSupport,
 	}, c.log)
 	if err != nil {
+		lock.unlock()
 		return nil, exitf(ExitError, "tailnet: %v", err)
 	}
 	if err := node.Up(ctx); err != nil {
 		node.Close()
+		lock.unlock()
 		return nil, exitf(ExitError, "joining the tailnet: %v (check --control-url and --auth-key-file)", err)
 	}
-	return &network{dialer: node, close: func() { node.Close() }}, nil
+	return &network{dialer: node, close: func() { node.Close(); lock.unlock() }}, nil
 }
 
 func (c *CLI) dial(ctx context.Context, n *network, host string) (*client.Conn, error) {

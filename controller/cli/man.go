@@ -16,12 +16,12 @@ var exitCodeDocs = []struct {
 	doc  string
 }{
 	{ExitOK, "Success: confirmed, built, dry-activated, or the boot default was set."},
-	{ExitError, "An error before or around the deployment (input, key, connection)."},
+	{ExitError, "An error before or around the deployment (input, key, connection), or the --state-dir is in use by another pantherctl run."},
 	{ExitUsage, "Bad command line."},
 	{ExitFailed, "The deployment failed before anything changed."},
 	{ExitRolledBack, "The host switched, then rolled back to the previous system."},
 	{ExitManual, "The rollback failed too: manual intervention is required."},
-	{ExitRefused, "The agent refused the request (signature, key, peer, replay, busy)."},
+	{ExitRefused, "The agent refused the request (signature, key, peer, replay, busy, or a configuration other than the host's flakeHost)."},
 }
 
 // manDefaults replaces defaults that depend on the machine generating the page.

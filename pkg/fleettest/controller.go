@@ -150,6 +150,9 @@ func (p *CtlProcess) WaitOutput(t testing.TB, substr string, timeout time.Durati
 	}
 }
 
+// Pid is pantherctl's process id.
+func (p *CtlProcess) Pid() int { return p.cmd.Process.Pid }
+
 // Kill kills pantherctl with SIGKILL (no chance to clean up or confirm)
 // and returns what it did.
 func (p *CtlProcess) Kill(t testing.TB) Result {
