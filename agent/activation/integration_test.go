@@ -201,19 +201,28 @@ func TestSwitchUnitOnNixOSPath(t *testing.T) {
 		sp := spec("panther-switch-hang", "hang")
 		// Long enough to see the lock taken on a loaded machine.
 		sp.Deadline = 5 * time.Second
+		const started = "starting the following units: wait-online.service" // printed once the lock is held
+		count := func() int {
+			b, _ := os.ReadFile(s.Path(logPath))
+			return strings.Count(string(b), started)
+		}
+		before := count()
 		begin := time.Now()
 		if err := a.StartUnit(ctx, sp); err != nil {
 			t.Fatal(err)
 		}
-		// While it runs, another switch is refused by the lock.
-		for {
-			if _, err := s.Exec(ctx, "flock", "-n", stcLock, "true"); err != nil {
-				break
-			}
+		// Wait for the script's word rather than probing the lock with
+		// flock: a probe holding the lock at the wrong moment made the
+		// switch exit 11 on a loaded machine.
+		for count() == before {
 			if time.Since(begin) > 4500*time.Millisecond {
-				t.Fatal("the switch did not take the lock")
+				t.Fatalf("the switch did not take the lock:\n%s", readFile(t, s, logPath))
 			}
 			time.Sleep(20 * time.Millisecond)
+		}
+		// While it runs, another switch is refused by the lock.
+		if _, err := s.Exec(ctx, "flock", "-n", stcLock, "true"); err == nil {
+			t.Fatal("switch-to-configuration's lock is free while the switch runs")
 		}
 		st := waitEnd(t, ctx, a, sp.Unit)
 		if st.State != deploy.UnitTimedOut || st.Deadline != 5*time.Second {
