@@ -3,11 +3,9 @@ package sandbox
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 )
@@ -54,9 +52,6 @@ type upperLayer struct {
 // net is nil without a network namespace.
 func (u upperLayer) prepare(opts Options, net *network) error {
 	if err := u.writeFile("/etc/hostname", opts.Name+"\n", 0o644); err != nil {
-		return err
-	}
-	if err := u.snapshotDir(nixDBDir); err != nil {
 		return err
 	}
 	if net != nil {
@@ -300,77 +295,4 @@ func (u upperLayer) mkdirAll(dir string) error {
 		return fmt.Errorf("chmod %s: %w", dir, err)
 	}
 	return nil
-}
-
-// nixDBDir is the host's nix database (SQLite in WAL mode).
-const nixDBDir = "/nix/var/nix/db"
-
-// snapshotDir copies the regular files of the host directory dir into the
-// upper layer once, before the first boot. For the nix database this makes
-// the sandbox's copy one snapshot taken in a moment: left to the overlay,
-// db.sqlite, its -wal and its -shm are copied up one by one whenever the
-// sandbox first writes each, while the host's nix (tests building on the
-// host) keeps writing the lower files, and the sandbox's nix then read a
-// mix of two states ("database disk image is malformed"). The -shm goes
-// along but is rebuilt by SQLite's first connection. A missing dir is fine.
-func (u upperLayer) snapshotDir(dir string) error {
-	if _, err := os.Lstat(filepath.Join(u.dir, dir)); err == nil {
-		return nil // taken at an earlier boot: the sandbox's own since
-	}
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("snapshot %s: %w", dir, err)
-	}
-	// Into a staging name first, so that a snapshot cut short by an error
-	// is taken again at the next boot.
-	if err := u.mkdirAll(filepath.Dir(dir)); err != nil {
-		return err
-	}
-	stage := filepath.Join(u.dir, dir+".snapshot")
-	_ = os.RemoveAll(stage)
-	if err := os.Mkdir(stage, 0o755); err != nil {
-		return fmt.Errorf("snapshot %s: %w", dir, err)
-	}
-	if fi, err := os.Stat(dir); err == nil {
-		os.Chmod(stage, fi.Mode()&fs.ModePerm)
-	}
-	// db.sqlite before its -wal, as a copy of a live SQLite database should.
-	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
-	for _, e := range entries {
-		if !e.Type().IsRegular() {
-			continue
-		}
-		if err := copyFile(filepath.Join(dir, e.Name()), filepath.Join(stage, e.Name())); err != nil {
-			return fmt.Errorf("snapshot %s: %w", dir, err)
-		}
-	}
-	if err := os.Rename(stage, filepath.Join(u.dir, dir)); err != nil {
-		return fmt.Errorf("snapshot %s: %w", dir, err)
-	}
-	return nil
-}
-
-// copyFile copies src to dst with src's permission bits.
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	fi, err := in.Stat()
-	if err != nil {
-		return err
-	}
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fi.Mode()&fs.ModePerm)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
