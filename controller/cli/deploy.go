@@ -174,6 +174,17 @@ func (c *CLI) selectHosts(ctx context.Context, flakeDir string, args []string, a
 	return hosts, nil
 }
 
+// resolveHost is the tailnet name of one host given by name on the command
+// line, through the inventory at flakeDir (its tailnetName), as deploy and
+// status resolve it: every command reaches the same agent for a name.
+func resolveHost(flakeDir, name string) (string, error) {
+	inv, err := inventory.Load(flakeDir)
+	if err != nil {
+		return "", exitf(ExitError, "%v", err)
+	}
+	return inv.Host(name).Addr(), nil
+}
+
 // hostRun is one host's deployment in a batch.
 type hostRun struct {
 	host     inventory.Host

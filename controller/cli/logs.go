@@ -13,18 +13,23 @@ import (
 
 func (c *CLI) logsCmd() *command {
 	var follow, list bool
+	var flake string
 	return &command{
 		name: "logs", usage: "logs <host> [deployment-id] [--follow] [--list]",
 		short: "Print a deployment's full log from the agent (the newest by default).",
 		flags: func(fs *flag.FlagSet) {
 			fs.BoolVar(&follow, "follow", false, "keep printing until the deployment ends")
 			fs.BoolVar(&list, "list", false, "list the deployments the agent keeps")
+			fs.StringVar(&flake, "flake", ".", "flake directory whose panther.json maps the host to its tailnetName")
 		},
 		run: func(ctx context.Context, args []string) error {
 			if len(args) < 1 || len(args) > 2 {
 				return exitf(ExitUsage, "usage: pantherctl logs <host> [deployment-id] [--follow]")
 			}
-			host := args[0]
+			host, err := resolveHost(flake, args[0])
+			if err != nil {
+				return err
+			}
 			n, err := c.connectTailnet(ctx)
 			if err != nil {
 				return err

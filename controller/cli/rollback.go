@@ -17,7 +17,7 @@ import (
 func (c *CLI) rollbackCmd() *command {
 	var list, rollback, yes, noConfirm bool
 	var confirm time.Duration
-	var logDir string
+	var logDir, flake string
 	return &command{
 		name: "rollback", usage: "rollback [host] --list | --rollback [N]",
 		short: "List a host's generations, or switch back to an earlier one (with dead-man protection).",
@@ -33,6 +33,7 @@ it must be confirmed in time or the host returns to where it was.`,
 			fs.BoolVar(&noConfirm, "no-confirm", false, "do not confirm: let the dead-man undo the rollback")
 			fs.DurationVar(&confirm, "confirm-timeout", 0, "confirmation window (default: the agent's)")
 			fs.StringVar(&logDir, "log-dir", "logs", "where the controller-side logs go")
+			fs.StringVar(&flake, "flake", ".", "flake directory whose panther.json maps the host to its tailnetName")
 		},
 		run: func(ctx context.Context, args []string) error {
 			host, _ := os.Hostname()
@@ -56,6 +57,10 @@ it must be confirmed in time or the host returns to where it was.`,
 					return exitf(ExitUsage, "generation must be a positive number, not %q", args[1])
 				}
 				gen = n
+			}
+			host, err := resolveHost(flake, host)
+			if err != nil {
+				return err
 			}
 			n, err := c.connectTailnet(ctx)
 			if err != nil {

@@ -23,7 +23,8 @@ import (
 // host keeps a record or changes its system.
 func TestAgentServesOnlyItsFlakeHost(t *testing.T) {
 	f := fleettest.New(t, fleettest.Options{Hosts: map[string]string{"alpha": "good", "beta": "good"}})
-	b, err := json.Marshal(map[string]any{"hosts": map[string]inventory.Host{"alpha": {TailnetName: "beta"}}})
+	// "web" is an inventory name for alpha's agent: every command resolves it.
+	b, err := json.Marshal(map[string]any{"hosts": map[string]inventory.Host{"alpha": {TailnetName: "beta"}, "web": {TailnetName: "alpha"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,6 +54,18 @@ func TestAgentServesOnlyItsFlakeHost(t *testing.T) {
 	}
 	// beta's own configuration is still served.
 	f.MustCtl(0, "deploy", "beta", "--build-only", "--flake", f.Flake)
+
+	// rollback and logs resolve names through the inventory as deploy and
+	// status do (they used to dial "web", which is no tailnet peer).
+	for _, args := range [][]string{
+		{"status", "web", "--flake", f.Flake},
+		{"rollback", "web", "--list", "--flake", f.Flake},
+		{"logs", "web", "--list", "--flake", f.Flake},
+	} {
+		if r := f.Ctl(args...); r.Code != 0 {
+			t.Errorf("%v: exit %d, want 0 (web is alpha's agent per panther.json)\n%s", args, r.Code, r)
+		}
+	}
 }
 
 // TestStateDirOneRunAtATime: while one pantherctl uses the fleet's
