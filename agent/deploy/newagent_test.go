@@ -294,6 +294,53 @@ func TestNewAgentNotUnderSystemd(t *testing.T) {
 	}
 }
 
+// TestNewAgentRestartedDuringTheSwitch: an agent restarted while the switch
+// ran (by the switch, a crash) that already runs the new unit's command line
+// is the new agent: it finishes the deployment and confirms it without
+// another restart. One still running the old command line hands over.
+func TestNewAgentRestartedDuringTheSwitch(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		alreadyNew bool
+	}{
+		{"restarted into the new agent", true},
+		{"restarted into the old agent", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, a, _, newExec := newAgentHarness(t)
+			hold := make(chan struct{})
+			h.act.script(h.new, switchScript{Hold: hold})
+			req := switchReq("d1")
+			req.ConfirmTimeout = 5 * time.Second
+			w := h.submit(req)
+			w.phaseFinished(PhaseSwitch)
+			h.e.Close()
+			if tc.alreadyNew {
+				a.setExec(newExec)
+			}
+			h.start()
+			w = h.watch("d1")
+			close(hold)
+			if !tc.alreadyNew {
+				waitFor(t, "the hand-over", func() bool { return a.restartCount() == 1 })
+				if _, err := h.e.Confirm("d1", "alice"); !errors.Is(err, ErrNewAgentPending) {
+					t.Fatalf("Confirm by the agent that handed over: %v, want %v", err, ErrNewAgentPending)
+				}
+				return
+			}
+			w.awaiting()
+			res, err := h.e.Confirm("d1", "alice")
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantOutcome(t, res, journal.StateConfirmed)
+			if a.restartCount() != 0 || h.record("d1").NewAgent != nil {
+				t.Errorf("restarts %d, newAgent %+v: want neither", a.restartCount(), h.record("d1").NewAgent)
+			}
+		})
+	}
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
