@@ -172,8 +172,9 @@ func New(opts Options, deps Deps) (*Engine, error) {
 	return &Engine{
 		opts: opts, nix: deps.Nix, act: deps.Activator, health: deps.Health, j: deps.Journal,
 		log: deps.Log.Named("deploy"), now: deps.Now, onConf: deps.OnConfirmed,
-		ctx: ctx, cancel: cancel, onResult: deps.OnResult, agent: deps.Agent, instance: randomHex(8),
+		ctx: ctx, cancel: cancel, onResult: deps.OnResult,
 		runs: map[string]*run{}, timers: map[string]*time.Timer{},
+		agent: deps.Agent, instance: randomHex(8),
 	}, nil
 }
 

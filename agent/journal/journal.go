@@ -104,6 +104,9 @@ type Record struct {
 	BootToken string `json:"bootToken,omitempty"`
 	// InstallBootloader: the switch units run with NIXOS_INSTALL_BOOTLOADER=1.
 	InstallBootloader bool `json:"installBootloader,omitempty"`
+	// NewAgent is set when the switch changed the agent's own unit: the
+	// deployment awaits the new agent, which alone may confirm it.
+	NewAgent *AgentHandover `json:"newAgent,omitempty"`
 
 	// BaselineFailed are the units systemd reported failed before the
 	// switch; the health check judges failures against them, also after an
@@ -115,10 +118,6 @@ type Record struct {
 	NotActivated string `json:"notActivated,omitempty"`
 	// RebootRequired lists what needs a reboot to take effect.
 	RebootRequired []string `json:"rebootRequired,omitempty"`
-
-	// NewAgent is set when the switch changed the agent's own unit: the
-	// deployment awaits the new agent, which alone may confirm it.
-	NewAgent *AgentHandover `json:"newAgent,omitempty"`
 
 	CriticalUnits    []string  `json:"criticalUnits,omitempty"`
 	RecoveryCommands []string  `json:"recoveryCommands,omitempty"`
