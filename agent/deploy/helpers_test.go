@@ -34,7 +34,6 @@ type harness struct {
 	j      *journal.Journal
 	clock  *fakeClock
 	e      *Engine
-	agent  AgentSelf // Deps.Agent of the engines start makes; nil: none
 
 	old, new string // store paths: the running system and the one the flake builds
 }
@@ -109,7 +108,7 @@ func (h *harness) start() *Engine {
 	h.t.Helper()
 	e, err := New(h.opts, Deps{
 		Nix: h.nix, Activator: h.act, Health: h.health, Journal: h.j,
-		Log: testLogger(h.t), Now: h.clock.now, Agent: h.agent,
+		Log: testLogger(h.t), Now: h.clock.now,
 	})
 	if err != nil {
 		h.t.Fatal(err)

@@ -61,6 +61,31 @@ func (a *fakeAgent) restartCount() int {
 	return a.restarts
 }
 
+// startAgent is harness.start with a as the engine's AgentSelf.
+func (h *harness) startAgent(a AgentSelf) *Engine {
+	h.t.Helper()
+	e, err := New(h.opts, Deps{
+		Nix: h.nix, Activator: h.act, Health: h.health, Journal: h.j,
+		Log: testLogger(h.t), Now: h.clock.now, Agent: a,
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(e.Close)
+	if err := e.Start(); err != nil {
+		h.t.Fatal(err)
+	}
+	h.e = e
+	return e
+}
+
+// restartAgent is harness.restart with a as the new engine's AgentSelf.
+func (h *harness) restartAgent(a AgentSelf) *Engine {
+	h.t.Helper()
+	h.e.Close()
+	return h.startAgent(a)
+}
+
 const (
 	oldAgentBin = "/nix/store/aaaa-panther-agent-1/bin/panther-agent"
 	newAgentBin = "/nix/store/bbbb-panther-agent-2/bin/panther-agent"
@@ -91,10 +116,9 @@ func newAgentHarness(t *testing.T) (*harness, *fakeAgent, []string, []string) {
 	oldExec := writeAgentUnit(t, h.old, oldAgentBin, oldAgentCfg)
 	newExec := writeAgentUnit(t, h.new, newAgentBin, newAgentCfg)
 	a := &fakeAgent{exec: oldExec, refuse: map[string]string{}}
-	h.agent = a
 	h.nix.seed(h.old)
 	h.link(h.old)
-	h.start()
+	h.startAgent(a)
 	return h, a, oldExec, newExec
 }
 
@@ -162,7 +186,7 @@ func events(t *testing.T, sub *Subscription) []Event {
 func TestNewAgentHandOver(t *testing.T) {
 	h, a, _, newExec := newAgentHarness(t)
 	h.opts.DefaultConfirm = 5 * time.Second
-	h.restart()
+	h.restartAgent(a)
 	sub, err := h.e.Submit(context.Background(), switchReq("d1"))
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +213,7 @@ func TestNewAgentHandOver(t *testing.T) {
 	}
 	// systemd restarts the unit: the new agent resumes and confirms.
 	a.setExec(newExec)
-	h.restart()
+	h.restartAgent(a)
 	w := h.watch("d1")
 	w.awaiting()
 	if !w.hasLine(PhaseConfirm, fmt.Sprintf("the new agent (pid %d) resumed the deployment: it accepts the confirmation", os.Getpid())) {
@@ -215,7 +239,7 @@ func TestNewAgentNeverComesUp(t *testing.T) {
 	h, a, _, _ := newAgentHarness(t)
 	h.submit(switchReq("d1"))
 	waitFor(t, "the hand-over", func() bool { return a.restartCount() == 1 })
-	h.restart() // same command line: the old agent again
+	h.restartAgent(a) // same command line: the old agent again
 	w := h.watch("d1")
 	if _, err := h.e.Confirm("d1", "alice"); !errors.Is(err, ErrNewAgentPending) || !strings.Contains(err.Error(), newAgentBin) {
 		t.Fatalf("Confirm by an agent running the old command line: %v, want %v naming the new agent", err, ErrNewAgentPending)
@@ -236,7 +260,7 @@ func TestNewAgentRollsBackIntoThePreviousAgent(t *testing.T) {
 	h.submit(switchReq("d1"))
 	waitFor(t, "the hand-over", func() bool { return a.restartCount() == 1 })
 	a.setExec(newExec)
-	h.restart()
+	h.restartAgent(a)
 	wantOutcome(t, h.watch("d1").result(), journal.StateRolledBack)
 	waitFor(t, "the restart into the previous agent", func() bool { return a.restartCount() == 2 })
 }
@@ -256,10 +280,9 @@ func TestNewAgentUnchanged(t *testing.T) {
 	exec := writeAgentUnit(t, h.old, oldAgentBin, oldAgentCfg)
 	writeAgentUnit(t, h.new, oldAgentBin, oldAgentCfg)
 	a := &fakeAgent{exec: exec}
-	h.agent = a
 	h.nix.seed(h.old)
 	h.link(h.old)
-	h.start()
+	h.startAgent(a)
 	h.deployAwaiting(switchReq("d1"))
 	res, err := h.e.Confirm("d1", "alice")
 	if err != nil {
@@ -281,10 +304,9 @@ func TestNewAgentNotUnderSystemd(t *testing.T) {
 	writeAgentUnit(t, h.old, oldAgentBin, oldAgentCfg)
 	writeAgentUnit(t, h.new, newAgentBin, newAgentCfg)
 	a := &fakeAgent{}
-	h.agent = a
 	h.nix.seed(h.old)
 	h.link(h.old)
-	h.start()
+	h.startAgent(a)
 	h.deployAwaiting(switchReq("d1"))
 	if _, err := h.e.Confirm("d1", "alice"); err != nil {
 		t.Fatal(err)
@@ -318,7 +340,7 @@ func TestNewAgentRestartedDuringTheSwitch(t *testing.T) {
 			if tc.alreadyNew {
 				a.setExec(newExec)
 			}
-			h.start()
+			h.startAgent(a)
 			w = h.watch("d1")
 			close(hold)
 			if !tc.alreadyNew {
