@@ -118,7 +118,7 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 		return err
 	}
 	defer sys.Close()
-	restarter := newSelfRestarter(ctx, cfg.UnitName, activation.ExecRunner{}, log)
+	self := newAgentSelf(cfg.UnitName, os.Args, "/proc/self/cgroup", activation.ExecRunner{}, log)
 	act := activation.New(activation.Options{Environment: switchEnvironment()}, activation.BusConnector(""), log)
 	defer act.Close()
 	obs, err := newObservers(cfg, log)
@@ -131,13 +131,13 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 		DefaultConfirm: cfg.ConfirmTimeout.Duration, MaxConfirm: cfg.MaxConfirmTimeout.Duration,
 		Retention: cfg.LogRetention, SwitchTimeout: cfg.SwitchTimeout.Duration, AgentUnit: cfg.UnitName,
 	}, deploy.Deps{
-		Nix:         nixRunner,
-		Activator:   act,
-		Health:      sys,
-		Journal:     j,
-		Log:         log,
-		OnConfirmed: restarter.afterConfirm,
-		OnResult:    obs.onResult,
+		Nix:       nixRunner,
+		Activator: act,
+		Health:    sys,
+		Journal:   j,
+		Log:       log,
+		Agent:     self,
+		OnResult:  obs.onResult,
 	})
 	if err != nil {
 		return err

@@ -592,8 +592,10 @@ in
       path = [ config.nix.package config.systemd.package pkgs.git ];
 
       # The agent drives switch-to-configuration itself: a switch must never
-      # stop or restart it halfway. A new agent package or config takes
-      # effect at the agent's next restart.
+      # stop or restart it halfway. A new agent package or config is checked
+      # before the switch (the new binary's check-config) and the agent
+      # restarts itself into it inside the confirmation window, once the new
+      # system is healthy: only the new agent accepts the confirmation.
       restartIfChanged = false;
       stopIfChanged = false;
 

@@ -109,9 +109,13 @@ type Deps struct {
 	Log       hclog.Logger
 	Now       func() time.Time // default time.Now
 	// OnConfirmed, if set, runs (in its own goroutine) after a deployment is
-	// confirmed: the agent uses it to restart into a new version of itself
-	// only once the new system is kept.
+	// confirmed. (The agent no longer restarts into a new version of itself
+	// here: Agent hands the deployment over before the window opens.)
 	OnConfirmed func(id string)
+	// Agent, if set, lets the engine check the new system's agent before
+	// the switch and hand a deployment that changes the agent's unit over
+	// to the new agent (see newagent.go). Nil: neither happens.
+	Agent AgentSelf
 
 	// OnResult, if set, is called once with every deployment's final result
 	// (not with a synthesized result of Watch). It runs on the engine's
@@ -130,6 +134,10 @@ type Engine struct {
 	log    hclog.Logger
 	now    func() time.Time
 	onConf func(id string)
+	agent  AgentSelf // Deps.Agent
+	// instance is a random token of this engine: the record of a
+	// deployment handed over to the new agent names the one that did.
+	instance string
 
 	onResult func(Final) // Deps.OnResult
 
@@ -166,6 +174,7 @@ func New(opts Options, deps Deps) (*Engine, error) {
 		log: deps.Log.Named("deploy"), now: deps.Now, onConf: deps.OnConfirmed,
 		ctx: ctx, cancel: cancel, onResult: deps.OnResult,
 		runs: map[string]*run{}, timers: map[string]*time.Timer{},
+		agent: deps.Agent, instance: randomHex(8),
 	}, nil
 }
 
@@ -391,6 +400,10 @@ func (e *Engine) Confirm(id, by string) (*Result, error) {
 		}
 		return nil, fmt.Errorf("%w: %s is %s", ErrNotPending, id, rec.State)
 	}
+	if err := e.refuseOldAgent(rec); err != nil {
+		e.mu.Unlock()
+		return nil, err
+	}
 	if !e.now().Before(rec.Deadline) {
 		e.mu.Unlock()
 		e.expire(id) // the timer may be a hair late; do not let a late confirm win
@@ -520,6 +533,7 @@ func (e *Engine) resume(rec *journal.Record) {
 	e.runs[rec.ID] = r
 	e.mu.Unlock()
 	d := e.newDeployment(rec, r)
+	d.resumed = true
 	rebooted := rec.BootToken != "" && rec.BootToken != e.bootToken
 	e.log.Info("resuming deployment", "id", rec.ID, "state", rec.State, "rebooted", rebooted)
 	d.logf(PhaseConfirm, "agent started: resuming deployment in state %s", rec.State)
@@ -545,6 +559,7 @@ func (e *Engine) resume(rec *journal.Record) {
 			case !e.now().Before(rec.Deadline):
 				d.rollback(e.ctx, fmt.Sprintf("not confirmed within %v (deadline passed while the agent was down)", rec.ConfirmTimeout))
 			default:
+				d.newAgentResumed()
 				d.emit(Event{Kind: EventAwaiting, Awaiting: &Awaiting{Deadline: rec.Deadline, NewPath: rec.NewPath, NewGeneration: rec.NewGeneration}})
 				e.armTimer(rec)
 			}

@@ -18,6 +18,8 @@ type deployment struct {
 	e   *Engine
 	rec *journal.Record
 	r   *run
+	// resumed: the deployment was resumed by an agent start.
+	resumed bool
 }
 
 func (e *Engine) newDeployment(rec *journal.Record, r *run) *deployment {
@@ -132,6 +134,7 @@ func (d *deployment) finish(state journal.State, reason string) {
 	d.e.observeFinal(d.rec, ev.Result)
 	d.e.log.Info("deployment finished", "id", d.rec.ID, "state", state, "reason", reason)
 	d.e.prune()
+	d.restartIntoCurrentAgent()
 }
 
 func (d *deployment) fail(phase string, reason string) {
@@ -260,6 +263,9 @@ func (d *deployment) dryActivate(ctx context.Context, newPath string, warnings [
 			return fmt.Errorf("dry-activate: %w", err)
 		}
 		if err := d.checkInhibitors(ctx, newPath, sum); err != nil {
+			return err
+		}
+		if err := d.checkNewAgent(ctx, newPath); err != nil {
 			return err
 		}
 		sum.RebootRequired = rebootRequired(e.opts.BootedSystem, newPath)
@@ -403,6 +409,9 @@ func (d *deployment) afterSwitchStarted(ctx context.Context) {
 	rec.Deadline = e.now().Add(rec.ConfirmTimeout)
 	rec.State = journal.StateAwaiting
 	rec.Phase = string(PhaseConfirm)
+	if d.handOver(ctx) {
+		return // the new agent opens the window for confirmations
+	}
 	if err := e.j.Update(rec); err != nil {
 		d.rollback(ctx, "could not record the confirmation window: "+err.Error())
 		return

@@ -104,6 +104,9 @@ type Record struct {
 	BootToken string `json:"bootToken,omitempty"`
 	// InstallBootloader: the switch units run with NIXOS_INSTALL_BOOTLOADER=1.
 	InstallBootloader bool `json:"installBootloader,omitempty"`
+	// NewAgent is set when the switch changed the agent's own unit: the
+	// deployment awaits the new agent, which alone may confirm it.
+	NewAgent *AgentHandover `json:"newAgent,omitempty"`
 
 	// BaselineFailed are the units systemd reported failed before the
 	// switch; the health check judges failures against them, also after an
@@ -121,6 +124,23 @@ type Record struct {
 	Started          time.Time `json:"started"`
 	Updated          time.Time `json:"updated"`
 	Finished         time.Time `json:"finished,omitzero"`
+}
+
+// AgentHandover is a deployment's wait for the new system's agent: the
+// agent that switched asked systemd to restart its unit into the new
+// package and config, and only an agent running ExecStart may confirm.
+type AgentHandover struct {
+	// ExecStart is the new agent's command line, from the new system's
+	// agent unit.
+	ExecStart []string `json:"execStart"`
+	// HandedOverBy is the instance (a random token of each agent process)
+	// of the agent that asked for the restart: it never confirms.
+	HandedOverBy string `json:"handedOverBy"`
+	// Requested is when the restart was asked for.
+	Requested time.Time `json:"requested"`
+	// ResumedBy is the instance of the agent that resumed the deployment
+	// after the restart ("" until one did).
+	ResumedBy string `json:"resumedBy,omitempty"`
 }
 
 // PreviousProfile is the toplevel the profile held for the previous system.

@@ -36,7 +36,7 @@ func toStatus(err error) error {
 	case errors.Is(err, deploy.ErrBusy), errors.Is(err, deploy.ErrNotPending),
 		errors.Is(err, deploy.ErrDeadlinePassed), errors.Is(err, deploy.ErrSourceMissing),
 		errors.Is(err, deploy.ErrSwitchLocked), errors.Is(err, deploy.ErrStopsAgent),
-		errors.Is(err, deploy.ErrWrongFlakeHost):
+		errors.Is(err, deploy.ErrWrongFlakeHost), errors.Is(err, deploy.ErrNewAgentPending):
 		code = codes.FailedPrecondition
 	case errors.Is(err, deploy.ErrInvalidRequest), errors.Is(err, deploy.ErrTimeoutTooLong),
 		errors.Is(err, journal.ErrBadID):

@@ -69,6 +69,20 @@ const (
 	SlowSwitch = "slow-switch" // switch pauses SlowSwitchDelay with the new units installed, before /run/current-system moves
 )
 
+// Agent variants: as good, with the agent unit of the flake (SetAgentUnit)
+// run with arguments added to its ExecStart, so that a switch changes the
+// agent's unit and the new agent runs another command line. Variants does
+// not list them.
+const (
+	AgentChanged     = "agent-changed"     // --log-level info: the new agent starts and serves
+	AgentRefused     = "agent-refused"     // --confirm-timeout 100h: the new agent's check-config refuses it (AgentRefusedMessage)
+	AgentUnreachable = "agent-unreachable" // --control-url of a closed port: the new agent starts but never joins the tailnet
+)
+
+// AgentRefusedMessage is part of what the agent of AgentRefused says when it
+// refuses its configuration.
+const AgentRefusedMessage = "confirmTimeout: 100h0m0s is longer than maxConfirmTimeout"
+
 // How long the slow variants' steps take (set in the flake's flake.nix).
 const (
 	SlowBuildDelay  = 8 * time.Second

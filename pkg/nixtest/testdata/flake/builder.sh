@@ -8,7 +8,8 @@
 # added), agentUnit and agentMode (the text of panther-agent.service, which
 # the system installs as is with mode keep, not at all with none, and with
 # mode stops changed and without its X- lines, so that a switch would stop
-# it), failBuild, buildDelay, dryDelay, switchDelay, webServer, salt.
+# it, and with a mode args:<arguments> with these arguments added to its
+# ExecStart), failBuild, buildDelay, dryDelay, switchDelay, webServer, salt.
 export PATH=/usr/bin:/bin
 set -eu
 
@@ -63,6 +64,7 @@ toplevel() {
 		keep) printf '%s\n' "$agentUnit" >"$dir/etc/systemd/system/panther-agent.service" ;;
 		stops) printf '%s\n' "$agentUnit" | grep -v '^X-' |
 			sed -e 's/^\[Service\]$/[Service]\nEnvironment=PANTHER_LAB_AGENT_CHANGED=1/' >"$dir/etc/systemd/system/panther-agent.service" ;;
+		args:*) printf '%s\n' "$agentUnit" | sed -e "s|^ExecStart=.*|& ${agentMode#args:}|" >"$dir/etc/systemd/system/panther-agent.service" ;;
 		esac
 	fi
 	sed -e "s|@out@|$dir|g" "$switchScript" >"$dir/bin/switch-to-configuration"

@@ -58,6 +58,13 @@
         # agent unit a switch would stop and start.
         no-agent = { units = base; agent = "none"; };
         stops-agent = { units = base; agent = "stops"; };
+        # The agent's unit with arguments added to its ExecStart: a new
+        # agent config that the new agent accepts, one it refuses
+        # (check-config), and one it accepts but that keeps it off the
+        # tailnet (a coordination server that does not answer).
+        agent-changed = { units = base; agent = "args:--log-level info"; };
+        agent-refused = { units = base; agent = "args:--confirm-timeout 100h"; };
+        agent-unreachable = { units = base; agent = "args:--control-url http://127.0.0.1:9"; };
         cut-network = { units = base; features = [ "cut-network" ]; };
         web-ok = { units = base ++ [ web ]; };
         web-broken = { units = base ++ [ webBroken ]; };
