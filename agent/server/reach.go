@@ -7,6 +7,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
 )
 
 // ControlPlane is the agent's own tailnet node's link to its coordination
@@ -16,15 +18,6 @@ import (
 type ControlPlane interface {
 	ControlConnected() error
 }
-
-// ReasonControlDown is the google.rpc.ErrorInfo reason of a confirm refused
-// because the agent is not connected to its coordination server. The
-// refusal is FailedPrecondition and may clear (the poll reconnects), so
-// pantherctl keeps trying until the deadline; the domain is ErrorDomain.
-const ReasonControlDown = "CONTROL_PLANE_DOWN"
-
-// ErrorDomain is the domain of the agent's google.rpc.ErrorInfo details.
-const ErrorDomain = "panther.agent.v1"
 
 // checkReach refuses a confirm while the host's own tailnet node has no
 // live connection to its coordination server: the operator's connection
@@ -43,23 +36,8 @@ func (s *Server) checkReach(ctx context.Context, id string) error {
 	s.audit(ctx, "refused", "reason", "control plane down", "deployment", id, "error", err.Error())
 	st := status.New(codes.FailedPrecondition, fmt.Sprintf(
 		"confirm refused: %s has lost its connection to the tailnet's coordination server since the switch (%v), so no new tailnet node could reach it; it rolls back at the deadline unless the connection comes back and a confirm gets through", s.c.Host, err))
-	if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonControlDown, Domain: ErrorDomain}); derr == nil {
+	if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: agentv1.ReasonControlPlaneDown, Domain: agentv1.ErrorDomain}); derr == nil {
 		st = d
 	}
 	return st.Err()
-}
-
-// IsControlDown reports whether err is the agent's refusal of a confirm
-// because its host is not connected to the coordination server.
-func IsControlDown(err error) bool {
-	st, ok := status.FromError(err)
-	if !ok || st.Code() != codes.FailedPrecondition {
-		return false
-	}
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.Reason == ReasonControlDown && info.Domain == ErrorDomain {
-			return true
-		}
-	}
-	return false
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pantheros/panther/agent/deploy"
 	"github.com/pantheros/panther/agent/journal"
+	"github.com/pantheros/panther/controller/client"
 	"github.com/pantheros/panther/pkg/tailnet"
 	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
 )
@@ -66,8 +67,8 @@ func TestConfirmRefusedWhileControlDown(t *testing.T) {
 	if status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("confirm with control down: want FailedPrecondition, got %v", err)
 	}
-	if !IsControlDown(err) {
-		t.Errorf("the refusal carries no %s ErrorInfo: %v", ReasonControlDown, err)
+	if !client.IsControlDown(err) {
+		t.Errorf("the refusal carries no %s ErrorInfo: %v", agentv1.ReasonControlPlaneDown, err)
 	}
 	msg := status.Convert(err).Message()
 	for _, want := range []string{"alpha", "coordination server", "no new tailnet node could reach it", "rolls back at the deadline"} {
@@ -83,19 +84,19 @@ func TestConfirmRefusedWhileControlDown(t *testing.T) {
 	// deployment here).
 	ctl.err = nil
 	_, err = s.Confirm(context.Background(), confirmReq("20261207T210000Z-bbbbbb"))
-	if status.Code(err) != codes.NotFound || IsControlDown(err) {
+	if status.Code(err) != codes.NotFound || client.IsControlDown(err) {
 		t.Fatalf("confirm with control up: want the engine's NotFound, got %v", err)
 	}
 }
 
-func TestIsControlDownOnlyForTheRefusal(t *testing.T) {
+func TestControlDownOnlyForTheRefusal(t *testing.T) {
 	for _, err := range []error{
 		nil, errors.New("plain"),
 		status.Error(codes.FailedPrecondition, "deployment is rolled-back"),
 		status.Error(codes.Unavailable, "connection refused"),
 	} {
-		if IsControlDown(err) {
-			t.Errorf("IsControlDown(%v) = true", err)
+		if client.IsControlDown(err) {
+			t.Errorf("client.IsControlDown(%v) = true", err)
 		}
 	}
 }

@@ -30,6 +30,7 @@ type deployOpts struct {
 	boot           bool
 	yes            bool
 	noConfirm      bool
+	detach         bool
 	failOnWarnings bool
 	installBoot    bool
 	keepGoing      bool
@@ -61,7 +62,8 @@ they were confirmed. Tags and per-host settings come from panther.json at the fl
 			fs.BoolVar(&o.buildOnly, "build-only", false, "build only")
 			fs.BoolVar(&o.boot, "boot", false, "make it the boot default; it becomes active at the next boot")
 			fs.BoolVar(&o.yes, "yes", false, "switch without asking (for CI)")
-			fs.BoolVar(&o.noConfirm, "no-confirm", false, "do not confirm: let the dead-man roll the host back (to test it)")
+			fs.BoolVar(&o.noConfirm, "no-confirm", false, "do not confirm: let the dead-man roll the host back (to test it); waits for that rollback and exits 4")
+			fs.BoolVar(&o.detach, "detach", false, "with --no-confirm: return (exit 0) as soon as the confirmation window is open, printing how to follow the host")
 			fs.BoolVar(&o.failOnWarnings, "fail-on-warnings", false, "abort when the configuration has warnings")
 			fs.BoolVar(&o.installBoot, "install-bootloader", false, "(re)install the boot loader with the switch (NIXOS_INSTALL_BOOTLOADER=1, as nixos-rebuild --install-bootloader)")
 			fs.BoolVar(&o.keepGoing, "keep-going", false, "keep starting hosts after one failed")
@@ -81,6 +83,9 @@ they were confirmed. Tags and per-host settings come from panther.json at the fl
 			}
 			if modes > 1 {
 				return exitf(ExitUsage, "--dry-run, --build-only and --boot exclude each other")
+			}
+			if o.detach && !o.noConfirm {
+				return exitf(ExitUsage, "--detach goes with --no-confirm (a detached pantherctl cannot confirm)")
 			}
 			if o.jobs < 1 {
 				return exitf(ExitUsage, "--jobs must be at least 1")
@@ -523,7 +528,8 @@ func (b *batch) apply(ctx context.Context, hr *hostRun) {
 	if window == 0 {
 		window = time.Minute
 	}
-	hr.result, hr.err = b.c.finishSwitch(ctx, b.n, hr.r, b.s, hr.host.Addr(), in.DeploymentId, st, window, b.o.noConfirm)
+	hr.result, hr.err = b.c.finishSwitch(ctx, b.n, hr.r, b.s, hr.host.Addr(), in.DeploymentId, st,
+		confirmOpts{window: window, noConfirm: b.o.noConfirm, detach: b.o.detach})
 	hr.phase = phaseName(hr.result.GetFailedPhase())
 }
 
@@ -608,6 +614,9 @@ func hostOutcome(hr *hostRun) (int, string) {
 		what = "failed in " + phaseName(res.FailedPhase)
 	case agentv1.Outcome_OUTCOME_ROLLED_BACK:
 		what = "rolled back (" + res.Message + ")"
+		if hr.r != nil && hr.r.unreached != "" {
+			what = unreachedLine(res.Message, hr.r.unreached)
+		}
 	case agentv1.Outcome_OUTCOME_MANUAL_INTERVENTION:
 		what = "MANUAL INTERVENTION: " + res.Message
 	case agentv1.Outcome_OUTCOME_REBOOT_REQUIRED:

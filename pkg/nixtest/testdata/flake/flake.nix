@@ -59,6 +59,7 @@
         no-agent = { units = base; agent = "none"; };
         stops-agent = { units = base; agent = "stops"; };
         cut-network = { units = base; features = [ "cut-network" ]; };
+        cut-control = { units = base; features = [ "cut-control" ]; };
         web-ok = { units = base ++ [ web ]; };
         web-broken = { units = base ++ [ webBroken ]; };
         # Slow steps, for tests that act in the middle of one (seconds).
