@@ -49,8 +49,12 @@ func (c *CLI) deployCmd() *command {
 		short: "Build, dry-activate and (after you agree) switch hosts to their flake configuration.",
 		long: `The agent on each host builds nixosConfigurations.<host> from the flake source you
 upload, dry-activates it and shows what would change; after you agree it switches,
-checks health, and pantherctl confirms over a new tailnet connection. Without that
-confirmation the host rolls itself back when --confirm-timeout runs out.
+checks health, and pantherctl confirms from a brand-new, ephemeral tailnet node (so the
+confirm proves that a node the host has never seen can still reach it). Without that
+confirmation the host rolls itself back when --confirm-timeout runs out; the window is
+counted from the end of the health checks (after the switch has ended), not from the
+start of the switch. --no-confirm waits for that rollback and exits 4; with --detach it
+returns (exit 0) as soon as the window is open.
 
 Several hosts are deployed in parallel (--jobs); after the first failure no new host
 is started unless --keep-going. --canary N deploys N hosts first and the rest only if
@@ -70,7 +74,7 @@ they were confirmed. Tags and per-host settings come from panther.json at the fl
 			fs.BoolVar(&o.force, "force", false, "deploy even a configuration that stops or removes panther-agent itself")
 			fs.IntVar(&o.jobs, "jobs", runtime.NumCPU(), "hosts deployed at once")
 			fs.IntVar(&o.canary, "canary", 0, "deploy this many hosts first; the rest only if they were confirmed")
-			fs.DurationVar(&o.confirmTimeout, "confirm-timeout", 0, "confirmation window after the switch (default: the inventory's, else the agent's 60s)")
+			fs.DurationVar(&o.confirmTimeout, "confirm-timeout", 0, "confirmation window, counted from the end of the health checks after the switch (default: the inventory's, else the agent's 60s)")
 			fs.StringVar(&o.critical, "critical-units", "", "comma-separated units that must be active after the switch")
 			fs.StringVar(&o.logDir, "log-dir", "logs", "where the controller-side logs go (logs/deploy/<mode>-<host>-<time>.log)")
 		},

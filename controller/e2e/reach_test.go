@@ -146,25 +146,33 @@ func TestNoConfirmWaitsForRollback(t *testing.T) {
 	d := newDMFleet(t, nixtest.Good, fleettest.Options{})
 	f, h := d.f, d.h
 	f.SetVariant("alpha", nixtest.GoodV2)
+	deploy := func(want int, args ...string) fleettest.Result {
+		t.Helper()
+		return f.MustCtl(want, append([]string{"deploy", "alpha", "--yes", "--flake", f.Flake}, args...)...)
+	}
 
-	r, id := d.deploy(t, 4, "--no-confirm", "--confirm-timeout", "5s")
+	r := deploy(4, "--no-confirm", "--confirm-timeout", "5s")
+	ids := h.Deployments(t)
+	id := ids[len(ids)-1]
 	rec := h.JournalRecord(t, id)
 	wantRecord(t, rec, journal.StateRolledBack, "not confirmed within 5s", d.first, rec.NewPath)
-	if !strings.Contains(r.Stdout, "waiting for it (--detach returns now)") || !strings.Contains(r.Stdout, `"outcome":"rolled back"`) {
+	if !strings.Contains(r.Stdout, "waiting for it (--detach returns now)") || !strings.Contains(r.Stdout, "result: rolled back") {
 		t.Errorf("--no-confirm did not wait for the rollback:\n%s", r)
 	}
-	if !strings.Contains(r.Stderr, "rolled back") {
+	if !strings.Contains(r.Stderr, "pantherctl: alpha: rolled back (not confirmed within 5s") {
 		t.Errorf("no rolled-back line:\n%s", r)
 	}
 	d.wantSystem(t, d.first, rec.NewPath)
 
-	r, id = d.deploy(t, 0, "--no-confirm", "--detach", "--confirm-timeout", "30s")
+	r = deploy(0, "--no-confirm", "--detach", "--confirm-timeout", "30s")
+	m := regexp.MustCompile(`follow it with: pantherctl logs alpha (\S+) --follow`).FindStringSubmatch(r.Stdout)
+	if m == nil {
+		t.Fatalf("--detach does not say how to follow:\n%s", r)
+	}
+	id = m[1]
 	rec = h.JournalRecord(t, id)
 	if rec.State != journal.StateAwaiting {
 		t.Errorf("--detach returned with %s in state %s, want awaiting", id, rec.State)
-	}
-	if !strings.Contains(r.Stdout, "follow it with: pantherctl logs alpha "+id+" --follow") {
-		t.Errorf("--detach does not say how to follow:\n%s", r)
 	}
 	if left := time.Until(rec.Deadline); left < 20*time.Second {
 		t.Errorf("--detach returned %v before the deadline: not at once", left)
