@@ -35,7 +35,7 @@ func (s *Server) checkReach(ctx context.Context, id string) error {
 	}
 	s.audit(ctx, "refused", "reason", "control plane down", "deployment", id, "error", err.Error())
 	st := status.New(codes.FailedPrecondition, fmt.Sprintf(
-		"confirm refused: %s has lost its connection to the tailnet's coordination server since the switch (%v), so no new tailnet node could reach it; it rolls back at the deadline unless the connection comes back and a confirm gets through", s.c.Host, err))
+		"confirm refused: %s is %v of the tailnet since the switch, so no new tailnet node could reach it; it rolls back at the deadline unless the connection comes back and a confirm gets through", s.c.Host, err))
 	if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: agentv1.ReasonControlPlaneDown, Domain: agentv1.ErrorDomain}); derr == nil {
 		st = d
 	}

@@ -92,6 +92,16 @@ func TestReachControlCut(t *testing.T) {
 	})
 
 	t.Run("back on the previous system a new node confirms", func(t *testing.T) {
+		if rules, _ := h.SB.Exec(context.Background(), "ip", "rule", "show", "pref", "4242"); strings.TrimSpace(string(rules)) != "" {
+			t.Fatalf("the rollback left the cut in place: %s", rules)
+		}
+		// tailscale v1.102.5 forces its control dials to TLS on port 443
+		// while its last dial is under two minutes old (controlhttp
+		// forceNoise443); the lab's control server speaks plain HTTP on
+		// another port, so the agent's node retrying every few seconds
+		// never gets back. A restarted agent dials afresh.
+		h.RestartAgent(t)
+		f.WaitReachable(t, "alpha", time.Minute)
 		f.SetVariant("alpha", nixtest.GoodV2)
 		r, id := d.deploy(t, 0, "--confirm-timeout", "90s")
 		rec := h.JournalRecord(t, id)
