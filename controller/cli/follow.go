@@ -297,8 +297,10 @@ func (c *CLI) finishSwitch(ctx context.Context, n *network, r *reporter, s clien
 		r.line("not confirming (--no-confirm): the agent rolls back at %s; waiting for it (--detach returns now)", deadline.Local().Format(time.TimeOnly))
 		return c.waitOutcome(ctx, n, r, host, id, time.Until(deadline)+2*time.Minute, nil)
 	}
-	dialer, how := tailnet.Dialer(n.dialer), "pantherctl's own tailnet connection (--via system)"
-	if fresh != nil {
+	dialer, how := tailnet.Dialer(n.dialer), "the machine's tailscaled (--via system)"
+	if fresh == nil {
+		r.line("note: confirming over the machine's tailscaled (--via system), a node %s knows already: this does not prove that a new node can reach it", host)
+	} else {
 		node, up, err := fresh.wait(ctx)
 		if err != nil {
 			// Not the host's fault: confirm as before, and say what is not proven.
