@@ -100,8 +100,8 @@ func (f *freshNode) wait(ctx context.Context) (*tailnet.Node, time.Duration, err
 	}
 }
 
-// close leaves the tailnet (control drops an ephemeral node soon after it
-// goes offline) and removes the state dir.
+// close logs the node out (control drops an ephemeral node then), leaves
+// the tailnet and removes the state dir.
 func (f *freshNode) close() {
 	if f == nil {
 		return
@@ -117,6 +117,12 @@ func (f *freshNode) close() {
 		started = f.node != nil
 	}
 	if started {
+		// Gone from the node list at once, not when control times it out.
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		if err := f.node.Logout(ctx); err != nil {
+			f.c.log.Debug("confirm node logout", "error", err)
+		}
+		cancel()
 		f.node.Close()
 	}
 	if f.dir != "" {

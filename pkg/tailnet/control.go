@@ -1,6 +1,7 @@
 package tailnet
 
 import (
+	"context"
 	"errors"
 	"fmt"
 )
@@ -26,6 +27,22 @@ func (n *Node) ControlConnected() error {
 	}
 	if !n.srv.Sys().HealthTracker.Get().GetInPollNetMap() {
 		return ErrControlDown
+	}
+	return nil
+}
+
+// Logout logs the node out of its coordination server: an ephemeral node is
+// removed at once instead of lingering in the tailnet's node list until
+// control notices it went offline. The node stays usable only for Close.
+func (n *Node) Logout(ctx context.Context) error {
+	n.mu.Lock()
+	started := n.started && !n.closed
+	n.mu.Unlock()
+	if !started {
+		return nil
+	}
+	if err := n.lc.Logout(ctx); err != nil {
+		return fmt.Errorf("tailnet logout: %w", err)
 	}
 	return nil
 }

@@ -16,6 +16,9 @@ func TestControlConnected(t *testing.T) {
 	if err := n.ControlConnected(); err != nil {
 		t.Fatalf("up node: %v", err)
 	}
+	if err := n.Logout(t.Context()); err != nil {
+		t.Errorf("logout: %v", err)
+	}
 	n.Close()
 	if err := n.ControlConnected(); !errors.Is(err, tailnet.ErrControlDown) {
 		t.Errorf("closed node: %v, want ErrControlDown", err)
