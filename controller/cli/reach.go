@@ -125,6 +125,9 @@ func (f *freshNode) close() {
 		cancel()
 		f.node.Close()
 	}
+	if f.cancel != nil {
+		f.cancel()
+	}
 	if f.dir != "" {
 		os.RemoveAll(f.dir)
 	}
