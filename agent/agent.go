@@ -189,7 +189,7 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 	agentv1.RegisterAgentServiceServer(gs, server.New(server.Config{
 		Host: cfg.HostName, Verifier: verifier, Policy: signing.Policy{Host: cfg.HostName}, Replay: replay,
 		Engine: engine, Journal: j, Sources: sources,
-		Limits: archive.Limits{MaxBytes: cfg.MaxUploadBytes}, System: sys, Log: log,
+		Limits: archive.Limits{MaxBytes: cfg.MaxUploadBytes}, System: sys, Control: node, Log: log,
 	}))
 	log.Info("serving on the tailnet", "port", cfg.Port, "allowedTags", cfg.AllowedTags, "allowedUsers", cfg.AllowedUsers, "limits", limits.String())
 	errc := make(chan error, 1)

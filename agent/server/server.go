@@ -54,8 +54,12 @@ type Config struct {
 	Sources  Sources
 	Limits   archive.Limits
 	System   SystemStatus
-	Log      hclog.Logger
-	Now      func() time.Time // default time.Now
+	// Control, if set, is the agent's own link to the coordination server:
+	// a confirm is refused while it is down (reach.go). Default nil: no
+	// check.
+	Control ControlPlane
+	Log     hclog.Logger
+	Now     func() time.Time // default time.Now
 }
 
 // Server implements agentv1.AgentServiceServer.
@@ -300,6 +304,9 @@ func forward(ctx context.Context, sub *deploy.Subscription, send func(*agentv1.D
 func (s *Server) Confirm(ctx context.Context, req *agentv1.ConfirmRequest) (*agentv1.ConfirmResponse, error) {
 	in, err := s.verify(ctx, req.GetEnvelope(), agentv1.Action_ACTION_CONFIRM)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.checkReach(ctx, in.DeploymentId); err != nil {
 		return nil, err
 	}
 	res, err := s.c.Engine.Confirm(in.DeploymentId, requestedBy(ctx))

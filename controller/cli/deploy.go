@@ -30,6 +30,7 @@ type deployOpts struct {
 	boot           bool
 	yes            bool
 	noConfirm      bool
+	detach         bool
 	failOnWarnings bool
 	installBoot    bool
 	keepGoing      bool
@@ -48,8 +49,12 @@ func (c *CLI) deployCmd() *command {
 		short: "Build, dry-activate and (after you agree) switch hosts to their flake configuration.",
 		long: `The agent on each host builds nixosConfigurations.<host> from the flake source you
 upload, dry-activates it and shows what would change; after you agree it switches,
-checks health, and pantherctl confirms over a new tailnet connection. Without that
-confirmation the host rolls itself back when --confirm-timeout runs out.
+checks health, and pantherctl confirms from a brand-new, ephemeral tailnet node (so the
+confirm proves that a node the host has never seen can still reach it). Without that
+confirmation the host rolls itself back when --confirm-timeout runs out; the window is
+counted from the end of the health checks (after the switch has ended), not from the
+start of the switch. --no-confirm waits for that rollback and exits 4; with --detach it
+returns (exit 0) as soon as the window is open.
 
 Several hosts are deployed in parallel (--jobs); after the first failure no new host
 is started unless --keep-going. --canary N deploys N hosts first and the rest only if
@@ -61,14 +66,15 @@ they were confirmed. Tags and per-host settings come from panther.json at the fl
 			fs.BoolVar(&o.buildOnly, "build-only", false, "build only")
 			fs.BoolVar(&o.boot, "boot", false, "make it the boot default; it becomes active at the next boot")
 			fs.BoolVar(&o.yes, "yes", false, "switch without asking (for CI)")
-			fs.BoolVar(&o.noConfirm, "no-confirm", false, "do not confirm: let the dead-man roll the host back (to test it)")
+			fs.BoolVar(&o.noConfirm, "no-confirm", false, "do not confirm: let the dead-man roll the host back (to test it); waits for that rollback and exits 4")
+			fs.BoolVar(&o.detach, "detach", false, "with --no-confirm: return (exit 0) as soon as the confirmation window is open, printing how to follow the host")
 			fs.BoolVar(&o.failOnWarnings, "fail-on-warnings", false, "abort when the configuration has warnings")
 			fs.BoolVar(&o.installBoot, "install-bootloader", false, "(re)install the boot loader with the switch (NIXOS_INSTALL_BOOTLOADER=1, as nixos-rebuild --install-bootloader)")
 			fs.BoolVar(&o.keepGoing, "keep-going", false, "keep starting hosts after one failed")
 			fs.BoolVar(&o.force, "force", false, "deploy even a configuration that stops or removes panther-agent itself")
 			fs.IntVar(&o.jobs, "jobs", runtime.NumCPU(), "hosts deployed at once")
 			fs.IntVar(&o.canary, "canary", 0, "deploy this many hosts first; the rest only if they were confirmed")
-			fs.DurationVar(&o.confirmTimeout, "confirm-timeout", 0, "confirmation window after the switch (default: the inventory's, else the agent's 60s)")
+			fs.DurationVar(&o.confirmTimeout, "confirm-timeout", 0, "confirmation window, counted from the end of the health checks after the switch (default: the inventory's, else the agent's 60s)")
 			fs.StringVar(&o.critical, "critical-units", "", "comma-separated units that must be active after the switch")
 			fs.StringVar(&o.logDir, "log-dir", "logs", "where the controller-side logs go (logs/deploy/<mode>-<host>-<time>.log)")
 		},
@@ -81,6 +87,9 @@ they were confirmed. Tags and per-host settings come from panther.json at the fl
 			}
 			if modes > 1 {
 				return exitf(ExitUsage, "--dry-run, --build-only and --boot exclude each other")
+			}
+			if o.detach && !o.noConfirm {
+				return exitf(ExitUsage, "--detach goes with --no-confirm (a detached pantherctl cannot confirm)")
 			}
 			if o.jobs < 1 {
 				return exitf(ExitUsage, "--jobs must be at least 1")
@@ -534,7 +543,8 @@ func (b *batch) apply(ctx context.Context, hr *hostRun) {
 	if window == 0 {
 		window = time.Minute
 	}
-	hr.result, hr.err = b.c.finishSwitch(ctx, b.n, hr.r, b.s, hr.host.Addr(), in.DeploymentId, st, window, b.o.noConfirm)
+	hr.result, hr.err = b.c.finishSwitch(ctx, b.n, hr.r, b.s, hr.host.Addr(), in.DeploymentId, st,
+		confirmOpts{window: window, noConfirm: b.o.noConfirm, detach: b.o.detach})
 	hr.phase = phaseName(hr.result.GetFailedPhase())
 }
 
@@ -619,6 +629,9 @@ func hostOutcome(hr *hostRun) (int, string) {
 		what = "failed in " + phaseName(res.FailedPhase)
 	case agentv1.Outcome_OUTCOME_ROLLED_BACK:
 		what = "rolled back (" + res.Message + ")"
+		if hr.r != nil && hr.r.unreached != "" {
+			what = unreachedLine(res.Message, hr.r.unreached)
+		}
 	case agentv1.Outcome_OUTCOME_MANUAL_INTERVENTION:
 		what = "MANUAL INTERVENTION: " + res.Message
 	case agentv1.Outcome_OUTCOME_REBOOT_REQUIRED:

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pantheros/panther/controller/client"
 	"github.com/pantheros/panther/controller/termsafe"
+	"github.com/pantheros/panther/pkg/tailnet"
 	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
 )
 
@@ -46,6 +47,12 @@ type reporter struct {
 	// pending lines are in the log file but shown only once the agent
 	// accepted the request (pending.go).
 	pending []string
+	// onHealth, if set, runs when the agent starts its health checks
+	// (finishSwitch starts the confirm node then).
+	onHealth func()
+	// unreached is set when a switched host could not be reached from a
+	// new tailnet node and rolled back: why the confirm failed.
+	unreached string
 }
 
 func (r *reporter) line(format string, args ...any) {
@@ -197,6 +204,10 @@ func (r *reporter) follow(st client.Stream, f *followed) error {
 			r.event(ev)
 		}
 		switch e := ev.Event.(type) {
+		case *agentv1.DeployEvent_PhaseStarted:
+			if e.PhaseStarted.Phase == agentv1.Phase_PHASE_HEALTH && r.onHealth != nil {
+				r.onHealth()
+			}
 		case *agentv1.DeployEvent_Summary:
 			f.summary = e.Summary
 		case *agentv1.DeployEvent_AwaitingConfirmation:
@@ -237,13 +248,31 @@ func retriable(err error) bool {
 	return false
 }
 
+// confirmOpts say how finishSwitch ends a switch.
+type confirmOpts struct {
+	window    time.Duration // the confirmation window asked for (bounds the reattach loop)
+	noConfirm bool          // do not confirm: wait for the dead-man's rollback
+	detach    bool          // with noConfirm: return once the window is open
+}
+
 // finishSwitch follows a switch to its end: it reattaches with Watch while
-// the agent is unreachable, confirms over a fresh connection once the agent
-// awaits confirmation, and returns the final result.
-func (c *CLI) finishSwitch(ctx context.Context, n *network, r *reporter, s client.Signer, host, id string, st client.Stream, window time.Duration, noConfirm bool) (*agentv1.Result, error) {
+// the agent is unreachable, confirms from a brand-new tailnet node once the
+// agent awaits confirmation (reach.go), and returns the final result. A
+// confirm that never got through, followed by the agent's rollback, is
+// recorded in r.unreached.
+func (c *CLI) finishSwitch(ctx context.Context, n *network, r *reporter, s client.Signer, host, id string, st client.Stream, o confirmOpts) (*agentv1.Result, error) {
+	var fresh *freshNode
+	if !o.noConfirm {
+		fresh = c.newFreshNode()
+		defer fresh.close()
+		// The agent checks health only once the switch has ended: a node
+		// registered from now on cannot have reached the host before a cut.
+		r.onHealth = fresh.start
+		defer func() { r.onHealth = nil }()
+	}
 	f := &followed{}
 	err := r.follow(st, f)
-	giveUp := time.Now().Add(window + 2*time.Minute)
+	giveUp := time.Now().Add(o.window + 2*time.Minute)
 	for err != nil && f.result == nil && f.awaiting == nil {
 		if !retriable(err) || time.Now().After(giveUp) {
 			return nil, rpcError(host, err)
@@ -259,15 +288,40 @@ func (c *CLI) finishSwitch(ctx context.Context, n *network, r *reporter, s clien
 	if f.result != nil {
 		return f.result, nil
 	}
-	if noConfirm {
-		r.line("not confirming (--no-confirm): the agent rolls back at %s", f.awaiting.Deadline.AsTime().Local().Format(time.TimeOnly))
-		return &agentv1.Result{Outcome: agentv1.Outcome_OUTCOME_AWAITING_CONFIRMATION}, nil
+	deadline := f.awaiting.Deadline.AsTime()
+	if o.noConfirm {
+		if o.detach {
+			r.line("not confirming (--no-confirm --detach): the agent rolls back at %s; follow it with: pantherctl logs %s %s --follow", deadline.Local().Format(time.TimeOnly), host, id)
+			return &agentv1.Result{Outcome: agentv1.Outcome_OUTCOME_AWAITING_CONFIRMATION}, nil
+		}
+		r.line("not confirming (--no-confirm): the agent rolls back at %s; waiting for it (--detach returns now)", deadline.Local().Format(time.TimeOnly))
+		return c.waitOutcome(ctx, n, r, host, id, time.Until(deadline)+2*time.Minute, nil)
 	}
-	// A fresh tailnet connection, opened after the switch: proof that the new
-	// system still lets the operator in.
+	dialer, how := tailnet.Dialer(n.dialer), "the machine's tailscaled (--via system)"
+	if fresh == nil {
+		r.line("note: confirming over the machine's tailscaled (--via system), a node %s knows already: this does not prove that a new node can reach it", host)
+	} else {
+		// A node that cannot join within half the window leaves the other
+		// half to confirm from pantherctl's own node.
+		wctx, cancel := context.WithTimeout(ctx, time.Until(deadline)/2)
+		node, up, err := fresh.wait(wctx)
+		cancel()
+		if err != nil {
+			// Not the host's fault: confirm as before, and say what is not proven.
+			r.line("warning: could not start a new tailnet node to confirm from (%v); confirming over pantherctl's own node, which does not prove that a new node can reach %s", shortErr(err), host)
+			how = "pantherctl's own tailnet node"
+		} else {
+			dialer, how = node, "a new tailnet node"
+			r.emit(true, fmt.Sprintf("    confirm node joined the tailnet in %s", up.Round(time.Millisecond)))
+		}
+	}
+	// A new node, unknown to the host until control told it: proof that
+	// the new system still reaches control and lets a newcomer in.
+	var last error
 	for {
+		t0 := time.Now()
 		res, err := func() (*agentv1.Result, error) {
-			conn, err := c.dial(ctx, n, host)
+			conn, err := client.Dial(ctx, dialer, host, c.g.port)
 			if err != nil {
 				return nil, err
 			}
@@ -277,31 +331,56 @@ func (c *CLI) finishSwitch(ctx context.Context, n *network, r *reporter, s clien
 			return conn.Confirm(cctx, s, id)
 		}()
 		if err == nil {
-			r.line("result: %s", outcomeName(res.Outcome))
+			r.line("result: %s (confirmed from %s in %s)", outcomeName(res.Outcome), how, time.Since(t0).Round(time.Millisecond))
 			return res, nil
 		}
-		if !retriable(err) || time.Now().After(f.awaiting.Deadline.AsTime()) {
+		last = err
+		if !(retriable(err) || client.IsControlDown(err)) || time.Now().After(deadline) {
 			r.line("confirmation failed: %s", shortErr(err))
-			return c.awaitOutcome(ctx, n, r, host, id, err)
+			break
 		}
 		r.line("confirm did not get through (%s); retrying", shortErr(err))
-		time.Sleep(time.Second)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
 	}
+	res, err := c.waitOutcome(ctx, n, r, host, id, 3*time.Minute, last)
+	if res.GetOutcome() == agentv1.Outcome_OUTCOME_ROLLED_BACK && (retriable(last) || client.IsControlDown(last)) {
+		// The window ran out with the host out of a new node's reach.
+		r.unreached = shortErr(last)
+	}
+	return res, err
 }
 
-// awaitOutcome waits for the agent's own verdict after a failed confirm.
-func (c *CLI) awaitOutcome(ctx context.Context, n *network, r *reporter, host, id string, cause error) (*agentv1.Result, error) {
-	deadline := time.Now().Add(3 * time.Minute)
+// waitOutcome waits, for at most max, for the agent's own verdict (after a
+// failed confirm, or none): it watches the deployment over pantherctl's own
+// node, which may still reach the host when a new node cannot. cause is
+// what to report when no verdict comes; nil reports the wait itself.
+func (c *CLI) waitOutcome(ctx context.Context, n *network, r *reporter, host, id string, max time.Duration, cause error) (*agentv1.Result, error) {
+	deadline := time.Now().Add(max)
+	var err error
 	for time.Now().Before(deadline) {
 		f := &followed{}
-		err := c.watchOnce(ctx, n, r, host, id, f)
+		err = c.watchOnce(ctx, n, r, host, id, f)
 		if f.result != nil {
 			return f.result, nil
 		}
 		if err != nil && !retriable(err) {
 			break
 		}
-		time.Sleep(time.Second)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	if cause == nil {
+		cause = err
+	}
+	if cause == nil {
+		cause = fmt.Errorf("no result within %s", max.Round(time.Second))
 	}
 	return nil, rpcError(host, cause)
 }

@@ -15,7 +15,7 @@ import (
 )
 
 func (c *CLI) rollbackCmd() *command {
-	var list, rollback, yes, noConfirm bool
+	var list, rollback, yes, noConfirm, detach bool
 	var confirm time.Duration
 	var logDir, flake string
 	return &command{
@@ -30,7 +30,8 @@ it must be confirmed in time or the host returns to where it was.`,
 			fs.BoolVar(&list, "list", false, "list generations")
 			fs.BoolVar(&rollback, "rollback", false, "switch to generation N (default: the newest earlier one that did not fail)")
 			fs.BoolVar(&yes, "yes", false, "do not ask before switching")
-			fs.BoolVar(&noConfirm, "no-confirm", false, "do not confirm: let the dead-man undo the rollback")
+			fs.BoolVar(&noConfirm, "no-confirm", false, "do not confirm: let the dead-man undo the rollback; waits for that and exits 4")
+			fs.BoolVar(&detach, "detach", false, "with --no-confirm: return (exit 0) as soon as the confirmation window is open")
 			fs.DurationVar(&confirm, "confirm-timeout", 0, "confirmation window (default: the agent's)")
 			fs.StringVar(&logDir, "log-dir", "logs", "where the controller-side logs go")
 			fs.StringVar(&flake, "flake", ".", "flake directory whose panther.json maps the host to its tailnetName")
@@ -43,6 +44,8 @@ it must be confirmed in time or the host returns to where it was.`,
 				return exitf(ExitUsage, "give exactly one of --list or --rollback")
 			case len(args) > 2:
 				return exitf(ExitUsage, "usage: pantherctl rollback [host] --list | --rollback [N]")
+			case detach && !noConfirm:
+				return exitf(ExitUsage, "--detach goes with --no-confirm (a detached pantherctl cannot confirm)")
 			}
 			if len(args) >= 1 {
 				host = args[0]
@@ -70,7 +73,7 @@ it must be confirmed in time or the host returns to where it was.`,
 			if list {
 				return c.listGenerations(ctx, n, host)
 			}
-			return c.rollback(ctx, n, host, gen, yes, noConfirm, confirm, logDir)
+			return c.rollback(ctx, n, host, gen, yes, confirmOpts{window: confirm, noConfirm: noConfirm, detach: detach}, logDir)
 		},
 	}
 }
@@ -120,7 +123,7 @@ func (c *CLI) printGenerations(host string, gens []*agentv1.Generation) {
 	tbl.write(w)
 }
 
-func (c *CLI) rollback(ctx context.Context, n *network, host string, gen int64, yes, noConfirm bool, confirm time.Duration, logDir string) error {
+func (c *CLI) rollback(ctx context.Context, n *network, host string, gen int64, yes bool, co confirmOpts, logDir string) error {
 	s, err := c.signer()
 	if err != nil {
 		return err
@@ -148,15 +151,14 @@ func (c *CLI) rollback(ctx context.Context, n *network, host string, gen int64, 
 	}
 	defer conn.Close()
 	id := client.NewDeploymentID(time.Now())
-	st, err := conn.Rollback(ctx, s, id, gen, confirm)
+	st, err := conn.Rollback(ctx, s, id, gen, co.window)
 	if err != nil {
 		return rpcError(host, err)
 	}
-	window := confirm
-	if window == 0 {
-		window = time.Minute
+	if co.window == 0 {
+		co.window = time.Minute
 	}
-	res, err := c.finishSwitch(ctx, n, r, s, host, id, st, window, noConfirm)
+	res, err := c.finishSwitch(ctx, n, r, s, host, id, st, co)
 	if logPath != "" && !c.g.json {
 		fmt.Fprintf(c.io.Stdout, "%s: full log: %s\n", host, logPath)
 	}
@@ -167,6 +169,9 @@ func (c *CLI) rollback(ctx context.Context, n *network, host string, gen int64, 
 		return err
 	}
 	if code := exitFor(res); code != ExitOK {
+		if res.Outcome == agentv1.Outcome_OUTCOME_ROLLED_BACK && r.unreached != "" {
+			return exitf(code, "%s: %s", host, unreachedLine(res.Message, r.unreached))
+		}
 		return exitf(code, "%s: %s: %s", host, outcomeName(res.Outcome), res.Message)
 	}
 	return nil

@@ -30,7 +30,7 @@ func BenchmarkDeadlineToRollback(b *testing.B) {
 	var start, finish, worst time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		r := f.MustCtl(0, "deploy", "alpha", "--json", "--yes", "--no-confirm", "--confirm-timeout", "2s", "--flake", f.Flake)
+		r := f.MustCtl(0, "deploy", "alpha", "--json", "--yes", "--no-confirm", "--detach", "--confirm-timeout", "2s", "--flake", f.Flake)
 		id := fleettest.DeploymentIDFromJSON(r.Stdout)
 		if id == "" {
 			b.Fatalf("no deployment id:\n%s", r)

@@ -422,7 +422,7 @@ func TestDeadmanAgentKilledInWindow(t *testing.T) {
 	var second string
 	t.Run("confirmed after restart", func(t *testing.T) {
 		f.SetVariant("alpha", "good-v2")
-		_, id := d.deploy(t, 0, "--no-confirm", "--confirm-timeout", "25s")
+		_, id := d.deploy(t, 0, "--no-confirm", "--detach", "--confirm-timeout", "25s")
 		rec := h.JournalRecord(t, id)
 		if rec.State != journal.StateAwaiting {
 			t.Fatalf("after --no-confirm: %s (%s)", rec.State, rec.Reason)
@@ -454,7 +454,7 @@ func TestDeadmanAgentKilledInWindow(t *testing.T) {
 
 	t.Run("rolled back at the deadline after restart", func(t *testing.T) {
 		f.SetVariant("alpha", "good")
-		_, id := d.deploy(t, 0, "--no-confirm", "--confirm-timeout", "15s")
+		_, id := d.deploy(t, 0, "--no-confirm", "--detach", "--confirm-timeout", "15s")
 		d.killAgent(t, id)
 		rec := h.WaitRecord(t, id, 15*time.Second+30*time.Second, journal.StateRolledBack, journal.StateManual, journal.StateConfirmed)
 		wantRecord(t, rec, journal.StateRolledBack, "not confirmed within 15s", second, d.first)
@@ -470,7 +470,7 @@ func TestDeadmanHostRebooted(t *testing.T) {
 	d := newDMFleet(t, "good", fleettest.Options{})
 	f, h := d.f, d.h
 	f.SetVariant("alpha", "good-v2")
-	_, id := d.deploy(t, 0, "--no-confirm", "--confirm-timeout", "5m")
+	_, id := d.deploy(t, 0, "--no-confirm", "--detach", "--confirm-timeout", "5m")
 	second := h.JournalRecord(t, id).NewPath
 	h.SB.Reboot(t)
 	rebooted := time.Now()
@@ -541,7 +541,7 @@ func TestDeadmanConfirmRefused(t *testing.T) {
 	conn := f.Dial(t, node, "alpha")
 
 	f.SetVariant("alpha", "good-v2")
-	_, id := d.deploy(t, 0, "--no-confirm", "--confirm-timeout", "90s")
+	_, id := d.deploy(t, 0, "--no-confirm", "--detach", "--confirm-timeout", "90s")
 	pending := h.JournalRecord(t, id)
 	second := pending.NewPath
 
@@ -602,7 +602,7 @@ func TestDeadmanConfirmRefused(t *testing.T) {
 
 	t.Run("after the deadline", func(t *testing.T) {
 		f.SetVariant("alpha", "good")
-		_, late := d.deploy(t, 0, "--no-confirm", "--confirm-timeout", "5s")
+		_, late := d.deploy(t, 0, "--no-confirm", "--detach", "--confirm-timeout", "5s")
 		rec := h.JournalRecord(t, late)
 		env := sign(t, "alpha", late)
 		time.Sleep(time.Until(rec.Deadline) + 20*time.Millisecond)

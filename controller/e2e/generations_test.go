@@ -23,7 +23,7 @@ func TestRollbackSkipsFailedGenerations(t *testing.T) {
 	d.deploy(t, 0, "--confirm-timeout", "10s") // generation 2, confirmed
 	second := h.CurrentSystem(t)
 	f.SetVariant("alpha", nixtest.Salted(nixtest.Good, "rejected"))
-	_, rejectedID := d.deploy(t, 0, "--no-confirm", "--confirm-timeout", "5s") // generation 3
+	_, rejectedID := d.deploy(t, 0, "--no-confirm", "--detach", "--confirm-timeout", "5s") // generation 3
 	rec := h.WaitRecord(t, rejectedID, 30*time.Second, journal.StateRolledBack, journal.StateManual)
 	if rec.State != journal.StateRolledBack || rec.NewGeneration != 3 || rec.RollbackGeneration != 4 {
 		t.Fatalf("the rejected deploy: %s (%s), generation %d, rollback generation %d", rec.State, rec.Reason, rec.NewGeneration, rec.RollbackGeneration)

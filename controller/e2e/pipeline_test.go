@@ -498,9 +498,9 @@ func TestPipelineSwitchFailuresRollBack(t *testing.T) {
 
 	t.Run("a second deploy is refused while one awaits confirmation", func(t *testing.T) {
 		f.SetVariant("alpha", nixtest.GoodV2)
-		first := plDeploy(t, f, alpha, 0, "--yes", "--no-confirm", "--confirm-timeout", "45s")
+		first := plDeploy(t, f, alpha, 0, "--yes", "--no-confirm", "--detach", "--confirm-timeout", "45s")
 		id := first.id(t)
-		plContains(t, "first output", first.Stdout, "not confirming (--no-confirm)")
+		plContains(t, "first output", first.Stdout, "not confirming (--no-confirm --detach)")
 		switched := alpha.CurrentSystem(t)
 
 		f.SetVariant("alpha", nixtest.Good)

@@ -21,7 +21,7 @@ func TestRollbackWhenTheProfileCannotBeSet(t *testing.T) {
 	d := newDMFleet(t, nixtest.Good, fleettest.Options{})
 	f, h := d.f, d.h
 	f.SetVariant("alpha", nixtest.GoodV2)
-	_, id := d.deploy(t, 0, "--no-confirm", "--confirm-timeout", "8s")
+	_, id := d.deploy(t, 0, "--no-confirm", "--detach", "--confirm-timeout", "8s")
 	second := h.CurrentSystem(t)
 	if second == d.first {
 		t.Fatalf("the deploy did not switch")

@@ -31,7 +31,7 @@ func TestSpecialisationKeptAndRestored(t *testing.T) {
 	}
 
 	f.SetVariant("alpha", nixtest.Salted(nixtest.Specialised, "v2"))
-	_, id := d.deploy(t, 0, "--no-confirm", "--confirm-timeout", "8s")
+	_, id := d.deploy(t, 0, "--no-confirm", "--detach", "--confirm-timeout", "8s")
 	rec := h.JournalRecord(t, id)
 	if rec.State != journal.StateAwaiting {
 		t.Fatalf("after the deploy: %s (%s)", rec.State, rec.Reason)

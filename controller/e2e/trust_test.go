@@ -273,7 +273,7 @@ func TestTrust(t *testing.T) {
 		// back, so only the transport can tell it the controller left.
 		f.SetVariant("alpha", "good-v2")
 		known := alpha.Deployments(t)
-		r := f.Ctl("deploy", "alpha", "--yes", "--no-confirm", "--confirm-timeout", "5m", "--flake", f.Flake)
+		r := f.Ctl("deploy", "alpha", "--yes", "--no-confirm", "--detach", "--confirm-timeout", "5m", "--flake", f.Flake)
 		if !strings.Contains(r.Stdout+r.Stderr, "not confirming") {
 			t.Fatalf("deploy --no-confirm did not leave the deployment awaiting:\n%s", r)
 		}

@@ -56,6 +56,7 @@ const (
 	HangSwitch     = "hang-switch"     // switch starts HangUnit, a oneshot that never ends: switch blocks for ever holding SwitchLock
 	RestartAgent   = "restart-agent"   // switch restarts panther-agent.service (no-block)
 	CutNetwork     = "cut-network"     // switch takes every link but lo down
+	CutControl     = "cut-control"     // switch cuts TCP to the agent's controlUrl (host:port) only: DERP and direct paths stay
 	WebOK          = "web-ok"          // adds lab-web: HTTP 200 on WebAddr
 	WebBroken      = "web-broken"      // lab-web answers 500 and stays active
 )
@@ -134,7 +135,7 @@ const (
 
 // Variants returns every variant name but the slow ones, sorted.
 func Variants() []string {
-	return []string{ActivationFail, BuildFail, CutNetwork, DryFail, EvalError, Good, GoodV2, HangSwitch,
+	return []string{ActivationFail, BuildFail, CutControl, CutNetwork, DryFail, EvalError, Good, GoodV2, HangSwitch,
 		Inhibited, NewKernel, NoAgent, NoRestart, RebootRequired, RestartAgent, Specialised, StopsAgent, UnitFail,
 		Warnings, WebBroken, WebOK}
 }

@@ -59,6 +59,7 @@ func TestVariants(t *testing.T) {
 		{variant: nixtest.StopsAgent},
 		{variant: nixtest.RestartAgent},
 		{variant: nixtest.CutNetwork},
+		{variant: nixtest.CutControl},
 		{variant: nixtest.WebOK},
 		{variant: nixtest.WebBroken},
 	}

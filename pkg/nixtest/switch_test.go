@@ -52,7 +52,7 @@ func TestSwitchInSandbox(t *testing.T) {
 	n := nixtest.Nix(t)
 	sandboxtest.Require(t, true)
 	tops := buildAll(t, n, nixtest.Good, nixtest.GoodV2, nixtest.UnitFail, nixtest.WebOK, nixtest.WebBroken,
-		nixtest.ActivationFail, nixtest.RebootRequired, nixtest.RestartAgent, nixtest.CutNetwork, nixtest.DryFail,
+		nixtest.ActivationFail, nixtest.RebootRequired, nixtest.RestartAgent, nixtest.CutNetwork, nixtest.CutControl, nixtest.DryFail,
 		nixtest.NewKernel, nixtest.Inhibited, nixtest.Specialised, nixtest.HangSwitch, nixtest.NoRestart)
 	s := sandboxtest.Boot(t, sandboxtest.Options{
 		Name:  "lab",
@@ -385,8 +385,32 @@ except e.HTTPError as x: print(x.code)`)
 			},
 		},
 		{
+			name: "cut-control cuts TCP to the agent's control server only", variant: nixtest.CutControl,
+			before: func(t *testing.T) {
+				s.Run(t, "sh", "-c", `mkdir -p /etc/panther && echo '{"hostName": "lab", "controlUrl": "http://192.0.2.10:4443"}' >/etc/panther/agent.json`)
+			},
+			wantOut: []string{"cutting TCP to the coordination server 192.0.2.10:4443"},
+			check: func(t *testing.T, top string) {
+				rules := s.Run(t, "ip", "rule", "show", "pref", "4242")
+				if !strings.Contains(rules, "to 192.0.2.10 ipproto tcp dport 4443 blackhole") {
+					t.Errorf("no blackhole rule for control: %q", rules)
+				}
+				// Nothing else: other ports of that address still route.
+				if r := s.Run(t, "ip", "route", "get", "192.0.2.10", "ipproto", "udp", "dport", "4443"); strings.Contains(r, "blackhole") {
+					t.Errorf("UDP to control's address is cut too: %q", r)
+				}
+				// A blackhole route: the lookup itself fails (EINVAL).
+				if r, err := s.Exec(t.Context(), "ip", "route", "get", "192.0.2.10", "ipproto", "tcp", "dport", "4443"); err == nil {
+					t.Errorf("TCP to control still routes: %s", r)
+				}
+			},
+		},
+		{
 			name: "good brings links and routes back", variant: nixtest.Good,
 			check: func(t *testing.T, top string) {
+				if rules := s.Run(t, "ip", "rule", "show", "pref", "4242"); strings.TrimSpace(rules) != "" {
+					t.Errorf("the control rule is still there: %q", rules)
+				}
 				for name, up := range linksUp(t) {
 					if !up {
 						t.Errorf("link %s still down", name)

@@ -499,7 +499,7 @@ func (r *results) deadline(b *strings.Builder) {
 		return
 	}
 	b.WriteString("## 3. Dead-man: confirm deadline → rollback\n\n")
-	b.WriteString("From `BenchmarkDeadlineToRollback` (controller/e2e/deadman_bench_test.go): a switch with `--no-confirm` and a 2 s window; times after the deadline from the agent's journal record and deployment log, mean over the runs.\n\n| step | ms |\n|---|---:|\n")
+	b.WriteString("From `BenchmarkDeadlineToRollback` (controller/e2e/deadman_bench_test.go): a switch with `--no-confirm --detach` and a 2 s window; times after the deadline from the agent's journal record and deployment log, mean over the runs.\n\n| step | ms |\n|---|---:|\n")
 	for _, s := range []struct{ label, metric string }{
 		{"deadline → rollback started", "start-ms/op"},
 		{"deadline → rollback finished", "finish-ms/op"},

@@ -66,6 +66,7 @@
         agent-refused = { units = base; agent = "args:--confirm-timeout 100h"; };
         agent-unreachable = { units = base; agent = "args:--control-url http://127.0.0.1:9"; };
         cut-network = { units = base; features = [ "cut-network" ]; };
+        cut-control = { units = base; features = [ "cut-control" ]; };
         web-ok = { units = base ++ [ web ]; };
         web-broken = { units = base ++ [ webBroken ]; };
         # Slow steps, for tests that act in the middle of one (seconds).

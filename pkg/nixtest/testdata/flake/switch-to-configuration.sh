@@ -38,6 +38,8 @@
 # Lab behaviours, one file each under <toplevel>/lab/ (see builder.sh):
 # dry-fail (dry-activate exits 1), cut-network (switch takes every link but
 # lo down, exit 3 if that would cut the test runner's own network),
+# cut-control (switch cuts TCP to the tailnet's coordination server only;
+# see control_cut),
 # restart-agent (switch restarts panther-agent.service, no-block),
 # hang-switch (switch starts lab-hang.service, a oneshot that never ends,
 # and so blocks for ever holding the lock), dry-delay and switch-delay
@@ -194,6 +196,39 @@ failed_units() {
 	done
 }
 
+# control_cut on|off: cut (or restore) this host's TCP to the tailnet's
+# coordination server, host:port of the agent's controlUrl in
+# /etc/panther/agent.json, and nothing else: DERP, STUN and direct
+# WireGuard paths (UDP) keep working, as on a host whose route to control
+# is gone while a peer on its own link still reaches it. on adds a policy
+# rule (pref 4242) that blackholes TCP to that address and port and kills
+# the connections already open (ss -K), so the agent's map poll ends and
+# cannot come back; off deletes the rule. Only outside the test runner's
+# network namespace.
+control_pref=4242
+control_cut() {
+	here=$(readlink /proc/self/ns/net)
+	runner=$(cat "$lab/runner-netns")
+	if [ -z "$runner" ] || [ "$here" = "$runner" ]; then
+		[ "$1" = off ] && return 0
+		say "not cutting control: this may be the test runner's network namespace ($here)"
+		return 1
+	fi
+	if [ "$1" = off ]; then
+		while ip rule del pref $control_pref 2>/dev/null; do :; done
+		return 0
+	fi
+	hp=$(sed -n 's|.*"controlUrl": *"[a-z]*://\([^"/]*\).*|\1|p' /etc/panther/agent.json 2>/dev/null | head -n 1)
+	addr=${hp%:*} port=${hp##*:}
+	if [ -z "$hp" ] || [ "$addr" = "$hp" ]; then
+		say "cut-control: no controlUrl with host:port in /etc/panther/agent.json"
+		return 1
+	fi
+	say "cutting TCP to the coordination server $addr:$port"
+	ip rule add pref $control_pref to "$addr" ipproto tcp dport "$port" blackhole || return 1
+	ss -K dst "$addr" dport = ":$port" >/dev/null || say "warning: cannot kill the connections to $addr:$port"
+}
+
 activate() {
 	res=0
 	plan
@@ -212,6 +247,11 @@ activate() {
 		set_links down || res=3
 	else
 		set_links up || :
+	fi
+	if has cut-control; then
+		control_cut on || res=3
+	else
+		control_cut off
 	fi
 
 	systemctl reset-failed || :
