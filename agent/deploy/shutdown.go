@@ -114,6 +114,8 @@ func (d *deployment) resumeAfterShutdown(ctx context.Context, rebooted bool) boo
 		if rec.Interrupted == "" {
 			return false
 		}
+		d.clearUnit(ctx, e.dryActivateUnit(rec.ID))
+		d.clearUnit(ctx, e.checkUnit(rec.ID))
 		d.fail(phase, fmt.Sprintf("the host rebooted during %s; nothing was changed", phase))
 		return true
 	case journal.StateSwitching, journal.StateAwaiting, journal.StateRollingBack:
