@@ -94,10 +94,11 @@ func orNone(s string) string {
 func (d *deployment) phase(p Phase, f func() error) error {
 	start := d.e.now()
 	d.rec.Phase = string(p)
-	if d.rec.State == journal.StateRunning {
+	if d.rec.State == journal.StateRunning || d.rec.State == journal.StateSwitching {
 		// Before the switch nothing else writes the record: without this, an
 		// agent killed mid-build restarts to a record that cannot say which
-		// phase it stopped in.
+		// phase it stopped in (and a host that lost power during health, one
+		// that says "switch").
 		if err := d.e.j.Update(d.rec); err != nil {
 			d.e.log.Warn("journal update", "id", d.rec.ID, "phase", p, "error", err)
 		}
