@@ -26,7 +26,8 @@ import (
 // Every case ends with the previous system running in every sense
 // (/run/current-system, the profile, the boot entry, its units), the record
 // final (never manual) with a reason that tells of the reboot, and
-// pantherctl's exit code 4. The cases share one fleet and run in order.
+// pantherctl's exit code 4 (3 when the reboot struck before the switch).
+// The cases share one fleet and run in order.
 // Helpers carry an "sd" prefix.
 
 // sdFault is what stops the host.
@@ -50,6 +51,9 @@ type sdCase struct {
 	state  journal.State
 	reason string // in the record's reason
 	phase  string // the record's phase
+	exit   int    // pantherctl's exit code; 0 means 4 (rolled back)
+	// unchanged: the reboot struck before the switch; nothing changed.
+	unchanged bool
 }
 
 // sdRollbackPaused marks a rollback to slow-switch under way: its
@@ -59,6 +63,10 @@ const sdRollbackPaused = ftSwitchPaused
 
 func sdCases() []sdCase {
 	return []sdCase{
+		// dry-activate's unit is stopped by the shutdown: not a failure of
+		// the new system, nothing changed (exit 3).
+		{name: "reboot during dry-activate", base: nixtest.Good, variant: nixtest.SlowDry, line: "lab: slow dry-activate: sleeping", fault: sdReboot,
+			state: journal.StateFailed, phase: "dry-activate", reason: "the host rebooted during dry-activate; nothing was changed", exit: 3, unchanged: true},
 		{name: "reboot during the switch", base: nixtest.Good, variant: nixtest.SlowSwitch, line: ftSwitchPaused, fault: sdReboot,
 			// switch wrote the boot entry before activating: the new
 			// system boots, unconfirmed, and is rolled back.
@@ -139,13 +147,17 @@ func sdRun(t *testing.T, x *ftFleet, tc sdCase) {
 	}
 	res := p.wait(t, 3*time.Minute)
 
-	if res.Code != 4 {
-		t.Errorf("pantherctl: exit %d, want 4\n%s", res.Code, res)
+	wantExit := 4
+	if tc.exit != 0 {
+		wantExit = tc.exit
+	}
+	if res.Code != wantExit {
+		t.Errorf("pantherctl: exit %d, want %d\n%s", res.Code, wantExit, res)
 	}
 	if rec.State != tc.state || !strings.Contains(rec.Reason, tc.reason) || rec.Phase != tc.phase {
 		t.Errorf("record %s: %s in %s (%s), want %s in %s (%s)\n%s", id, rec.State, rec.Phase, rec.Reason, tc.state, tc.phase, tc.reason, h.DeploymentLog(t, id))
 	}
-	if rec.PreviousPath != before {
+	if !tc.unchanged && rec.PreviousPath != before {
 		t.Errorf("record: previousPath %s, want %s", rec.PreviousPath, before)
 	}
 	if rec.Interrupted == "" && tc.fault != sdPowerCut && !tc.window {
@@ -153,7 +165,11 @@ func sdRun(t *testing.T, x *ftFleet, tc sdCase) {
 	}
 	// The previous system runs, is the profile's current generation and
 	// the boot default; its units are installed and active.
-	x.dm.wantSystem(t, before, rec.NewPath)
+	rejected := rec.NewPath
+	if tc.unchanged {
+		rejected = "" // never installed
+	}
+	x.dm.wantSystem(t, before, rejected)
 	if got := h.BootDefault(t); got != before {
 		t.Errorf("boot default %s, want the previous system %s", got, before)
 	}
