@@ -304,3 +304,60 @@ func TestShutdownUnknownMeansNo(t *testing.T) {
 		t.Errorf("interrupted %q without a shutdown", rec.Interrupted)
 	}
 }
+
+// TestRebootIntoThePreviousSystem: whatever stopped the agent (a power cut
+// records nothing), a host that boots the previous system ends the
+// deployment rolled back without a rollback switch — what a reboot in the
+// window does once the boot default stays on the previous system until
+// the confirm. Before, the engine switched to the previous system again.
+func TestRebootIntoThePreviousSystem(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		until func(h *harness) // brings the deployment to where the power goes
+		state journal.State
+		msg   string
+	}{
+		{name: "switching", state: journal.StateSwitching, msg: "the host rebooted during the switch; the previous system is running",
+			until: func(h *harness) {
+				hold := make(chan struct{})
+				h.act.script(h.new, switchScript{Hold: hold})
+				w := h.submit(switchReq("d1"))
+				w.phaseFinished(PhaseSwitch)
+				h.e.Close()
+				close(hold)
+				<-h.act.finished(t, "panther-switch-d1")
+			}},
+		{name: "awaiting", state: journal.StateAwaiting, msg: "the host rebooted before the deployment was confirmed; the previous system is running",
+			until: func(h *harness) {
+				req := switchReq("d1")
+				req.ConfirmTimeout = time.Minute
+				h.deployAwaiting(req)
+				h.e.Close()
+			}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			host := &fakeHost{}
+			h := newShutdownHarness(t, host)
+			tc.until(h)
+			if rec := h.record("d1"); rec.State != tc.state {
+				t.Fatalf("record before the power cut: %s", rec.State)
+			}
+			h.reboot()
+			h.link(h.old)
+			h.startWithHost(host)
+			res := h.watch("d1").result()
+			wantOutcome(t, res, journal.StateRolledBack, tc.msg)
+			if got := h.act.callsWith("start-switch"); len(got) != 1 {
+				t.Errorf("switches: %q, want no rollback switch", got)
+			}
+			if h.current() != h.old || res.StorePath != h.old {
+				t.Errorf("current system %s, result %s: want %s", h.current(), res.StorePath, h.old)
+			}
+			if got := h.nix.callsWith("set-profile"); len(got) != 2 || !strings.HasSuffix(got[1], h.old) {
+				t.Errorf("profile changes %q: want it set back to the previous system", got)
+			}
+		})
+	}
+}
