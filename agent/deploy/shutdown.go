@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/pantheros/panther/agent/journal"
@@ -168,7 +167,7 @@ func rebootedDuring(state journal.State, phase string) string {
 	case phase == string(PhaseSwitch) || phase == "":
 		return "rebooted during the switch"
 	}
-	return "rebooted during " + strings.TrimSpace(phase)
+	return "rebooted during " + phase
 }
 
 // profileTarget is the toplevel the system profile points at ("" if it
