@@ -3,7 +3,6 @@ package deploy
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/pantheros/panther/agent/journal"
@@ -143,10 +142,10 @@ func (d *deployment) resumeAfterShutdown(ctx context.Context, rebooted bool) boo
 		d.clearUnit(ctx, rec.SwitchUnit)
 	}
 	d.clearUnit(ctx, d.rollbackUnit())
-	if rec.PreviousPath != "" && e.profileTarget() != rec.PreviousProfile() {
-		d.restoreProfile(ctx)
+	if e.profileTarget(ctx) != rec.PreviousProfile() {
+		d.restoreProfile(ctx) // an interrupted switch had moved it to the new system
 	}
-	reason := "the host " + during + "; the previous system is running"
+	reason := "the host " + during + "; the previous system is running (it booted the previous system, its boot default: nothing had to be switched)"
 	if rec.State == journal.StateRollingBack && rec.Reason != "" {
 		reason = rec.Reason + "; " + reason
 	}
@@ -170,12 +169,14 @@ func rebootedDuring(state journal.State, phase string) string {
 	return "rebooted during " + phase
 }
 
-// profileTarget is the toplevel the system profile points at ("" if it
-// cannot be read).
-func (e *Engine) profileTarget() string {
-	p, err := filepath.EvalSymlinks(e.opts.Profile)
-	if err != nil {
-		return ""
+// profileTarget is the toplevel the system profile's current generation
+// holds ("" if it cannot be read).
+func (e *Engine) profileTarget(ctx context.Context) string {
+	_, gens := e.currentGeneration(ctx)
+	for _, g := range gens {
+		if g.Current {
+			return g.Path
+		}
 	}
-	return p
+	return ""
 }
