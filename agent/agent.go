@@ -138,6 +138,7 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 		Log:       log,
 		Agent:     self,
 		OnResult:  obs.onResult,
+		Host:      newShutdownProbe(),
 	})
 	if err != nil {
 		return err

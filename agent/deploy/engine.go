@@ -122,6 +122,10 @@ type Deps struct {
 	// goroutine and must return quickly: metrics and result hooks queue
 	// their work.
 	OnResult func(Final)
+
+	// Host, if set, tells whether the host is shutting down before the
+	// engine judges anything destructive (shutdown.go). Default: never.
+	Host Host
 }
 
 // Engine runs deployments, one at a time.
@@ -140,6 +144,7 @@ type Engine struct {
 	instance string
 
 	onResult func(Final) // Deps.OnResult
+	host     Host        // Deps.Host, nil: never shutting down
 
 	ctx    context.Context // owns every background goroutine
 	cancel context.CancelFunc
@@ -172,7 +177,7 @@ func New(opts Options, deps Deps) (*Engine, error) {
 	return &Engine{
 		opts: opts, nix: deps.Nix, act: deps.Activator, health: deps.Health, j: deps.Journal,
 		log: deps.Log.Named("deploy"), now: deps.Now, onConf: deps.OnConfirmed,
-		ctx: ctx, cancel: cancel, onResult: deps.OnResult,
+		ctx: ctx, cancel: cancel, onResult: deps.OnResult, host: deps.Host,
 		runs: map[string]*run{}, timers: map[string]*time.Timer{},
 		agent: deps.Agent, instance: randomHex(8),
 	}, nil
@@ -541,6 +546,9 @@ func (e *Engine) resume(rec *journal.Record) {
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
+		if d.resumeAfterShutdown(e.ctx, rebooted) {
+			return
+		}
 		switch rec.State {
 		case journal.StateRunning:
 			d.clearUnit(e.ctx, e.dryActivateUnit(rec.ID)) // left by a dry-activate cut short

@@ -96,10 +96,11 @@ func orNone(s string) string {
 func (d *deployment) phase(p Phase, f func() error) error {
 	start := d.e.now()
 	d.rec.Phase = string(p)
-	if d.rec.State == journal.StateRunning {
+	if d.rec.State == journal.StateRunning || d.rec.State == journal.StateSwitching {
 		// Before the switch nothing else writes the record: without this, an
 		// agent killed mid-build restarts to a record that cannot say which
-		// phase it stopped in.
+		// phase it stopped in (and a host that lost power during health, one
+		// that says "switch").
 		if err := d.e.j.Update(d.rec); err != nil {
 			d.e.log.Warn("journal update", "id", d.rec.ID, "phase", p, "error", err)
 		}
@@ -239,6 +240,9 @@ func (d *deployment) failOrCancel(ctx context.Context, p Phase, err error) {
 		// The agent is stopping; the record stays "running" and is marked
 		// failed at the next start.
 		return
+	}
+	if d.interruptedByShutdown(d.e.ctx, string(p)+" failed: "+err.Error()) {
+		return // the record stays "running": failed, nothing changed, after the boot
 	}
 	d.fail(string(p), err.Error())
 }
@@ -592,6 +596,9 @@ func (d *deployment) runSTC(ctx context.Context, toplevel, mode string, onLine f
 func (d *deployment) rollback(ctx context.Context, reason string) {
 	e := d.e
 	rec := d.rec
+	if d.interruptedByShutdown(ctx, "would roll back: "+reason) {
+		return // decided after the boot (resumeAfterShutdown)
+	}
 	rec.State = journal.StateRollingBack
 	rec.Reason = reason
 	if err := e.j.Update(rec); err != nil {
@@ -628,8 +635,8 @@ func (d *deployment) rollback(ctx context.Context, reason string) {
 		return nil
 	})
 	if err != nil {
-		if ctx.Err() != nil {
-			return // agent stopping: resumed as rolling-back at the next start
+		if ctx.Err() != nil || d.interruptedByShutdown(ctx, "the rollback failed: "+err.Error()) {
+			return // agent stopping or host going down: resumed as rolling-back at the next start
 		}
 		rec.RecoveryCommands = recoveryCommands(e.opts.Profile, rec.PreviousProfile(), prev)
 		d.finish(journal.StateManual, fmt.Sprintf("%s; rollback failed: %v", reason, err))
@@ -686,6 +693,9 @@ func recoveryCommands(profile, base, prev string) []string {
 func (d *deployment) restoreBootDefault(ctx context.Context, reason string) {
 	e := d.e
 	rec := d.rec
+	if d.interruptedByShutdown(ctx, "would restore the boot default: "+reason) {
+		return
+	}
 	if rec.PreviousPath != "" {
 		d.restoreProfile(ctx)
 		code, err := d.rollbackSwitch(ctx, rec.PreviousPath, "boot")
@@ -697,6 +707,9 @@ func (d *deployment) restoreBootDefault(ctx context.Context, reason string) {
 			d.clearUnit(ctx, d.rollbackUnit())
 			return
 		}
+	}
+	if d.interruptedByShutdown(ctx, "could not restore the previous boot default: "+reason) {
+		return
 	}
 	rec.RecoveryCommands = recoveryCommands(e.opts.Profile, rec.PreviousProfile(), rec.PreviousPath)
 	d.finish(journal.StateManual, reason+"; could not restore the previous boot default")

@@ -122,3 +122,14 @@ type HealthVerdict struct {
 	// PreviouslyFailed were failed already then.
 	NewlyFailed, PreviouslyFailed []string
 }
+
+// Host is what the engine asks the host itself, over systemd.
+type Host interface {
+	// ShuttingDown reports whether the host is going down: systemd's
+	// SystemState is "stopping", or a start job for a shutdown target
+	// (shutdown, reboot, halt, poweroff, kexec) is queued. A switch unit
+	// that ended without an exit code, a failing health check or a refused
+	// rollback unit then mean "the host is rebooting", not "the new system
+	// is broken" (see shutdown.go).
+	ShuttingDown(ctx context.Context) (bool, error)
+}

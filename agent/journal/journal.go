@@ -118,6 +118,11 @@ type Record struct {
 	NotActivated string `json:"notActivated,omitempty"`
 	// RebootRequired lists what needs a reboot to take effect.
 	RebootRequired []string `json:"rebootRequired,omitempty"`
+	// Interrupted says that a shutdown or reboot of the host interrupted the
+	// deployment and in which phase ("interrupted by reboot during
+	// health"). The agent did nothing destructive then; after the boot it
+	// decides from the system that runs.
+	Interrupted string `json:"interrupted,omitempty"`
 
 	CriticalUnits    []string  `json:"criticalUnits,omitempty"`
 	RecoveryCommands []string  `json:"recoveryCommands,omitempty"`

@@ -41,6 +41,7 @@
 # cut-control (switch cuts TCP to the tailnet's coordination server only;
 # see control_cut),
 # restart-agent (switch restarts panther-agent.service, no-block),
+# reboot-switch (switch reboots the host with systemctl reboot, no-block),
 # hang-switch (switch starts lab-hang.service, a oneshot that never ends,
 # and so blocks for ever holding the lock), dry-delay and switch-delay
 # (seconds: slow dry-activate, slow activation). If /etc/panther-lab/fail-activation
@@ -273,6 +274,13 @@ activate() {
 	if has restart-agent; then
 		say "restarting panther-agent.service"
 		systemctl restart --no-block panther-agent.service || say "warning: cannot restart panther-agent.service"
+	fi
+	if has reboot-switch; then
+		# As an activation that reboots the host (a kernel it must boot,
+		# a watchdog): the shutdown stops this unit too.
+		say "lab: the activation reboots the host"
+		systemctl reboot --no-block || say "warning: cannot reboot"
+		sleep 120
 	fi
 	if has hang-switch; then
 		say "starting lab-hang.service (it never finishes)"

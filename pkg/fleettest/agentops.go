@@ -61,3 +61,27 @@ func (f *Fleet) Key(t testing.TB) ed25519.PrivateKey {
 	}
 	return key
 }
+
+// RebootFromInside reboots the host the way an operator or a watchdog does,
+// with `systemctl reboot` inside it: systemd stops every unit (the agent
+// and a running switch included) and the host boots again on its disk. It
+// returns at once with the boot count to pass to WaitBack.
+func (h *Host) RebootFromInside(t testing.TB) (boots int) {
+	t.Helper()
+	return h.SB.RebootFromInside(t)
+}
+
+// WaitBack waits until the host has booted again after boots (see
+// RebootFromInside, Host.SB.Boots) and its agent unit is active, bounded by
+// timeout. The agent may not serve on the tailnet yet when it returns
+// (Fleet.WaitReachable waits for that).
+func (h *Host) WaitBack(t testing.TB, boots int, timeout time.Duration) {
+	t.Helper()
+	begin := time.Now()
+	h.SB.WaitBoot(t, boots, timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), max(timeout-time.Since(begin), 10*time.Second))
+	defer cancel()
+	if err := h.SB.WaitUnit(ctx, "panther-agent.service", "active"); err != nil {
+		t.Fatalf("%s: agent after the reboot: %v\n%s", h.Name, err, h.AgentJournal())
+	}
+}

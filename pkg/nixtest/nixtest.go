@@ -62,12 +62,16 @@ const (
 )
 
 // Slow variants: as good, with one step that takes seconds, so that a test
-// can act (kill a process, cut the network) in the middle of that step.
-// Variants does not list them.
+// can act (kill a process, cut the network) in the middle of that step,
+// and reboot-switch. Variants does not list them.
 const (
 	SlowBuild  = "slow-build"  // the builder sleeps SlowBuildDelay (salt it: a built path is not built again)
 	SlowDry    = "slow-dry"    // dry-activate sleeps SlowDryDelay
 	SlowSwitch = "slow-switch" // switch pauses SlowSwitchDelay with the new units installed, before /run/current-system moves
+	// RebootSwitch: switch activates (as good), then reboots the host
+	// with `systemctl reboot` (no-block) and waits to be stopped by the
+	// shutdown, like an activation that reboots.
+	RebootSwitch = "reboot-switch"
 )
 
 // Agent variants: as good, with the agent unit of the flake (SetAgentUnit)

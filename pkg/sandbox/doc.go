@@ -21,6 +21,11 @@
 // NixOS's stage 2 does, so a reboot brings up the boot default, not
 // whatever ran before.
 //
+// A reboot started inside (`systemctl reboot`, an activation that
+// reboots) ends systemd as reboot(2) ends a PID namespace's init; the
+// sandbox then boots again on its state directory, as Reboot does, and a
+// power-off from inside leaves it down (see Boots and WaitBoot).
+//
 // Booting needs root, systemd, dbus-daemon and util-linux (mount,
 // pivot_root, setpriv, nsenter), plus iproute2 for NetNS; Check says which
 // are missing and how to get them. A sandbox dies with the process that

@@ -103,9 +103,12 @@ type Sandbox struct {
 	logPath string // console output of every boot
 	net     *network
 
-	mu    sync.Mutex
-	cur   *instance // nil while stopped
-	boots int
+	mu      sync.Mutex
+	cur     *instance // nil while stopped
+	boots   int
+	stopped bool          // Stop was called: a reboot from inside does not boot again
+	changed chan struct{} // closed and replaced whenever a boot from inside ends (see Boots)
+	lastErr error         // why the last boot from inside failed or the sandbox went down
 }
 
 // instance is one boot: the init process that became systemd.
@@ -159,6 +162,7 @@ func Boot(ctx context.Context, opts Options) (*Sandbox, error) {
 		work:    filepath.Join(opts.StateDir, "work"),
 		merged:  filepath.Join(opts.StateDir, "merged"),
 		logPath: filepath.Join(opts.StateDir, "console.log"),
+		changed: make(chan struct{}),
 	}
 	for _, d := range []string{s.upper, s.work, s.merged} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -191,6 +195,9 @@ func (s *Sandbox) boot(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("sandbox: boot %s: %w", s.opts.Name, err)
 	}
+	s.mu.Lock()
+	s.lastErr = nil
+	s.mu.Unlock()
 	s.log.Debug("booted", "elapsed", time.Since(begin).Round(time.Millisecond), "pid", s.PID(), "state", state)
 	return nil
 }
@@ -269,6 +276,7 @@ func (s *Sandbox) start(ctx context.Context) (state string, err error) {
 	}
 	inst.cmd, inst.pid = cmd, cmd.Process.Pid
 	s.cur = inst
+	go s.watch(inst)
 
 	line := "go\n"
 	if s.net != nil {
@@ -334,6 +342,7 @@ func tail(b []byte, n int) string {
 func (s *Sandbox) Stop() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.stopped = true
 	if err := s.teardown(s.cur, false); err != nil {
 		return fmt.Errorf("sandbox: stop %s: %w", s.opts.Name, err)
 	}
@@ -344,6 +353,7 @@ func (s *Sandbox) Stop() error {
 // directory: files on disk survive, /run and every process start afresh.
 func (s *Sandbox) Reboot(ctx context.Context) error {
 	s.mu.Lock()
+	s.stopped = false
 	err := s.teardown(s.cur, false)
 	s.mu.Unlock()
 	if err != nil {
@@ -357,6 +367,7 @@ func (s *Sandbox) Reboot(ctx context.Context) error {
 // survives (there is no page cache to lose).
 func (s *Sandbox) Crash(ctx context.Context) error {
 	s.mu.Lock()
+	s.stopped = false
 	err := s.teardown(s.cur, true)
 	s.mu.Unlock()
 	if err != nil {

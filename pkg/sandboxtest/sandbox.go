@@ -141,6 +141,36 @@ func (s *Sandbox) Crash(t testing.TB) {
 	s.logBoot(t, begin)
 }
 
+// Boots returns how many times the sandbox has booted: the first boot,
+// each Reboot and Crash, and each reboot started inside it.
+func (s *Sandbox) Boots() int { return s.core.Boots() }
+
+// RebootFromInside runs `systemctl reboot` inside the sandbox, as an
+// operator or a watchdog would: systemd stops every unit, ends, and the
+// sandbox boots again on its state directory. It returns at once, with the
+// boot count from before (pass it to WaitBoot); the reboot goes on.
+func (s *Sandbox) RebootFromInside(t testing.TB) (boots int) {
+	t.Helper()
+	boots = s.Boots()
+	// --no-block: the command would otherwise die with the namespace.
+	s.Run(t, "systemctl", "reboot", "--no-block")
+	t.Logf("sandbox %s: reboot started inside", s.Name())
+	return boots
+}
+
+// WaitBoot waits until the sandbox has booted more than after times and
+// systemd is up again (see RebootFromInside), bounded by timeout.
+func (s *Sandbox) WaitBoot(t testing.TB, after int, timeout time.Duration) {
+	t.Helper()
+	begin := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := s.core.WaitBoot(ctx, after); err != nil {
+		t.Fatalf("sandboxtest: %v", err)
+	}
+	t.Logf("sandbox %s: booted again (boot %d) %v after the wait began", s.Name(), s.Boots(), time.Since(begin).Round(time.Millisecond))
+}
+
 // Name returns the sandbox's hostname.
 func (s *Sandbox) Name() string { return s.core.Name() }
 

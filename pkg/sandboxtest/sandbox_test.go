@@ -627,3 +627,47 @@ func TestSandboxDiesWithTestBinary(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestRebootFromInside: `systemctl reboot` inside a sandbox ends its
+// systemd (reboot(2) in a PID namespace); the sandbox boots again on the
+// same disk, with a fresh /run, and stage 2 brings up the boot default.
+// Before, the sandbox just stayed down.
+func TestRebootFromInside(t *testing.T) {
+	t.Parallel()
+	s := sandboxtest.Boot(t, sandboxtest.Options{Name: "inside", NetNS: true})
+	s.Run(t, "sh", "-c", "echo kept >/var/lib/marker && echo gone >/run/marker")
+	pid := s.PID()
+	boots := s.RebootFromInside(t)
+	s.WaitBoot(t, boots, time.Minute)
+	if s.PID() == pid || s.Boots() != boots+1 {
+		t.Errorf("PID %d (was %d), boots %d (was %d): want a new boot", s.PID(), pid, s.Boots(), boots)
+	}
+	if got := s.Run(t, "cat", "/var/lib/marker"); got != "kept" {
+		t.Errorf("/var/lib/marker after the reboot: %q", got)
+	}
+	if _, err := s.Exec(t.Context(), "test", "-e", "/run/marker"); err == nil {
+		t.Error("/run/marker survived the reboot")
+	}
+	// The network is back too.
+	s.Run(t, "ip", "route", "get", s.HostIP().String())
+	// And again: the new boot is watched as the first one was.
+	boots = s.RebootFromInside(t)
+	s.WaitBoot(t, boots, time.Minute)
+}
+
+// TestPowerOffFromInside: `systemctl poweroff` inside leaves the sandbox
+// down, and WaitBoot says so; Reboot brings it back.
+func TestPowerOffFromInside(t *testing.T) {
+	t.Parallel()
+	s := sandboxtest.Boot(t, sandboxtest.Options{Name: "poweroff"})
+	boots := s.Boots()
+	s.Run(t, "systemctl", "poweroff", "--no-block")
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	err := s.Core().WaitBoot(ctx, boots)
+	if !errors.Is(err, sandbox.ErrPoweredOff) {
+		t.Fatalf("WaitBoot after poweroff: %v, want ErrPoweredOff", err)
+	}
+	s.Reboot(t)
+	s.Run(t, "true")
+}

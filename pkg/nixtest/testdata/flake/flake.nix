@@ -53,6 +53,8 @@
         specialised = { units = base; specialisation = "lab-extra"; specialisationUnits = [ extra ]; };
         hang-switch = { units = base ++ [ hang ]; features = [ "hang-switch" ]; };
         restart-agent = { units = base; features = [ "restart-agent" ]; };
+        # The activation reboots the host (systemctl reboot) after starting units.
+        reboot-switch = { units = base; features = [ "reboot-switch" ]; };
         # With an agent unit in the flake (lab.json agentUnit, see
         # nixtest.SetAgentUnit): a system without it, and one whose changed
         # agent unit a switch would stop and start.
