@@ -124,6 +124,7 @@ func (d *deployment) finish(state journal.State, reason string) {
 	if err := d.e.j.Update(d.rec); err != nil {
 		d.e.log.Error("journal update", "id", d.rec.ID, "error", err)
 	}
+	d.clearDeadman(d.e.ctx) // the outcome is recorded: the dead-man has nothing left to do
 	d.e.mu.Lock()
 	d.e.releaseLocked(d.rec.ID)
 	d.e.mu.Unlock()
@@ -306,7 +307,11 @@ func (d *deployment) switchTo(ctx context.Context, target, mode string, confirm 
 	d.recordPrevious(ctx)
 	rec.PreviousGeneration = prevGen
 	rec.NewPath = target
-	rec.SwitchMode = mode
+	// A live switch runs "test": the profile and the boot default stay on
+	// the previous system until the confirm (testboot.go).
+	live := mode == "switch"
+	rec.ProfileDeferred = live
+	rec.SwitchMode = stcMode(mode)
 	rec.SwitchUnit = e.opts.UnitPrefix + "switch-" + rec.ID
 	rec.ConfirmTimeout = confirm
 	rec.Deadline = e.now().Add(confirm)
@@ -316,7 +321,10 @@ func (d *deployment) switchTo(ctx context.Context, target, mode string, confirm 
 	d.addRoot(rootNew, rec.NewProfile())
 	d.addRoot(rootPrevious, rec.PreviousProfile())
 
-	if mode == "switch" {
+	if live && rec.PreviousPath != "" && e.deadman() != nil {
+		rec.DeadmanUnit = e.deadmanUnit(rec.ID)
+	}
+	if live {
 		failed, err := e.health.FailedUnits(ctx)
 		if err != nil {
 			d.emit(Event{Kind: EventWarning, Line: "could not take the health baseline (every failed unit will count): " + err.Error()})
@@ -328,16 +336,22 @@ func (d *deployment) switchTo(ctx context.Context, target, mode string, confirm 
 		d.fail(string(PhaseSwitch), "could not write the journal record, nothing changed: "+err.Error())
 		return
 	}
+	if err := d.armDeadman(ctx, e.opts.SwitchTimeout+confirm, true); err != nil {
+		d.fail(string(PhaseSwitch), err.Error()+"; nothing was changed")
+		return
+	}
 	err := d.phase(PhaseSwitch, func() error {
-		d.logf(PhaseSwitch, "previous system %s (generation %d), switching to %s (%s)", orNone(rec.PreviousPath), prevGen, target, mode)
-		if err := e.nix.SetProfile(ctx, e.opts.Profile, rec.NewProfile()); err != nil {
-			return fmt.Errorf("setting the system profile: %w", err)
+		d.logf(PhaseSwitch, "previous system %s (generation %d), switching to %s (%s)", orNone(rec.PreviousPath), prevGen, target, rec.SwitchMode)
+		if !live {
+			if err := e.nix.SetProfile(ctx, e.opts.Profile, rec.NewProfile()); err != nil {
+				return fmt.Errorf("setting the system profile: %w", err)
+			}
+			if g := e.currentGenNumber(ctx); g != 0 {
+				rec.NewGeneration = g
+				e.j.Update(rec)
+			}
 		}
-		if g := e.currentGenNumber(ctx); g != 0 {
-			rec.NewGeneration = g
-			e.j.Update(rec)
-		}
-		if err := e.act.StartUnit(ctx, d.unitSpec(rec.SwitchUnit, target, mode)); err != nil {
+		if err := e.act.StartUnit(ctx, d.unitSpec(rec.SwitchUnit, target, rec.SwitchMode)); err != nil {
 			return fmt.Errorf("starting %s: %w", rec.SwitchUnit, err)
 		}
 		return nil
@@ -375,6 +389,7 @@ func (d *deployment) afterSwitchStarted(ctx context.Context) {
 	if !d.judgeSwitchExit(ctx, code) {
 		return
 	}
+	d.armDeadman(ctx, rec.ConfirmTimeout, false) // the window counts from the switch's end
 	if cur := e.currentSystem(); cur != rec.NewPath {
 		d.rollback(ctx, fmt.Sprintf("after the switch %s points at %s, not %s", e.opts.CurrentSystem, orNone(cur), rec.NewPath))
 		return
@@ -407,6 +422,7 @@ func (d *deployment) afterSwitchStarted(ctx context.Context) {
 		d.rollback(ctx, "could not record the confirmation window: "+err.Error())
 		return
 	}
+	d.armDeadman(ctx, rec.ConfirmTimeout, false)
 	e.armTimer(rec)
 	if len(rec.RebootRequired) > 0 {
 		d.emit(Event{Kind: EventWarning, Line: "reboot required: the new " + strings.Join(rec.RebootRequired, ", ") + " differ from the booted system's and take effect at the next boot"})
@@ -600,8 +616,15 @@ func (d *deployment) rollback(ctx context.Context, reason string) {
 		if prev == "" {
 			return errors.New("no previous system was recorded (first deployment on this host)")
 		}
+		if d.bootedPrevious() {
+			rec.RolledBackBy = RolledBackByReboot
+			d.logf(PhaseRollback, "the host rebooted into %s, its boot default: nothing to switch", prev)
+			return nil
+		}
 		d.logf(PhaseRollback, "restoring %s", prev)
-		d.restoreProfile(ctx)
+		if !rec.ProfileDeferred {
+			d.restoreProfile(ctx) // a record of the old order: the profile was moved
+		}
 		code, err := d.rollbackSwitch(ctx, prev, "switch")
 		if err != nil {
 			return err
@@ -628,7 +651,7 @@ func (d *deployment) rollback(ctx context.Context, reason string) {
 		return
 	}
 	rec.Phase = failedPhase
-	d.finish(journal.StateRolledBack, d.withProfileNote(reason))
+	d.finish(journal.StateRolledBack, d.withProfileNote(reason)+rolledBackNote(rec.RolledBackBy))
 	d.clearUnit(ctx, d.rollbackUnit())
 }
 
@@ -642,6 +665,9 @@ func (d *deployment) rollbackUnit() string {
 // caller clears the unit once the outcome is in the journal.
 func (d *deployment) rollbackSwitch(ctx context.Context, prev, mode string) (int, error) {
 	e := d.e
+	if mode == "switch" && d.rec.DeadmanUnit != "" && e.deadman() != nil {
+		return d.deadmanRollback(ctx)
+	}
 	unit := d.rollbackUnit()
 	st, err := e.act.UnitStatus(ctx, unit)
 	if err != nil {
