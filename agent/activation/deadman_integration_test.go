@@ -142,4 +142,3 @@ func TestDeadmanTimerOnSystemd(t *testing.T) {
 		}
 	})
 }
-
