@@ -142,3 +142,19 @@ func rolledBackNote(by string) string {
 	}
 	return ""
 }
+
+// deadmanStarted reports whether the dead-man's service has started (its
+// timer fired while the agent was down, stuck or late) and if so rolls
+// back, following that service: the window is over, nothing may re-arm it.
+func (d *deployment) deadmanStarted(ctx context.Context) bool {
+	e, rec := d.e, d.rec
+	if e.deadman() == nil || rec.DeadmanUnit == "" {
+		return false
+	}
+	st, err := e.act.UnitStatus(ctx, rec.DeadmanUnit)
+	if err != nil || st.State == UnitGone {
+		return false
+	}
+	d.rollback(ctx, fmt.Sprintf("not confirmed within %v: the independent dead-man's deadline passed", rec.ConfirmTimeout))
+	return true
+}

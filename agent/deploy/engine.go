@@ -578,6 +578,7 @@ func (e *Engine) resume(rec *journal.Record) {
 				d.rollback(e.ctx, "the host rebooted before the deployment was confirmed")
 			case !e.now().Before(rec.Deadline):
 				d.rollback(e.ctx, fmt.Sprintf("not confirmed within %v (deadline passed while the agent was down)", rec.ConfirmTimeout))
+			case d.deadmanStarted(e.ctx):
 			default:
 				d.emit(Event{Kind: EventAwaiting, Awaiting: &Awaiting{Deadline: rec.Deadline, NewPath: rec.NewPath, NewGeneration: rec.NewGeneration}})
 				e.armTimer(rec)

@@ -368,6 +368,9 @@ func (d *deployment) switchTo(ctx context.Context, target, mode string, confirm 
 func (d *deployment) afterSwitchStarted(ctx context.Context) {
 	e := d.e
 	rec := d.rec
+	if d.deadmanStarted(ctx) {
+		return
+	}
 	code, err := d.switchExit(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -389,7 +392,13 @@ func (d *deployment) afterSwitchStarted(ctx context.Context) {
 	if !d.judgeSwitchExit(ctx, code) {
 		return
 	}
-	d.armDeadman(ctx, rec.ConfirmTimeout, false) // the window counts from the switch's end
+	if d.deadmanStarted(ctx) {
+		return
+	}
+	// The dead-man's window counts from the switch's end.
+	rec.Deadline = e.now().Add(rec.ConfirmTimeout)
+	e.j.Update(rec)
+	d.armDeadman(ctx, rec.ConfirmTimeout, false)
 	if cur := e.currentSystem(); cur != rec.NewPath {
 		d.rollback(ctx, fmt.Sprintf("after the switch %s points at %s, not %s", e.opts.CurrentSystem, orNone(cur), rec.NewPath))
 		return
@@ -420,6 +429,9 @@ func (d *deployment) afterSwitchStarted(ctx context.Context) {
 	rec.Phase = string(PhaseConfirm)
 	if err := e.j.Update(rec); err != nil {
 		d.rollback(ctx, "could not record the confirmation window: "+err.Error())
+		return
+	}
+	if d.deadmanStarted(ctx) {
 		return
 	}
 	d.armDeadman(ctx, rec.ConfirmTimeout, false)
