@@ -225,3 +225,44 @@ func TestTestBootCrashInTheWindow(t *testing.T) {
 		t.Errorf("generations %+v, want only the first: an unconfirmed system never enters the profile", gens)
 	}
 }
+
+// The confirm's boot step fails (the profile's directory is read-only):
+// the confirm stands, the new system runs, the boot default stays on the
+// previous system and the record says so; the agent's next start does the
+// boot step.
+func TestTestBootConfirmWhenTheBootStepFails(t *testing.T) {
+	d := newDMFleet(t, "good", fleettest.Options{})
+	f, h := d.f, d.h
+	f.SetVariant("alpha", "good-v2")
+	_, id := d.deploy(t, 0, "--no-confirm", "--confirm-timeout", "2m")
+	rec := h.JournalRecord(t, id)
+	second := rec.NewPath
+	const dir = "/nix/var/nix/profiles"
+	h.SB.Run(t, "mount", "--bind", dir, dir)
+	h.SB.Run(t, "mount", "-o", "remount,bind,ro", dir)
+	conn := f.Dial(t, f.ControllerNode(t, "ctl-testboot"), "alpha")
+	res, err := confirmUntil(t, conn, f.Signer(t), id, rec.Deadline)
+	if err != nil || res.Outcome != agentv1.Outcome_OUTCOME_CONFIRMED {
+		t.Fatalf("confirm: %v %v", res, err)
+	}
+	if !strings.Contains(res.Message, "boot default is still the previous system") {
+		t.Errorf("confirm result %q does not say the boot step failed", res.Message)
+	}
+	rec = h.JournalRecord(t, id)
+	if rec.State != journal.StateConfirmed || !rec.BootPending || rec.BootError == "" {
+		t.Errorf("record %s, boot pending %v (%q)", rec.State, rec.BootPending, rec.BootError)
+	}
+	if got, boot := h.CurrentSystem(t), h.BootDefault(t); got != second || boot != d.first {
+		t.Errorf("running %s, boot default %s; want %s and the previous %s", got, boot, second, d.first)
+	}
+	h.SB.Run(t, "umount", dir)
+	h.RestartAgent(t)
+	until := time.Now().Add(30 * time.Second)
+	for h.JournalRecord(t, id).BootPending && time.Now().Before(until) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if rec := h.JournalRecord(t, id); rec.BootPending || rec.State != journal.StateConfirmed {
+		t.Fatalf("after the agent's restart: boot pending %v (%q), %s", rec.BootPending, rec.BootError, rec.State)
+	}
+	d.wantSystem(t, second, "")
+}
