@@ -398,7 +398,7 @@ func (d *deployment) afterSwitchStarted(ctx context.Context) {
 	// The dead-man's window counts from the switch's end.
 	rec.Deadline = e.now().Add(rec.ConfirmTimeout)
 	e.j.Update(rec)
-	d.armDeadman(ctx, rec.ConfirmTimeout, false)
+	d.armDeadman(ctx, rec.Deadline.Sub(e.now()), false)
 	if cur := e.currentSystem(); cur != rec.NewPath {
 		d.rollback(ctx, fmt.Sprintf("after the switch %s points at %s, not %s", e.opts.CurrentSystem, orNone(cur), rec.NewPath))
 		return
@@ -434,7 +434,7 @@ func (d *deployment) afterSwitchStarted(ctx context.Context) {
 	if d.deadmanStarted(ctx) {
 		return
 	}
-	d.armDeadman(ctx, rec.ConfirmTimeout, false)
+	d.armDeadman(ctx, rec.Deadline.Sub(e.now()), false) // the record's deadline, to the microsecond
 	e.armTimer(rec)
 	if len(rec.RebootRequired) > 0 {
 		d.emit(Event{Kind: EventWarning, Line: "reboot required: the new " + strings.Join(rec.RebootRequired, ", ") + " differ from the booted system's and take effect at the next boot"})

@@ -24,15 +24,19 @@ func deadmanUnit(id string) string { return "panther-deadman-" + id }
 // deadmanStarted is when the dead-man's service started its run (the
 // timer fired, or the agent started it), from systemd's
 // ExecMainStartTimestamp (microseconds, wall clock).
-func deadmanStarted(t *testing.T, h *fleettest.Host, id string) time.Time {
+func deadmanStarted(t testing.TB, h *fleettest.Host, id string) time.Time {
 	t.Helper()
-	v := h.UnitProperty(t, deadmanUnit(id)+".service", "ExecMainStartTimestamp")
-	ts, err := time.Parse("Mon 2006-01-02 15:04:05.000000 MST", v)
+	return unitTime(t, h, deadmanUnit(id)+".service", "ExecMainStartTimestamp")
+}
+
+// unitTime reads a timestamp property of a unit with its microseconds.
+func unitTime(t testing.TB, h *fleettest.Host, unit, prop string) time.Time {
+	t.Helper()
+	const layout = "Mon 2006-01-02 15:04:05.000000 MST"
+	out := h.SB.Run(t, "systemctl", "show", "--timestamp=us+utc", "-p", prop, "--value", unit)
+	ts, err := time.Parse(layout, strings.TrimSpace(out))
 	if err != nil {
-		out := h.SB.Run(t, "systemctl", "show", "--timestamp=us+utc", "-p", "ExecMainStartTimestamp", "--value", deadmanUnit(id)+".service")
-		if ts, err = time.Parse("Mon 2006-01-02 15:04:05.000000 MST", strings.TrimSpace(out)); err != nil {
-			t.Fatalf("ExecMainStartTimestamp of %s: %q / %q: %v", deadmanUnit(id), v, out, err)
-		}
+		t.Fatalf("%s of %s: %q: %v", prop, unit, out, err)
 	}
 	return ts
 }
