@@ -68,6 +68,9 @@ func formatEvent(ev Event) string {
 		return fmt.Sprintf("[summary] current %s (generation %d) -> new %s; stop %v restart %v start %v",
 			orNone(s.CurrentPath), s.CurrentGeneration, s.NewPath, s.WouldStop, s.WouldRestart, s.WouldStart) + summaryNotes(s)
 	case EventAwaiting:
+		if ev.Awaiting.NewGeneration == 0 {
+			return fmt.Sprintf("[confirm] awaiting confirmation until %s (the confirm makes it the system profile and the boot default)", ev.Awaiting.Deadline.UTC().Format(time.RFC3339))
+		}
 		return fmt.Sprintf("[confirm] awaiting confirmation until %s (generation %d)", ev.Awaiting.Deadline.UTC().Format(time.RFC3339), ev.Awaiting.NewGeneration)
 	case EventResult:
 		r := ev.Result
