@@ -349,7 +349,7 @@ func TestDeadmanSwitchTimeout(t *testing.T) {
 	f.SetVariant("alpha", nixtest.HangSwitch)
 	_, id := d.deploy(t, 4, "--confirm-timeout", "2m")
 	rec := h.JournalRecord(t, id)
-	wantRecord(t, rec, journal.StateRolledBack, "switch-to-configuration switch did not finish within 3s: systemd stopped it", d.first, rec.NewPath)
+	wantRecord(t, rec, journal.StateRolledBack, "switch-to-configuration test did not finish within 3s: systemd stopped it", d.first, rec.NewPath)
 	if rec.SwitchExitCode != nil {
 		t.Errorf("switch exit code %d recorded for a switch stopped at its deadline", *rec.SwitchExitCode)
 	}
@@ -360,7 +360,7 @@ func TestDeadmanSwitchTimeout(t *testing.T) {
 	}
 	// The rollback's unit is cleared just after the result goes out.
 	for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
-		out := h.SB.Run(t, "systemctl", "list-units", "--all", "--plain", "--no-legend", "panther-switch-*", "panther-rollback-*", "panther-dry-activate-*")
+		out := h.SB.Run(t, "systemctl", "list-units", "--all", "--plain", "--no-legend", "panther-switch-*", "panther-rollback-*", "panther-dry-activate-*", "panther-deadman-*")
 		if strings.TrimSpace(out) == "" {
 			break
 		}
