@@ -284,7 +284,7 @@ func TestConfirmWhenTheBootStepFails(t *testing.T) {
 	for h.record("d1").BootPending && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if rec := h.record("d1"); rec.BootPending || rec.State != journal.StateConfirmed || rec.NewGeneration != 2 {
+	if rec := h.record("d1"); rec.BootPending || rec.State != journal.StateConfirmed || rec.NewGeneration != 2 || strings.Contains(rec.Reason, "still the previous") {
 		t.Errorf("after the restart: boot pending %v, state %s, generation %d", rec.BootPending, rec.State, rec.NewGeneration)
 	}
 	if got := h.act.callsWith("start-switch panther-boot-d1"); len(got) != 1 {

@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/pantheros/panther/agent/journal"
 )
@@ -83,6 +84,9 @@ func (d *deployment) bootConfirmed(ctx context.Context) {
 		d.e.appendLog(rec.ID, "[confirm] the boot default is still the previous system: "+err.Error()+"; the agent tries again at its next start")
 		e.log.Error("confirmed, but the boot step failed", "id", rec.ID, "error", err)
 	} else {
+		if i := strings.Index(rec.Reason, bootPendingPrefix); i >= 0 {
+			rec.Reason = rec.Reason[:i] + "; the boot default was moved at a later try"
+		}
 		rec.BootPending, rec.BootError = false, ""
 		d.e.appendLog(rec.ID, fmt.Sprintf("[confirm] %s is the system profile (generation %d) and the boot default", rec.NewPath, rec.NewGeneration))
 	}
@@ -94,12 +98,16 @@ func (d *deployment) bootConfirmed(ctx context.Context) {
 	}
 }
 
+// bootPendingPrefix starts what a confirm's result says when its boot step
+// failed.
+const bootPendingPrefix = "; but the boot default is still the previous system"
+
 // bootPendingNote is what a confirm's result says when its boot step failed.
 func bootPendingNote(rec *journal.Record) string {
 	if !rec.BootPending {
 		return ""
 	}
-	return "; but the boot default is still the previous system (" + rec.BootError + "): the new system runs, and the agent tries the boot step again at its next start"
+	return bootPendingPrefix + " (" + rec.BootError + "): the new system runs, and the agent tries the boot step again at its next start"
 }
 
 // retryBoot runs the boot step of confirmed records whose boot step has
