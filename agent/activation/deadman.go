@@ -49,7 +49,19 @@ func (a *Activation) ArmDeadman(ctx context.Context, u deploy.UnitSpec, after ti
 	if after <= 0 {
 		after = time.Microsecond
 	}
-	if err := a.ClearDeadman(ctx, u.Unit); err != nil {
+	// Re-arming: stop the old timer; a pair that fired is left alone.
+	fired, err := a.HoldDeadman(ctx, u.Unit)
+	if err != nil {
+		return err
+	}
+	st, err := a.UnitStatus(ctx, u.Unit)
+	if err != nil {
+		return err
+	}
+	if fired || st.State != deploy.UnitGone {
+		return fmt.Errorf("arming %s: %w", timerName(u.Unit), deploy.ErrDeadmanFired)
+	}
+	if err := a.ClearUnit(ctx, u.Unit); err != nil { // a loaded, never started service
 		return err
 	}
 	timer, service := timerName(u.Unit), serviceName(u.Unit)

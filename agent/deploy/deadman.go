@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -61,6 +62,9 @@ func (d *deployment) armDeadman(ctx context.Context, after time.Duration, first 
 		return nil
 	}
 	if err := dm.ArmDeadman(ctx, d.deadmanSpec(), after); err != nil {
+		if errors.Is(err, ErrDeadmanFired) {
+			return err
+		}
 		if first {
 			return fmt.Errorf("arming the independent dead-man %s.timer: %w", rec.DeadmanUnit, err)
 		}
@@ -141,6 +145,20 @@ func rolledBackNote(by string) string {
 		return " (the host booted the previous system, its boot default: nothing had to be switched)"
 	}
 	return ""
+}
+
+// rearmDeadman re-arms the dead-man to fire after the given time. It
+// reports false when the dead-man has fired already: the deployment then
+// rolls back, following the dead-man's run.
+func (d *deployment) rearmDeadman(ctx context.Context, after time.Duration) bool {
+	if d.deadmanStarted(ctx) {
+		return false
+	}
+	if err := d.armDeadman(ctx, after, false); errors.Is(err, ErrDeadmanFired) {
+		d.rollback(ctx, fmt.Sprintf("not confirmed within %v: the independent dead-man's deadline passed", d.rec.ConfirmTimeout))
+		return false
+	}
+	return true
 }
 
 // deadmanStarted reports whether the dead-man's service has started (its

@@ -45,6 +45,9 @@ func withDeadman(h *harness) *fakeDeadman {
 func (f *fakeDeadman) ArmDeadman(ctx context.Context, spec UnitSpec, after time.Duration) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.fired[spec.Unit] {
+		return ErrDeadmanFired
+	}
 	if t := f.timers[spec.Unit]; t != nil {
 		t.Stop()
 	}
@@ -313,5 +316,31 @@ func TestRebootInTheWindowBootsThePrevious(t *testing.T) {
 	}
 	if rec := h.record("d1"); rec.RolledBackBy != RolledBackByReboot || res.Generation != 1 {
 		t.Errorf("rolled back by %q, result generation %d", rec.RolledBackBy, res.Generation)
+	}
+}
+
+// TestDeadmanFiresDuringTheHealthCheck: a health check that outlasts the
+// window lets the dead-man fire; the agent then follows its rollback
+// instead of re-arming it, and the record says who rolled back.
+func TestDeadmanFiresDuringTheHealthCheck(t *testing.T) {
+	t.Parallel()
+	h, _ := newDeadmanHarness(t)
+	hold := make(chan struct{})
+	h.health.mu.Lock()
+	h.health.hold = hold
+	h.health.mu.Unlock()
+	req := switchReq("d1")
+	req.ConfirmTimeout = 100 * time.Millisecond
+	w := h.submit(req)
+	h.act.waitStarted(t, "panther-deadman-d1") // the window from the switch's end ran out
+	<-h.act.finished(t, "panther-deadman-d1")
+	close(hold)
+	res := w.result()
+	wantOutcome(t, res, journal.StateRolledBack, "rolled back by the independent dead-man")
+	if got := h.act.callsWith("start-switch panther-deadman-d1"); len(got) != 1 {
+		t.Errorf("dead-man service started %q, want once", got)
+	}
+	if h.current() != h.old {
+		t.Errorf("running %s", h.current())
 	}
 }

@@ -509,6 +509,8 @@ type fakeHealth struct {
 
 	baselines int
 	checks    []healthCall
+	// hold, when set, keeps Check running until it is closed.
+	hold chan struct{}
 }
 
 type healthCall struct {
@@ -537,8 +539,15 @@ func (h *fakeHealth) Check(ctx context.Context, baseline []string, extraCritical
 	h.mu.Lock()
 	h.checks = append(h.checks, healthCall{Baseline: slices.Clone(baseline), ExtraCritical: slices.Clone(extraCritical)})
 	v := HealthVerdict{OK: h.ok, Reason: h.reason}
-	err, reports, failed := h.err, slices.Clone(h.reports), slices.Clone(h.failed)
+	err, reports, failed, hold := h.err, slices.Clone(h.reports), slices.Clone(h.failed), h.hold
 	h.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return HealthVerdict{}, ctx.Err()
+		}
+	}
 	for _, r := range reports {
 		report(r)
 	}

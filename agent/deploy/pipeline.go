@@ -395,13 +395,12 @@ func (d *deployment) afterSwitchStarted(ctx context.Context) {
 	if !d.judgeSwitchExit(ctx, code) {
 		return
 	}
-	if d.deadmanStarted(ctx) {
-		return
-	}
 	// The dead-man's window counts from the switch's end.
 	rec.Deadline = e.now().Add(rec.ConfirmTimeout)
 	e.j.Update(rec)
-	d.armDeadman(ctx, rec.Deadline.Sub(e.now()), false)
+	if !d.rearmDeadman(ctx, rec.Deadline.Sub(e.now())) {
+		return
+	}
 	if cur := e.currentSystem(); cur != rec.NewPath {
 		d.rollback(ctx, fmt.Sprintf("after the switch %s points at %s, not %s", e.opts.CurrentSystem, orNone(cur), rec.NewPath))
 		return
@@ -434,10 +433,9 @@ func (d *deployment) afterSwitchStarted(ctx context.Context) {
 		d.rollback(ctx, "could not record the confirmation window: "+err.Error())
 		return
 	}
-	if d.deadmanStarted(ctx) {
+	if !d.rearmDeadman(ctx, rec.Deadline.Sub(e.now())) { // the record's deadline, to the microsecond
 		return
 	}
-	d.armDeadman(ctx, rec.Deadline.Sub(e.now()), false) // the record's deadline, to the microsecond
 	e.armTimer(rec)
 	if len(rec.RebootRequired) > 0 {
 		d.emit(Event{Kind: EventWarning, Line: "reboot required: the new " + strings.Join(rec.RebootRequired, ", ") + " differ from the booted system's and take effect at the next boot"})

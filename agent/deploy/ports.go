@@ -133,7 +133,9 @@ type Deadman interface {
 	// ArmDeadman creates the timer and its service spec (spec.Unit is the
 	// pair's name without suffix) so that the service starts after the
 	// given time, counted on the monotonic clock from now. A pair of that
-	// name that has not fired yet is replaced (re-arming).
+	// name that has not fired yet is replaced (re-arming); one that has
+	// fired is left alone (its run is the rollback) and ErrDeadmanFired
+	// returned.
 	ArmDeadman(ctx context.Context, spec UnitSpec, after time.Duration) error
 	// HoldDeadman stops the timer so that it never fires from now on, and
 	// reports whether it had fired (started the service) already.
