@@ -38,8 +38,9 @@ func BenchmarkDeadlineToRollback(b *testing.B) {
 	f.MustCtl(0, "deploy", "alpha", "--yes", "--flake", f.Flake)
 	first := h.CurrentSystem(b)
 	f.SetVariant("alpha", "good-v2")
+	flags := append([]string{"deploy", "alpha", "--json", "--yes"}, noConfirm(f)...)
 	deploy := func(b *testing.B) string {
-		r := f.MustCtl(0, "deploy", "alpha", "--json", "--yes", "--no-confirm", "--confirm-timeout", "2s", "--flake", f.Flake)
+		r := f.MustCtl(0, append(flags, "--confirm-timeout", "2s", "--flake", f.Flake)...)
 		id := fleettest.DeploymentIDFromJSON(r.Stdout)
 		if id == "" {
 			b.Fatalf("no deployment id:\n%s", r)

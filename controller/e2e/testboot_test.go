@@ -59,6 +59,17 @@ func inHealth(t *testing.T, f *fleettest.Fleet, h *fleettest.Host, window string
 	return p, id
 }
 
+// noConfirm are the flags of a deploy that leaves the window open and
+// returns at once: --no-confirm, plus --detach where pantherctl has it
+// (there, --no-confirm alone waits for the outcome it provokes).
+func noConfirm(f *fleettest.Fleet) []string {
+	r := f.Ctl("deploy", "--help")
+	if strings.Contains(r.Stdout+r.Stderr, "-detach") {
+		return []string{"--no-confirm", "--detach"}
+	}
+	return []string{"--no-confirm"}
+}
+
 // waitRunning waits until the host runs path.
 func waitRunning(t *testing.T, h *fleettest.Host, path string, timeout time.Duration) {
 	t.Helper()
@@ -78,7 +89,7 @@ func TestTestBootWindowKeepsTheBootDefault(t *testing.T) {
 	d := newDMFleet(t, "good", fleettest.Options{})
 	f, h := d.f, d.h
 	f.SetVariant("alpha", "good-v2")
-	_, id := d.deploy(t, 0, "--no-confirm", "--confirm-timeout", "2m")
+	_, id := d.deploy(t, 0, append(noConfirm(f), "--confirm-timeout", "2m")...)
 	rec := h.JournalRecord(t, id)
 	second := rec.NewPath
 	if rec.State != journal.StateAwaiting || rec.SwitchMode != "test" || !rec.ProfileDeferred || rec.DeadmanUnit != deadmanUnit(id) {
@@ -206,7 +217,7 @@ func TestTestBootCrashInTheWindow(t *testing.T) {
 	d := newDMFleet(t, "good", fleettest.Options{})
 	f, h := d.f, d.h
 	f.SetVariant("alpha", "good-v2")
-	_, id := d.deploy(t, 0, "--no-confirm", "--confirm-timeout", "5m")
+	_, id := d.deploy(t, 0, append(noConfirm(f), "--confirm-timeout", "5m")...)
 	second := h.JournalRecord(t, id).NewPath
 	h.SB.Crash(t)
 	if got := h.BootedSystem(t); got != d.first {
@@ -238,7 +249,7 @@ func TestTestBootConfirmWhenTheBootStepFails(t *testing.T) {
 	d := newDMFleet(t, "good", fleettest.Options{})
 	f, h := d.f, d.h
 	f.SetVariant("alpha", "good-v2")
-	_, id := d.deploy(t, 0, "--no-confirm", "--confirm-timeout", "2m")
+	_, id := d.deploy(t, 0, append(noConfirm(f), "--confirm-timeout", "2m")...)
 	rec := h.JournalRecord(t, id)
 	second := rec.NewPath
 	const dir = "/nix/var/nix/profiles"
