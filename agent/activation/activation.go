@@ -32,6 +32,11 @@ import (
 type Systemd interface {
 	// StartTransientUnitContext creates and starts a transient unit.
 	StartTransientUnitContext(ctx context.Context, name, mode string, properties []sdbus.Property, ch chan<- string) (int, error)
+	// StartTransientUnitAux creates and starts a transient unit with
+	// auxiliary transient units (a timer and its service).
+	StartTransientUnitAux(ctx context.Context, name, mode string, properties []sdbus.Property, aux []sdbus.PropertyCollection, ch chan<- string) (int, error)
+	// StartUnitContext starts a loaded unit.
+	StartUnitContext(ctx context.Context, name, mode string, ch chan<- string) (int, error)
 	// GetUnitPropertiesContext returns the unit's org.freedesktop.systemd1.Unit properties.
 	GetUnitPropertiesContext(ctx context.Context, unit string) (map[string]any, error)
 	// GetUnitTypePropertiesContext returns the properties of the unit's type (Service).
@@ -169,12 +174,19 @@ var modes = map[string]bool{"switch": true, "boot": true, "test": true, "dry-act
 
 // Properties are the transient unit's settings for u, in the order sent.
 func (a *Activation) Properties(u deploy.UnitSpec) []sdbus.Property {
+	return a.properties(u, true)
+}
+
+func (a *Activation) properties(u deploy.UnitSpec, description bool) []sdbus.Property {
 	env := append([]string{}, a.opts.Environment...)
 	if u.InstallBootloader {
 		env = append(env, "NIXOS_INSTALL_BOOTLOADER=1")
 	}
-	props := []sdbus.Property{
-		sdbus.PropDescription("panther: switch-to-configuration " + u.Mode + " " + u.Toplevel),
+	var props []sdbus.Property
+	if description {
+		props = append(props, sdbus.PropDescription("panther: switch-to-configuration "+u.Mode+" "+u.Toplevel))
+	}
+	props = append(props,
 		// exec: the start job fails when the command cannot be executed.
 		sdbus.PropType("exec"),
 		sdbus.PropExecStart([]string{u.Toplevel + "/bin/switch-to-configuration", u.Mode}, false),
@@ -182,11 +194,11 @@ func (a *Activation) Properties(u deploy.UnitSpec) []sdbus.Property {
 		// loaded as "failed" (CollectMode=inactive): the record is kept
 		// until ClearUnit.
 		sdbus.PropRemainAfterExit(true),
-		{Name: "CollectMode", Value: godbus.MakeVariant("inactive")},
-		{Name: "StandardOutputFileToAppend", Value: godbus.MakeVariant(u.Output)},
-		{Name: "StandardErrorFileToAppend", Value: godbus.MakeVariant(u.Output)},
-		{Name: "TimeoutStopUSec", Value: godbus.MakeVariant(uint64(a.opts.StopTimeout / time.Microsecond))},
-	}
+		sdbus.Property{Name: "CollectMode", Value: godbus.MakeVariant("inactive")},
+		sdbus.Property{Name: "StandardOutputFileToAppend", Value: godbus.MakeVariant(u.Output)},
+		sdbus.Property{Name: "StandardErrorFileToAppend", Value: godbus.MakeVariant(u.Output)},
+		sdbus.Property{Name: "TimeoutStopUSec", Value: godbus.MakeVariant(uint64(a.opts.StopTimeout / time.Microsecond))},
+	)
 	if len(env) > 0 {
 		props = append(props, sdbus.Property{Name: "Environment", Value: godbus.MakeVariant(env)})
 	}

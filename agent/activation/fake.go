@@ -201,3 +201,45 @@ func (f *FakeSystemd) Loaded() []string {
 	sort.Strings(out)
 	return out
 }
+
+// StartTransientUnitAux implements Systemd: the unit and its auxiliary
+// units are loaded; the main one runs.
+func (f *FakeSystemd) StartTransientUnitAux(ctx context.Context, name, mode string, props []sdbus.Property, aux []sdbus.PropertyCollection, ch chan<- string) (int, error) {
+	f.mu.Lock()
+	for _, u := range aux {
+		var kv []string
+		for _, p := range u.Properties {
+			kv = append(kv, p.Name+"="+p.Value.String())
+		}
+		if err := f.record("aux %s %s", u.Name, strings.Join(kv, " ")); err != nil {
+			f.mu.Unlock()
+			return 0, err
+		}
+		if f.Units == nil {
+			f.Units = map[string]map[string]any{}
+		}
+		f.Units[u.Name] = map[string]any{"LoadState": "loaded", "ActiveState": "inactive", "SubState": "dead"}
+	}
+	f.mu.Unlock()
+	return f.StartTransientUnitContext(ctx, name, mode, props, ch)
+}
+
+// StartUnitContext implements Systemd: a loaded unit runs.
+func (f *FakeSystemd) StartUnitContext(ctx context.Context, name, mode string, ch chan<- string) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.record("start-unit %s %s", name, mode); err != nil {
+		return 0, err
+	}
+	u := f.Units[name]
+	if u == nil {
+		return 0, NoSuchUnit(name)
+	}
+	if u["ActiveState"] == "inactive" {
+		u["ActiveState"], u["SubState"] = "active", "running"
+	}
+	if ch != nil {
+		ch <- "done"
+	}
+	return 3, nil
+}

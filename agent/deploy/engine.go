@@ -212,6 +212,7 @@ func (e *Engine) Start() error {
 	for _, rec := range recs {
 		e.resume(rec)
 	}
+	e.retryBoot()
 	return nil
 }
 
@@ -414,8 +415,26 @@ func (e *Engine) Confirm(id, by string) (*Result, error) {
 		e.expire(id) // the timer may be a hair late; do not let a late confirm win
 		return nil, fmt.Errorf("%w: %s expired at %s", ErrDeadlinePassed, id, rec.Deadline.UTC().Format(time.RFC3339))
 	}
+	// The independent dead-man's timer stops first; a rollback it started
+	// already wins (testboot.go).
+	if started, err := e.confirmHold(rec); err != nil {
+		e.mu.Unlock()
+		return nil, fmt.Errorf("could not stop the independent dead-man %s.timer, so the confirm cannot be kept: %w", rec.DeadmanUnit, err)
+	} else if started {
+		rec.State = journal.StateRollingBack
+		rec.Reason = "the independent dead-man's rollback started before the confirm"
+		e.j.Update(rec)
+		if t := e.timers[id]; t != nil {
+			t.Stop()
+			delete(e.timers, id)
+		}
+		e.mu.Unlock()
+		e.followDeadman(rec)
+		return nil, fmt.Errorf("%w: the independent dead-man of %s is rolling back already", ErrDeadlinePassed, id)
+	}
 	rec.State = journal.StateConfirmed
 	rec.Reason = "confirmed by " + by
+	rec.BootPending = rec.ProfileDeferred
 	if err := e.j.Update(rec); err != nil {
 		e.mu.Unlock()
 		return nil, err
@@ -425,9 +444,24 @@ func (e *Engine) Confirm(id, by string) (*Result, error) {
 		delete(e.timers, id)
 	}
 	r := e.runs[id]
+	e.mu.Unlock()
+	d := e.newDeployment(rec, r)
+	if r == nil {
+		d = e.newDeployment(rec, newRun(id))
+	}
+	d.clearDeadman(e.ctx)
+	if rec.BootPending {
+		d.bootConfirmed(e.ctx)
+		rec.Reason += bootPendingNote(rec)
+		if err := e.j.Update(rec); err != nil {
+			e.log.Error("journal update", "id", id, "error", err)
+		}
+	} else {
+		e.dropRoots(id)
+	}
+	e.mu.Lock()
 	e.releaseLocked(id)
 	e.mu.Unlock()
-	e.dropRoots(id)
 
 	res := e.resultOf(rec)
 	ev := Event{Time: e.now(), DeploymentID: id, Kind: EventResult, Result: res}
@@ -566,6 +600,7 @@ func (e *Engine) resume(rec *journal.Record) {
 				d.rollback(e.ctx, "the host rebooted before the deployment was confirmed")
 			case !e.now().Before(rec.Deadline):
 				d.rollback(e.ctx, fmt.Sprintf("not confirmed within %v (deadline passed while the agent was down)", rec.ConfirmTimeout))
+			case d.deadmanStarted(e.ctx):
 			default:
 				d.newAgentResumed()
 				d.emit(Event{Kind: EventAwaiting, Awaiting: &Awaiting{Deadline: rec.Deadline, NewPath: rec.NewPath, NewGeneration: rec.NewGeneration}})
@@ -595,6 +630,10 @@ func (e *Engine) resultOf(rec *journal.Record) *Result {
 	if rec.State == journal.StateRolledBack {
 		res.StorePath = rec.PreviousPath
 		res.Generation = rec.RollbackGeneration
+		if res.Generation == 0 && rec.ProfileDeferred {
+			// test-then-boot: the profile never left the previous generation.
+			res.Generation = rec.PreviousGeneration
+		}
 	}
 	return res
 }

@@ -48,8 +48,8 @@ func TestHappyPath(t *testing.T) {
 	}
 
 	aw := w.awaiting()
-	if aw.NewPath != h.new || aw.NewGeneration != 2 {
-		t.Errorf("awaiting = %+v, want %s generation 2", *aw, h.new)
+	if aw.NewPath != h.new || aw.NewGeneration != 0 {
+		t.Errorf("awaiting = %+v, want %s and no generation yet", *aw, h.new)
 	}
 	if left := time.Until(aw.Deadline); left <= 0 || left > 5*time.Second {
 		t.Errorf("deadline in %v, want within the 5s window", left)
@@ -58,7 +58,7 @@ func TestHappyPath(t *testing.T) {
 		t.Errorf("current system = %s, want %s", got, h.new)
 	}
 	if st := h.e.Status(context.Background()); st.Active != "d1" || st.Pending == nil || st.Pending.ID != "d1" ||
-		st.CurrentPath != h.new || st.CurrentGeneration != 2 || st.Version != "24.11.2" {
+		st.CurrentPath != h.new || st.CurrentGeneration != 1 || st.Version != "24.11.2" {
 		t.Errorf("status while awaiting = %+v", st)
 	}
 
@@ -92,13 +92,14 @@ func TestHappyPath(t *testing.T) {
 	}
 
 	// What touched the system, in order.
+	// The profile moves at the confirm only (test-then-boot).
 	if got, want := h.nix.callsWith("set-profile"), []string{"set-profile " + h.opts.Profile + " " + h.new}; !slices.Equal(got, want) {
 		t.Errorf("profile changes:\n got %q\nwant %q", got, want)
 	}
 	if got, want := h.nix.callsWith("build"), []string{"build " + toplevelInstallable(testRef, testHost)}; !slices.Equal(got, want) {
 		t.Errorf("builds:\n got %q\nwant %q", got, want)
 	}
-	if got, want := h.act.callsWith(""), []string{"dry-activate " + h.new, "start-switch panther-switch-d1 " + h.new + " switch"}; !slices.Equal(got, want) {
+	if got, want := h.act.callsWith(""), []string{"dry-activate " + h.new, "start-switch panther-switch-d1 " + h.new + " test", "start-switch panther-boot-d1 " + h.new + " boot"}; !slices.Equal(got, want) {
 		t.Errorf("activator calls:\n got %q\nwant %q", got, want)
 	}
 	baselines, checks := h.health.calls()
@@ -109,7 +110,7 @@ func TestHappyPath(t *testing.T) {
 	rec := h.record("d1")
 	if rec.State != journal.StateConfirmed || rec.PreviousPath != h.old || rec.PreviousGeneration != 1 ||
 		rec.NewPath != h.new || rec.NewGeneration != 2 || rec.SwitchExitCode == nil || *rec.SwitchExitCode != 0 ||
-		rec.SwitchUnit != "panther-switch-d1" || rec.SwitchMode != "switch" || rec.RequestedBy != "alice" ||
+		rec.SwitchUnit != "panther-switch-d1" || rec.SwitchMode != "test" || !rec.ProfileDeferred || rec.BootPending || rec.RequestedBy != "alice" ||
 		rec.KeyID != "key1" || rec.SourceDigest != "sha256-abc" || rec.Host != testHost || rec.Finished.IsZero() {
 		t.Errorf("record = %+v", *rec)
 	}
@@ -488,26 +489,26 @@ func TestSwitchExitCodes(t *testing.T) {
 // recorded in the journal.
 func checkRolledBack(t *testing.T, h *harness, id string, res *Result, failed Phase) {
 	t.Helper()
-	wantSets := []string{"set-profile " + h.opts.Profile + " " + h.new, "set-profile " + h.opts.Profile + " " + h.old}
-	if got := h.nix.callsWith("set-profile"); !slices.Equal(got, wantSets) {
-		t.Errorf("profile changes:\n got %q\nwant %q", got, wantSets)
+	// test-then-boot: the profile (the boot default) never moved.
+	if got := h.nix.callsWith("set-profile"); len(got) != 0 {
+		t.Errorf("profile changes: %q, want none", got)
 	}
-	wantSwitches := []string{"start-switch panther-switch-" + id + " " + h.new + " switch", "start-switch panther-rollback-" + id + " " + h.old + " switch"}
+	wantSwitches := []string{"start-switch panther-switch-" + id + " " + h.new + " test", "start-switch panther-rollback-" + id + " " + h.old + " switch"}
 	if got := h.act.callsWith("start-switch"); !slices.Equal(got, wantSwitches) {
 		t.Errorf("switches:\n got %q\nwant %q", got, wantSwitches)
 	}
 	if h.current() != h.old {
 		t.Errorf("current system = %s, want the previous %s", h.current(), h.old)
 	}
-	if res.StorePath != h.old || res.Generation != 3 {
-		t.Errorf("result points at %s generation %d, want %s generation 3", res.StorePath, res.Generation, h.old)
+	if res.StorePath != h.old || res.Generation != 1 {
+		t.Errorf("result points at %s generation %d, want %s generation 1 (never left)", res.StorePath, res.Generation, h.old)
 	}
 	if res.FailedPhase != failed {
 		t.Errorf("failed phase = %q, want %q", res.FailedPhase, failed)
 	}
 	rec := h.record(id)
 	if rec.State != journal.StateRolledBack || rec.PreviousPath != h.old || rec.PreviousGeneration != 1 ||
-		rec.NewPath != h.new || rec.NewGeneration != 2 || rec.RollbackGeneration != 3 || rec.Reason != res.Message {
+		rec.NewPath != h.new || rec.NewGeneration != 0 || rec.RollbackGeneration != 0 || rec.Reason != res.Message {
 		t.Errorf("record = %+v", *rec)
 	}
 	if st := h.e.Status(context.Background()); st.Active != "" || st.Pending != nil {
@@ -670,7 +671,7 @@ func TestKilledSwitchRollsBack(t *testing.T) {
 	h := newHarness(t)
 	h.act.script(h.new, switchScript{Killed: true})
 	res := h.submit(switchReq("d1")).result()
-	wantOutcome(t, res, journal.StateRolledBack, "switch-to-configuration switch was killed by SIGKILL")
+	wantOutcome(t, res, journal.StateRolledBack, "switch-to-configuration test was killed by SIGKILL")
 	checkRolledBack(t, h, "d1", res, PhaseSwitch)
 }
 
@@ -686,9 +687,9 @@ func TestSwitchUnitEnds(t *testing.T) {
 	}{
 		{"exit 0", switchScript{}, journal.StateAwaiting, ""},
 		{"exit 2", switchScript{Code: 2}, journal.StateRolledBack, "switch-to-configuration exited 2: the activation script failed"},
-		{"killed", switchScript{Killed: true}, journal.StateRolledBack, "switch-to-configuration switch was killed by SIGKILL"},
-		{"deadline", switchScript{TimedOut: true}, journal.StateRolledBack, "switch-to-configuration switch did not finish within 3m0s: systemd stopped it"},
-		{"gone", switchScript{Gone: true}, journal.StateRolledBack, "switch-to-configuration switch was interrupted: unit panther-switch-d1 is gone without an exit status"},
+		{"killed", switchScript{Killed: true}, journal.StateRolledBack, "switch-to-configuration test was killed by SIGKILL"},
+		{"deadline", switchScript{TimedOut: true}, journal.StateRolledBack, "switch-to-configuration test did not finish within 3m0s: systemd stopped it"},
+		{"gone", switchScript{Gone: true}, journal.StateRolledBack, "switch-to-configuration test was interrupted: unit panther-switch-d1 is gone without an exit status"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -741,8 +742,8 @@ func TestStartSwitchFails(t *testing.T) {
 	res := h.submit(switchReq("d1")).result()
 	// Nothing can be started, so the rollback cannot switch either.
 	wantOutcome(t, res, journal.StateManual, "starting panther-switch-d1", "rollback failed")
-	if got := h.nix.callsWith("set-profile"); len(got) != 2 || !strings.HasSuffix(got[1], h.old) {
-		t.Errorf("profile changes = %q, want the previous system restored", got)
+	if got := h.nix.callsWith("set-profile"); len(got) != 0 {
+		t.Errorf("profile changes = %q, want none (test-then-boot)", got)
 	}
 }
 
@@ -863,10 +864,9 @@ func TestGenerations(t *testing.T) {
 		ID      string
 		Result  string
 	}
+	// d2 was rolled back before its confirm: it made no generation.
 	want := []row{
-		{4, true, h.new, "24.11.2", "d2", "rollback"},
-		{3, false, third, "25.05.3", "d2", "rolled-back"},
-		{2, false, h.new, "24.11.2", "d1", "confirmed"},
+		{2, true, h.new, "24.11.2", "d1", "confirmed"},
 		{1, false, h.old, "24.05.1", "", ""},
 	}
 	var got []row
@@ -875,9 +875,6 @@ func TestGenerations(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("generations:\n got %+v\nwant %+v", got, want)
-	}
-	if !strings.HasPrefix(gens[0].Reason, "restored after: not confirmed") {
-		t.Errorf("rollback generation reason = %q", gens[0].Reason)
 	}
 
 	deps, err := h.e.Deployments(1)

@@ -348,6 +348,9 @@ func appendLines(path string, lines []string) {
 
 func (a *fakeActivator) runSwitch(u *fakeUnit, spec UnitSpec, s switchScript) {
 	end := UnitStatus{State: UnitExited, ExitCode: s.Code}
+	if spec.Mode == "boot" && s.Code == stcRebootRequired {
+		end.ExitCode = 0 // boot only installs the boot loader entry: it never exits 100
+	}
 	defer func() {
 		a.mu.Lock()
 		if u.status.State == UnitRunning {
@@ -506,6 +509,8 @@ type fakeHealth struct {
 
 	baselines int
 	checks    []healthCall
+	// hold, when set, keeps Check running until it is closed.
+	hold chan struct{}
 }
 
 type healthCall struct {
@@ -534,8 +539,15 @@ func (h *fakeHealth) Check(ctx context.Context, baseline []string, extraCritical
 	h.mu.Lock()
 	h.checks = append(h.checks, healthCall{Baseline: slices.Clone(baseline), ExtraCritical: slices.Clone(extraCritical)})
 	v := HealthVerdict{OK: h.ok, Reason: h.reason}
-	err, reports, failed := h.err, slices.Clone(h.reports), slices.Clone(h.failed)
+	err, reports, failed, hold := h.err, slices.Clone(h.reports), slices.Clone(h.failed), h.hold
 	h.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return HealthVerdict{}, ctx.Err()
+		}
+	}
 	for _, r := range reports {
 		report(r)
 	}

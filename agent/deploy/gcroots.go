@@ -81,7 +81,9 @@ func (e *Engine) sweepRoots() {
 			}
 			continue
 		}
-		if rec, err := e.j.Get(id); err == nil && !rec.State.Final() {
+		// A confirmed deployment whose boot step is still pending keeps its
+		// roots: the new system is in no profile yet (testboot.go).
+		if rec, err := e.j.Get(id); err == nil && (!rec.State.Final() || rec.BootPending) {
 			continue
 		}
 		if err := os.Remove(filepath.Join(e.opts.GCRootDir, name)); err != nil {

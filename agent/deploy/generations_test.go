@@ -11,11 +11,13 @@ import (
 
 // Failed generations: a generation that a rolled-back (or failed)
 // deployment created is marked, and a rollback without a number never goes
-// to it.
+// to it. With test-then-boot a live deploy creates its generation only at
+// the confirm, so a rolled-back one leaves none (records of the old order
+// still mark theirs).
 
 // historyWithAFailure: generation 1 runs h.old; d1 switches to h.new
-// (generation 2, confirmed); d2 switches to a third system (generation 3)
-// and is rolled back, which makes generation 4 of h.new, the running one.
+// (generation 2, confirmed); d2 switches to a third system and is rolled
+// back without ever touching the profile: generation 2 still runs.
 func historyWithAFailure(t *testing.T) (*harness, string) {
 	t.Helper()
 	h := newHarness(t)
@@ -27,7 +29,7 @@ func historyWithAFailure(t *testing.T) (*harness, string) {
 	h.nix.scriptBuild(testRef, testHost, third)
 	w, _ := h.deployAwaiting(switchReq("d2"))
 	wantOutcome(t, w.result(), journal.StateRolledBack)
-	if rec := h.record("d2"); rec.NewGeneration != 3 || rec.RollbackGeneration != 4 || h.current() != h.new {
+	if rec := h.record("d2"); rec.NewGeneration != 0 || rec.RollbackGeneration != 0 || h.current() != h.new {
 		t.Fatalf("history: d2 made generation %d, its rollback %d, running %s", rec.NewGeneration, rec.RollbackGeneration, h.current())
 	}
 	return h, third
@@ -36,7 +38,7 @@ func historyWithAFailure(t *testing.T) (*harness, string) {
 func TestRollbackSkipsFailedGenerations(t *testing.T) {
 	t.Parallel()
 	h, _ := historyWithAFailure(t)
-	// Generation 3 failed, 2 holds the running system: the previous one is 1.
+	// 2 holds the running system: the previous one is 1.
 	w := h.submit(Request{ID: "r1", Action: ActionRollback, ConfirmTimeout: 5 * time.Second})
 	aw := w.awaiting()
 	if aw.NewPath != h.old {
@@ -63,7 +65,7 @@ func TestGenerationsMarkFailed(t *testing.T) {
 	for _, g := range gens {
 		got = append(got, gen{g.Number, g.Result, g.Failed})
 	}
-	want := []gen{{4, "rollback", false}, {3, "rolled-back", true}, {2, "confirmed", false}, {1, "", false}}
+	want := []gen{{2, "confirmed", false}, {1, "", false}}
 	if !slices.Equal(got, want) {
 		t.Errorf("generations = %+v, want %+v", got, want)
 	}
@@ -73,10 +75,10 @@ func TestRollbackWithOnlyFailedGenerationsBefore(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	w, _ := h.deployAwaiting(switchReq("d1"))
-	wantOutcome(t, w.result(), journal.StateRolledBack) // generation 2 failed, 3 runs h.old again
+	wantOutcome(t, w.result(), journal.StateRolledBack) // no generation was made: 1 runs h.old
 	res := h.submit(Request{ID: "r1", Action: ActionRollback}).result()
-	wantOutcome(t, res, journal.StateFailed, ErrNoSuchGen.Error(), "no generation before 3", "failed: 2 (rolled-back by d1)")
-	if got := h.nix.callsWith("set-profile"); len(got) != 2 {
-		t.Errorf("set-profile calls: %q (want only the deploy's and its rollback's)", got)
+	wantOutcome(t, res, journal.StateFailed, ErrNoSuchGen.Error(), "generation 1 is the oldest")
+	if got := h.nix.callsWith("set-profile"); len(got) != 0 {
+		t.Errorf("set-profile calls: %q (want none: test-then-boot)", got)
 	}
 }

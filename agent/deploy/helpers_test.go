@@ -30,6 +30,7 @@ type harness struct {
 	opts   Options
 	nix    *fakeNix
 	act    *fakeActivator
+	dm     *fakeDeadman // when set, the engine's activator (act with a dead-man)
 	health *fakeHealth
 	j      *journal.Journal
 	clock  *fakeClock
@@ -106,8 +107,12 @@ func (h *harness) current() string {
 // cleanup closes it.
 func (h *harness) start() *Engine {
 	h.t.Helper()
+	var act Activator = h.act
+	if h.dm != nil {
+		act = h.dm
+	}
 	e, err := New(h.opts, Deps{
-		Nix: h.nix, Activator: h.act, Health: h.health, Journal: h.j,
+		Nix: h.nix, Activator: act, Health: h.health, Journal: h.j,
 		Log: testLogger(h.t), Now: h.clock.now,
 	})
 	if err != nil {

@@ -325,6 +325,14 @@ func (d *deployment) judgeSwitchExit(ctx context.Context, code int) bool {
 		return true
 	case stcRebootRequired:
 		rec.NotActivated = "switch-to-configuration exited 100: the new system's init is incompatible with the running one"
+		if rec.ProfileDeferred {
+			// "test" activated nothing and left the boot default alone:
+			// make the new system the boot default, as "switch" would have.
+			if err := d.moveBootDefault(ctx); err != nil {
+				d.restoreBootDefault(ctx, rec.NotActivated+"; making it the boot default failed: "+err.Error())
+				return false
+			}
+		}
 		d.finishRebootRequired()
 		return false
 	case stcLocked:
@@ -348,6 +356,12 @@ func (d *deployment) finishRebootRequired() {
 func (d *deployment) restoreProfileOnly(ctx context.Context, reason string) {
 	e := d.e
 	rec := d.rec
+	if rec.ProfileDeferred {
+		// test-then-boot: the profile was never moved.
+		rec.Phase = string(PhaseSwitch)
+		d.finish(journal.StateFailed, reason+"; the system profile and the boot default did not change")
+		return
+	}
 	if rec.PreviousPath != "" {
 		err := e.nix.SetProfile(ctx, e.opts.Profile, rec.PreviousProfile())
 		if err == nil {

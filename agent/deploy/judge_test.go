@@ -87,16 +87,17 @@ func TestExit4JudgedAgainstTheBaseline(t *testing.T) {
 func TestExit100IsRebootRequiredNotARollback(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	// s-t-c switch with another init interface: boot default set, nothing
-	// activated, exit 100.
+	// s-t-c test with another init interface: nothing activated, exit 100;
+	// the agent then makes it the boot default (profile + boot), as switch
+	// would have.
 	h.act.script(h.new, switchScript{Code: stcRebootRequired, NoLink: true})
 	res := h.submit(switchReq("d1")).result()
 	wantOutcome(t, res, journal.StateRebootRequired, "boot default", "not activated", "reboot")
 	if res.SwitchExitCode != 100 || res.StorePath != h.new || res.Generation != 2 || !slices.Equal(res.RebootRequired, []string{"system"}) {
 		t.Errorf("result = %+v", *res)
 	}
-	if got := h.act.callsWith("start-switch"); len(got) != 1 {
-		t.Errorf("switches = %q, want only the deploy (no rollback)", got)
+	if got, want := h.act.callsWith("start-switch"), []string{"start-switch panther-switch-d1 " + h.new + " test", "start-switch panther-boot-d1 " + h.new + " boot"}; !slices.Equal(got, want) {
+		t.Errorf("switches = %q, want %q (no rollback)", got, want)
 	}
 	if got := h.nix.callsWith("set-profile"); len(got) != 1 {
 		t.Errorf("profile changes = %q, want the new system kept as the boot default", got)
@@ -222,6 +223,17 @@ func TestExit11RestoresTheProfileOnly(t *testing.T) {
 			req := switchReq("d1")
 			req.Action = mode
 			res := h.submit(req).result()
+			if mode == ActionSwitch {
+				// test-then-boot: the profile never moved.
+				wantOutcome(t, res, journal.StateFailed, "another switch is running on the host", "exited 11", "profile and the boot default did not change")
+				if got := h.nix.callsWith("set-profile"); len(got) != 0 {
+					t.Errorf("profile changes %q, want none", got)
+				}
+				if got := h.act.callsWith("start-switch"); len(got) != 1 {
+					t.Errorf("switches = %q, want only the deploy", got)
+				}
+				return
+			}
 			wantOutcome(t, res, journal.StateFailed, "another switch is running on the host", "exited 11", "profile is restored")
 			want := []string{"set-profile " + h.opts.Profile + " " + h.new, "set-profile " + h.opts.Profile + " " + h.old}
 			if got := h.nix.callsWith("set-profile"); !slices.Equal(got, want) {
@@ -409,13 +421,13 @@ func TestSwitchInhibitors(t *testing.T) {
 		msgs     []string
 		warnings string
 	}{
-		{name: "allowed", check: checkScript{}, want: journal.StateAwaiting, mode: "switch"},
+		{name: "allowed", check: checkScript{}, want: journal.StateAwaiting, mode: "test"},
 		{name: "refused", check: checkScript{Code: 1, Lines: []string{"changes to critical components: dbus-broker", "Pre-switch checks failed"}},
 			want: journal.StateRebootRequired, mode: "boot", msgs: []string{"inhibitors refused", "changes to critical components: dbus-broker", "reboot"}},
 		{name: "older s-t-c without check", check: checkScript{Code: 1, Lines: []string{"Usage: switch-to-configuration [switch|boot|test]"}},
-			want: journal.StateAwaiting, mode: "switch"},
+			want: journal.StateAwaiting, mode: "test"},
 		{name: "lock held during the check", check: checkScript{Code: 11, Lines: []string{"Could not acquire lock"}},
-			want: journal.StateAwaiting, mode: "switch", warnings: "another switch is running"},
+			want: journal.StateAwaiting, mode: "test", warnings: "another switch is running"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -70,6 +70,9 @@ func formatEvent(ev Event) string {
 		return fmt.Sprintf("[summary] current %s (generation %d) -> new %s; stop %v restart %v start %v",
 			orNone(s.CurrentPath), s.CurrentGeneration, s.NewPath, s.WouldStop, s.WouldRestart, s.WouldStart) + summaryNotes(s)
 	case EventAwaiting:
+		if ev.Awaiting.NewGeneration == 0 {
+			return fmt.Sprintf("[confirm] awaiting confirmation until %s (the confirm makes it the system profile and the boot default)", ev.Awaiting.Deadline.UTC().Format(time.RFC3339))
+		}
 		return fmt.Sprintf("[confirm] awaiting confirmation until %s (generation %d)", ev.Awaiting.Deadline.UTC().Format(time.RFC3339), ev.Awaiting.NewGeneration)
 	case EventResult:
 		r := ev.Result
@@ -127,6 +130,7 @@ func (d *deployment) finish(state journal.State, reason string) {
 	if err := d.e.j.Update(d.rec); err != nil {
 		d.e.log.Error("journal update", "id", d.rec.ID, "error", err)
 	}
+	d.clearDeadman(d.e.ctx) // the outcome is recorded: the dead-man has nothing left to do
 	d.e.mu.Lock()
 	d.e.releaseLocked(d.rec.ID)
 	d.e.mu.Unlock()
@@ -316,7 +320,11 @@ func (d *deployment) switchTo(ctx context.Context, target, mode string, confirm 
 	d.recordPrevious(ctx)
 	rec.PreviousGeneration = prevGen
 	rec.NewPath = target
-	rec.SwitchMode = mode
+	// A live switch runs "test": the profile and the boot default stay on
+	// the previous system until the confirm (testboot.go).
+	live := mode == "switch"
+	rec.ProfileDeferred = live
+	rec.SwitchMode = stcMode(mode)
 	rec.SwitchUnit = e.opts.UnitPrefix + "switch-" + rec.ID
 	rec.ConfirmTimeout = confirm
 	rec.Deadline = e.now().Add(confirm)
@@ -326,7 +334,10 @@ func (d *deployment) switchTo(ctx context.Context, target, mode string, confirm 
 	d.addRoot(rootNew, rec.NewProfile())
 	d.addRoot(rootPrevious, rec.PreviousProfile())
 
-	if mode == "switch" {
+	if live && rec.PreviousPath != "" && e.deadman() != nil {
+		rec.DeadmanUnit = e.deadmanUnit(rec.ID)
+	}
+	if live {
 		failed, err := e.health.FailedUnits(ctx)
 		if err != nil {
 			d.emit(Event{Kind: EventWarning, Line: "could not take the health baseline (every failed unit will count): " + err.Error()})
@@ -338,16 +349,22 @@ func (d *deployment) switchTo(ctx context.Context, target, mode string, confirm 
 		d.fail(string(PhaseSwitch), "could not write the journal record, nothing changed: "+err.Error())
 		return
 	}
+	if err := d.armDeadman(ctx, e.opts.SwitchTimeout+confirm, true); err != nil {
+		d.fail(string(PhaseSwitch), err.Error()+"; nothing was changed")
+		return
+	}
 	err := d.phase(PhaseSwitch, func() error {
-		d.logf(PhaseSwitch, "previous system %s (generation %d), switching to %s (%s)", orNone(rec.PreviousPath), prevGen, target, mode)
-		if err := e.nix.SetProfile(ctx, e.opts.Profile, rec.NewProfile()); err != nil {
-			return fmt.Errorf("setting the system profile: %w", err)
+		d.logf(PhaseSwitch, "previous system %s (generation %d), switching to %s (%s)", orNone(rec.PreviousPath), prevGen, target, rec.SwitchMode)
+		if !live {
+			if err := e.nix.SetProfile(ctx, e.opts.Profile, rec.NewProfile()); err != nil {
+				return fmt.Errorf("setting the system profile: %w", err)
+			}
+			if g := e.currentGenNumber(ctx); g != 0 {
+				rec.NewGeneration = g
+				e.j.Update(rec)
+			}
 		}
-		if g := e.currentGenNumber(ctx); g != 0 {
-			rec.NewGeneration = g
-			e.j.Update(rec)
-		}
-		if err := e.act.StartUnit(ctx, d.unitSpec(rec.SwitchUnit, target, mode)); err != nil {
+		if err := e.act.StartUnit(ctx, d.unitSpec(rec.SwitchUnit, target, rec.SwitchMode)); err != nil {
 			return fmt.Errorf("starting %s: %w", rec.SwitchUnit, err)
 		}
 		return nil
@@ -364,6 +381,9 @@ func (d *deployment) switchTo(ctx context.Context, target, mode string, confirm 
 func (d *deployment) afterSwitchStarted(ctx context.Context) {
 	e := d.e
 	rec := d.rec
+	if d.deadmanStarted(ctx) {
+		return
+	}
 	code, err := d.switchExit(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -383,6 +403,12 @@ func (d *deployment) afterSwitchStarted(ctx context.Context) {
 		return
 	}
 	if !d.judgeSwitchExit(ctx, code) {
+		return
+	}
+	// The dead-man's window counts from the switch's end.
+	rec.Deadline = e.now().Add(rec.ConfirmTimeout)
+	e.j.Update(rec)
+	if !d.rearmDeadman(ctx, rec.Deadline.Sub(e.now())) {
 		return
 	}
 	if cur := e.currentSystem(); cur != rec.NewPath {
@@ -418,6 +444,9 @@ func (d *deployment) afterSwitchStarted(ctx context.Context) {
 	}
 	if err := e.j.Update(rec); err != nil {
 		d.rollback(ctx, "could not record the confirmation window: "+err.Error())
+		return
+	}
+	if !d.rearmDeadman(ctx, rec.Deadline.Sub(e.now())) { // the record's deadline, to the microsecond
 		return
 	}
 	e.armTimer(rec)
@@ -616,8 +645,15 @@ func (d *deployment) rollback(ctx context.Context, reason string) {
 		if prev == "" {
 			return errors.New("no previous system was recorded (first deployment on this host)")
 		}
+		if d.bootedPrevious() {
+			rec.RolledBackBy = RolledBackByReboot
+			d.logf(PhaseRollback, "the host rebooted into %s, its boot default: nothing to switch", prev)
+			return nil
+		}
 		d.logf(PhaseRollback, "restoring %s", prev)
-		d.restoreProfile(ctx)
+		if !rec.ProfileDeferred {
+			d.restoreProfile(ctx) // a record of the old order: the profile was moved
+		}
 		code, err := d.rollbackSwitch(ctx, prev, "switch")
 		if err != nil {
 			return err
@@ -644,7 +680,7 @@ func (d *deployment) rollback(ctx context.Context, reason string) {
 		return
 	}
 	rec.Phase = failedPhase
-	d.finish(journal.StateRolledBack, d.withProfileNote(reason))
+	d.finish(journal.StateRolledBack, d.withProfileNote(reason)+rolledBackNote(rec.RolledBackBy))
 	d.clearUnit(ctx, d.rollbackUnit())
 }
 
@@ -658,6 +694,9 @@ func (d *deployment) rollbackUnit() string {
 // caller clears the unit once the outcome is in the journal.
 func (d *deployment) rollbackSwitch(ctx context.Context, prev, mode string) (int, error) {
 	e := d.e
+	if mode == "switch" && d.rec.DeadmanUnit != "" && e.deadman() != nil {
+		return d.deadmanRollback(ctx)
+	}
 	unit := d.rollbackUnit()
 	st, err := e.act.UnitStatus(ctx, unit)
 	if err != nil {

@@ -133,3 +133,27 @@ type Host interface {
 	// is broken" (see shutdown.go).
 	ShuttingDown(ctx context.Context) (bool, error)
 }
+
+// Deadman is the optional part of an Activator that keeps the independent
+// dead-man: a transient timer <unit>.timer that starts <unit>.service (the
+// previous system's switch-to-configuration switch) once, at the end of
+// the confirmation window, whether the agent runs or not. The agent's own
+// deadline starts that same service, so exactly one rollback runs whoever
+// is first. An Activator without it leaves the agent's own timer alone.
+type Deadman interface {
+	// ArmDeadman creates the timer and its service spec (spec.Unit is the
+	// pair's name without suffix) so that the service starts after the
+	// given time, counted on the monotonic clock from now. A pair of that
+	// name that has not fired yet is replaced (re-arming); one that has
+	// fired is left alone (its run is the rollback) and ErrDeadmanFired
+	// returned.
+	ArmDeadman(ctx context.Context, spec UnitSpec, after time.Duration) error
+	// HoldDeadman stops the timer so that it never fires from now on, and
+	// reports whether it had fired (started the service) already.
+	HoldDeadman(ctx context.Context, unit string) (fired bool, err error)
+	// StartDeadman starts the service now: it joins a service already
+	// started, and creates it from spec if systemd no longer has it.
+	StartDeadman(ctx context.Context, spec UnitSpec) error
+	// ClearDeadman stops and drops the timer and the service.
+	ClearDeadman(ctx context.Context, unit string) error
+}

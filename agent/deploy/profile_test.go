@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pantheros/panther/agent/journal"
 )
@@ -14,10 +15,20 @@ import (
 // still switches to the previous system; a path that is not a NixOS system
 // never reaches the profile.
 
+// TestRollbackWhenTheProfileCannotBeSet: a record of the old order (an
+// agent that moved the profile before its switch) still gets the profile
+// set back by its rollback.
 func TestRollbackWhenTheProfileCannotBeSet(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	w, _ := h.deployAwaiting(switchReq("d1"))
+	req := switchReq("d1")
+	req.ConfirmTimeout = time.Second
+	w, _ := h.deployAwaiting(req)
+	rec := h.record("d1")
+	rec.ProfileDeferred = false // as an agent before test-then-boot wrote it
+	if err := h.j.Update(rec); err != nil {
+		t.Fatal(err)
+	}
 	h.nix.mu.Lock()
 	h.nix.setErr, h.nix.setErrPath = errFake, h.old // e.g. the new system broke nix-daemon
 	h.nix.mu.Unlock()
@@ -33,7 +44,7 @@ func TestRollbackWhenTheProfileCannotBeSet(t *testing.T) {
 	if got := h.act.callsWith("start-switch panther-rollback-d1"); !slices.Equal(got, []string{"start-switch panther-rollback-d1 " + h.old + " switch"}) {
 		t.Errorf("rollback switch calls = %q", got)
 	}
-	rec := h.record("d1")
+	rec = h.record("d1")
 	if !strings.Contains(rec.ProfileError, errFake.Error()) || rec.RollbackGeneration != 0 {
 		t.Errorf("record: profile error %q, rollback generation %d", rec.ProfileError, rec.RollbackGeneration)
 	}

@@ -36,7 +36,7 @@ func TestResumeSwitching(t *testing.T) {
 			w := h.submit(req)
 			w.phaseFinished(PhaseSwitch)
 			h.e.Close()
-			if rec := h.record("d1"); rec.State != journal.StateSwitching || rec.NewGeneration != 2 {
+			if rec := h.record("d1"); rec.State != journal.StateSwitching || rec.NewGeneration != 0 {
 				t.Fatalf("record after the agent stopped mid-switch = %+v", *rec)
 			}
 			unit := h.act.finished(t, "panther-switch-d1")
@@ -54,7 +54,7 @@ func TestResumeSwitching(t *testing.T) {
 				close(hold)
 			}
 			aw := w.awaiting()
-			if aw.NewPath != h.new || aw.NewGeneration != 2 {
+			if aw.NewPath != h.new || aw.NewGeneration != 0 {
 				t.Errorf("awaiting = %+v", *aw)
 			}
 			if got := h.act.callsWith("start-switch"); len(got) != 1 {
@@ -137,7 +137,7 @@ func TestResumeAwaiting(t *testing.T) {
 			w := h.watch("d1")
 			if tc.confirm {
 				again := w.awaiting()
-				if !again.Deadline.Equal(aw.Deadline) || again.NewGeneration != 2 {
+				if !again.Deadline.Equal(aw.Deadline) || again.NewGeneration != 0 {
 					t.Errorf("re-armed window = %+v, want %+v", *again, *aw)
 				}
 				if st := h.e.Status(t.Context()); st.Active != "d1" || st.Pending == nil {

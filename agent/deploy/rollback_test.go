@@ -44,8 +44,8 @@ func TestRequestedRollback(t *testing.T) {
 				t.Errorf("summary = %+v", *sum)
 			}
 			aw := w.awaiting()
-			if aw.NewPath != target || aw.NewGeneration != 4 {
-				t.Errorf("awaiting = %+v, want %s as generation 4", *aw, target)
+			if aw.NewPath != target || aw.NewGeneration != 0 {
+				t.Errorf("awaiting = %+v, want %s and no generation before the confirm", *aw, target)
 			}
 			if h.current() != target {
 				t.Errorf("current system = %s, want %s", h.current(), target)
@@ -53,7 +53,7 @@ func TestRequestedRollback(t *testing.T) {
 			if got := h.nix.callsWith("build"); len(got) != 0 {
 				t.Errorf("a rollback built: %q", got)
 			}
-			wantSwitch := []string{"dry-activate " + target, "start-switch panther-switch-r1 " + target + " switch"}
+			wantSwitch := []string{"dry-activate " + target, "start-switch panther-switch-r1 " + target + " test"}
 			if got := h.act.callsWith(""); !slices.Equal(got, wantSwitch) {
 				t.Errorf("activator calls:\n got %q\nwant %q", got, wantSwitch)
 			}
@@ -80,8 +80,8 @@ func TestRequestedRollbackUnconfirmed(t *testing.T) {
 	w.awaiting()
 	res := w.result()
 	wantOutcome(t, res, journal.StateRolledBack, "not confirmed")
-	if h.current() != third || res.StorePath != third || res.Generation != 5 {
-		t.Errorf("after the dead-man: current %s, result %+v; want %s generation 5", h.current(), *res, third)
+	if h.current() != third || res.StorePath != third || res.Generation != 3 {
+		t.Errorf("after the dead-man: current %s, result %+v; want %s generation 3 (the profile never moved)", h.current(), *res, third)
 	}
 }
 

@@ -150,6 +150,9 @@ func (d *deployment) resumeAfterShutdown(ctx context.Context, rebooted bool) boo
 		reason = rec.Reason + "; " + reason
 	}
 	rec.Phase = phase
+	if rec.RolledBackBy == "" {
+		rec.RolledBackBy = RolledBackByReboot
+	}
 	d.finish(journal.StateRolledBack, d.withProfileNote(reason))
 	return true
 }

@@ -51,7 +51,7 @@ func TestSwitchKeepsTheSpecialisation(t *testing.T) {
 	if aw.NewPath != newGPU || h.current() != newGPU {
 		t.Errorf("activated %s (running %s), want the new gpu specialisation %s", aw.NewPath, h.current(), newGPU)
 	}
-	wantCalls := []string{"dry-activate " + newGPU, "start-switch panther-switch-d1 " + newGPU + " switch"}
+	wantCalls := []string{"dry-activate " + newGPU, "start-switch panther-switch-d1 " + newGPU + " test"}
 	if got := h.act.callsWith(""); !slices.Equal(got, wantCalls) {
 		t.Errorf("activator calls %q, want %q", got, wantCalls)
 	}
@@ -61,16 +61,15 @@ func TestSwitchKeepsTheSpecialisation(t *testing.T) {
 		t.Errorf("record: previous %s (profile %s, %q), new %s (profile %s, %q)", rec.PreviousPath, rec.PreviousProfilePath,
 			rec.PreviousSpecialisation, rec.NewPath, rec.NewProfilePath, rec.Specialisation)
 	}
-	// Not confirmed: the profile gets the old base system back, and the
-	// host the old specialisation.
+	// Not confirmed: the profile never left the old base system, and the
+	// host gets the old specialisation back.
 	res := w.result()
 	wantOutcome(t, res, journal.StateRolledBack, "not confirmed")
 	if h.current() != oldGPU || res.StorePath != oldGPU {
 		t.Errorf("after the rollback: running %s, result %s; want %s", h.current(), res.StorePath, oldGPU)
 	}
-	wantSets := []string{"set-profile " + h.opts.Profile + " " + h.new, "set-profile " + h.opts.Profile + " " + h.old}
-	if got := h.nix.callsWith("set-profile"); !slices.Equal(got, wantSets) {
-		t.Errorf("profile calls %q, want %q (base systems only)", got, wantSets)
+	if got := h.nix.callsWith("set-profile"); len(got) != 0 {
+		t.Errorf("profile calls %q, want none (test-then-boot)", got)
 	}
 	if got := h.act.callsWith("start-switch panther-rollback"); !slices.Equal(got, []string{"start-switch panther-rollback-d1 " + oldGPU + " switch"}) {
 		t.Errorf("rollback switch %q", got)
@@ -94,8 +93,8 @@ func TestSwitchToASystemWithoutTheSpecialisation(t *testing.T) {
 	if h.current() != oldGPU {
 		t.Errorf("after the rollback the host runs %s, want the gpu specialisation %s", h.current(), oldGPU)
 	}
-	if got := h.nix.callsWith("set-profile"); !slices.Equal(got, []string{"set-profile " + h.opts.Profile + " " + h.new, "set-profile " + h.opts.Profile + " " + h.old}) {
-		t.Errorf("profile calls %q", got)
+	if got := h.nix.callsWith("set-profile"); len(got) != 0 {
+		t.Errorf("profile calls %q, want none (test-then-boot)", got)
 	}
 }
 
@@ -130,7 +129,18 @@ func TestRequestedRollbackFromASpecialisation(t *testing.T) {
 	if aw.NewPath != oldGPU {
 		t.Errorf("rollback activated %s, want generation 1's gpu specialisation %s", aw.NewPath, oldGPU)
 	}
+	if got := h.nix.callsWith("set-profile"); len(got) != 0 {
+		t.Errorf("profile calls before the confirm %q, want none", got)
+	}
+	// The confirm puts the base system into the profile and runs the
+	// activated specialisation's boot.
+	if _, err := h.e.Confirm("r1", "alice"); err != nil {
+		t.Fatal(err)
+	}
 	if got := h.nix.callsWith("set-profile"); !slices.Equal(got, []string{"set-profile " + h.opts.Profile + " " + h.old}) {
 		t.Errorf("profile calls %q", got)
+	}
+	if got := h.act.callsWith("start-switch panther-boot-r1"); !slices.Equal(got, []string{"start-switch panther-boot-r1 " + oldGPU + " boot"}) {
+		t.Errorf("boot step %q", got)
 	}
 }

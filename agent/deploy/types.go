@@ -167,6 +167,9 @@ var (
 	ErrPathMismatch   = errors.New("built store path differs from the dry-activated one")
 	ErrNotPending     = errors.New("deployment is not awaiting confirmation")
 	ErrDeadlinePassed = errors.New("confirmation deadline has passed")
+	// ErrDeadmanFired: the independent dead-man's timer has started its
+	// rollback; it cannot be re-armed.
+	ErrDeadmanFired   = errors.New("the independent dead-man has fired")
 	ErrTimeoutTooLong = errors.New("confirm timeout exceeds the agent's maximum")
 	ErrNoSuchGen      = errors.New("no such generation")
 	ErrInvalidRequest = errors.New("invalid request")

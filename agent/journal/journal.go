@@ -124,6 +124,26 @@ type Record struct {
 	// decides from the system that runs.
 	Interrupted string `json:"interrupted,omitempty"`
 
+	// Test-then-boot (see agent/deploy/testboot.go). ProfileDeferred: the
+	// live switch ran switch-to-configuration test and left the system
+	// profile and the boot default on the previous system until the
+	// confirm; a record without it was written by an agent that moved the
+	// profile before the switch. BootPending: the deployment is confirmed
+	// but the new system is not yet the profile and boot default (the
+	// agent retries at its next start); BootError says why the last try
+	// failed.
+	ProfileDeferred bool   `json:"profileDeferred,omitempty"`
+	BootPending     bool   `json:"bootPending,omitempty"`
+	BootError       string `json:"bootError,omitempty"`
+	// DeadmanUnit is the independent dead-man armed for the window: the
+	// transient <DeadmanUnit>.timer starts <DeadmanUnit>.service (the
+	// previous system's switch-to-configuration switch) at the deadline,
+	// without the agent. RolledBackBy says who ran the rollback: "agent",
+	// "deadman" (the timer, the agent being down, stuck or late) or
+	// "reboot" (the host booted its boot default, the previous system).
+	DeadmanUnit  string `json:"deadmanUnit,omitempty"`
+	RolledBackBy string `json:"rolledBackBy,omitempty"`
+
 	CriticalUnits    []string  `json:"criticalUnits,omitempty"`
 	RecoveryCommands []string  `json:"recoveryCommands,omitempty"`
 	Started          time.Time `json:"started"`

@@ -145,6 +145,11 @@ func (r *reporter) event(ev *agentv1.DeployEvent) {
 		r.summaryFacts(s)
 	case *agentv1.DeployEvent_AwaitingConfirmation:
 		a := e.AwaitingConfirmation
+		if a.NewGeneration == 0 {
+			// Test, then boot: the generation is made by the confirm.
+			r.line("==> switched to generation (made by the confirm; the boot default stays on the previous system until then); confirming before %s", a.Deadline.AsTime().Local().Format(time.TimeOnly))
+			break
+		}
 		r.line("==> switched to generation %d; confirming before %s", a.NewGeneration, a.Deadline.AsTime().Local().Format(time.TimeOnly))
 	case *agentv1.DeployEvent_Result:
 		res := e.Result

@@ -58,7 +58,7 @@ func TestMetricsAndResultHooks(t *testing.T) {
 	}
 	id := ids[0]
 	// The plain output says the switch is done once it has ended.
-	exited := strings.Index(r.Stdout, "switch-to-configuration switch exited")
+	exited := strings.Index(r.Stdout, "switch-to-configuration test exited") // test, then boot
 	done := strings.Index(r.Stdout, "switch done in")
 	if exited < 0 || done < exited {
 		t.Errorf("'switch done' is not after the switch's exit line:\n%s", r)

@@ -243,12 +243,13 @@ func TestPipelineModes(t *testing.T) {
 			"[build] built "+good,
 			"[dry-activate] would start the following units: lab-greeter.service, lab-hello.service",
 			"starting the following units: lab-greeter.service, lab-hello.service",
-			"switched to "+good+" (switch), exit 0",
+			"switched to "+good+" (test), exit 0", // test, then boot:
+			"boot entry for "+good+" written",     // the confirm's boot
 			"[result] confirmed")
 		plContains(t, "controller log", plControllerLog(t, f, d.Result, "alpha", "switch"),
 			"built "+good,
 			"would start: lab-greeter.service, lab-hello.service",
-			"switched to "+good+" (switch), exit 0",
+			"switched to "+good+" (test), exit 0",
 			"result: confirmed")
 	})
 	if good == "" {

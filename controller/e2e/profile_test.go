@@ -40,18 +40,17 @@ func TestRollbackWhenTheProfileCannotBeSet(t *testing.T) {
 	if got := h.CurrentSystem(t); got != d.first {
 		t.Errorf("after the rollback the host runs %s, want the previous %s", got, d.first)
 	}
-	if rec.ProfileError == "" || !strings.Contains(rec.Reason, "could not be set back") {
-		t.Errorf("record: profile error %q, reason %q", rec.ProfileError, rec.Reason)
-	}
-	want := "nix-env -p /nix/var/nix/profiles/system --set " + d.first
-	if len(rec.RecoveryCommands) != 1 || rec.RecoveryCommands[0] != want {
-		t.Errorf("recovery commands %q, want %q", rec.RecoveryCommands, want)
+	// Test, then boot: the profile never left the previous system, so the
+	// rollback has nothing to set back (the old order's profile error is
+	// covered by the agent's unit test of a record written before).
+	if rec.ProfileError != "" || strings.Contains(rec.Reason, "could not be set back") || len(rec.RecoveryCommands) != 0 {
+		t.Errorf("record: profile error %q, reason %q, recovery %q", rec.ProfileError, rec.Reason, rec.RecoveryCommands)
 	}
 	if out, err := h.SB.Exec(ctx, "umount", dir); err != nil {
 		t.Fatalf("umount %s: %v\n%s", dir, err, out)
 	}
-	if g := h.CurrentGeneration(t); g.Path != second {
-		t.Errorf("the profile holds %s, want it left at %s", g.Path, second)
+	if g := h.CurrentGeneration(t); g.Path != d.first {
+		t.Errorf("the profile holds %s, want the previous %s (never moved)", g.Path, d.first)
 	}
-	wantLog(t, h, id, "could not set the system profile back")
+	d.wantSystem(t, d.first, second)
 }

@@ -159,6 +159,29 @@ except e.HTTPError as x: print(x.code)`)
 			},
 		},
 		{
+			// What a deploy runs in its confirm window (test, then boot).
+			name: "test activates and leaves the boot entry alone", variant: nixtest.Good, action: "test",
+			wantOut: []string{"restarting the following units: lab-hello.service"},
+			check: func(t *testing.T, top string) {
+				if got := current(t); got != top {
+					t.Errorf("current-system = %s, want %s", got, top)
+				}
+				if got := show(t, nixtest.HelloUnit, "Environment"); got == "LAB_HELLO_VERSION=2" {
+					t.Errorf("lab-hello still runs version 2")
+				}
+				if entry := s.Run(t, "cat", nixtest.BootEntry); !strings.Contains(entry, "toplevel "+tops[nixtest.GoodV2]) {
+					t.Errorf("test touched the boot entry:\n%s", entry)
+				}
+				// Back to good-v2, by test again: the boot entry is v2's.
+				if out, err := s.Exec(t.Context(), tops[nixtest.GoodV2]+"/bin/switch-to-configuration", "test"); err != nil {
+					t.Fatalf("test back to good-v2: %v\n%s", err, out)
+				}
+				if got := current(t); got != tops[nixtest.GoodV2] {
+					t.Errorf("current-system = %s after test back to good-v2", got)
+				}
+			},
+		},
+		{
 			name: "boot only writes the boot entry", variant: nixtest.Good, action: "boot",
 			check: func(t *testing.T, top string) {
 				if entry := s.Run(t, "cat", nixtest.BootEntry); !strings.Contains(entry, top) {

@@ -88,7 +88,7 @@ func TestTable(t *testing.T) {
 		{"met goal", "| 289 ms |  |  | ≤ 300 ms | met |"},
 		{"note after the figure", "1520 ms (40 MB/s)"},
 		{"missing figure", "not measured (`BenchmarkFanOut` did not report `x-ideal`)"},
-		{"missing rollback figure", "not measured (`BenchmarkDeadlineToRollback`"},
+		{"missing rollback figure", "not measured (`BenchmarkDeadlineToRollback/timer`"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
