@@ -297,6 +297,7 @@ func (e *Engine) Submit(ctx context.Context, req Request) (*Subscription, error)
 		SourceDigest: req.SourceDigest, RequestedBy: req.RequestedBy, KeyID: req.KeyID,
 		State: journal.StateRunning, ConfirmTimeout: req.ConfirmTimeout,
 		CriticalUnits: req.ExtraCritical, InstallBootloader: req.InstallBootloader,
+		BootToken: e.bootToken, // tells a power cut before the switch from an agent restart
 	}
 	e.mu.Lock()
 	if e.ctx.Err() != nil {
@@ -587,6 +588,12 @@ func (e *Engine) resume(rec *journal.Record) {
 		case journal.StateRunning:
 			d.clearUnit(e.ctx, e.dryActivateUnit(rec.ID)) // left by a dry-activate cut short
 			d.clearUnit(e.ctx, e.checkUnit(rec.ID))       // or by its switch inhibitors' check
+			if rebooted {
+				// A power cut: nothing told the agent (a clean reboot is
+				// decided in resumeAfterShutdown).
+				d.fail(rec.Phase, fmt.Sprintf("the host rebooted during %s; nothing was changed", rec.Phase))
+				return
+			}
 			d.fail(rec.Phase, "the agent stopped before the switch; nothing was changed")
 		case journal.StateSwitching:
 			if rebooted {

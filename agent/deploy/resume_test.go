@@ -212,3 +212,25 @@ func TestResumeRollingBack(t *testing.T) {
 		t.Errorf("current system = %s", h.current())
 	}
 }
+
+// TestResumeRunningAfterPowerCut: a power cut during the build leaves the
+// record running; after the boot it fails saying the host rebooted, not
+// that the agent stopped, and nothing changed.
+func TestResumeRunningAfterPowerCut(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.nix.setGate(make(chan struct{}))
+	w := h.submit(switchReq("d1"))
+	w.until("the build", func(ev Event) bool { return ev.Kind == EventPhaseStarted && ev.Phase == PhaseBuild })
+	h.e.Close()
+	h.reboot()
+	h.start()
+	res := h.watch("d1").result()
+	wantOutcome(t, res, journal.StateFailed, "the host rebooted during build", "nothing was changed")
+	if res.FailedPhase != PhaseBuild {
+		t.Errorf("failed phase %q, want %q", res.FailedPhase, PhaseBuild)
+	}
+	if got := h.nix.callsWith("set-profile"); len(got) != 0 {
+		t.Errorf("profile changed: %q", got)
+	}
+}

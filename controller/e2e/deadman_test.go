@@ -465,8 +465,9 @@ func TestDeadmanAgentKilledInWindow(t *testing.T) {
 	})
 }
 
-// 6. The host reboots inside the window: the agent rolls back as soon as
-// it starts, long before the deadline.
+// 6. The host reboots inside the window: it boots the previous system (the
+// boot default never left it) and the agent ends the record rolled back as
+// soon as it starts, long before the deadline, without a rollback switch.
 func TestDeadmanHostRebooted(t *testing.T) {
 	d := newDMFleet(t, "good", fleettest.Options{})
 	f, h := d.f, d.h
@@ -481,7 +482,10 @@ func TestDeadmanHostRebooted(t *testing.T) {
 	if rec.Finished.After(rec.Deadline) {
 		t.Errorf("rolled back after the deadline")
 	}
-	wantLog(t, h, id, "[confirm] awaiting confirmation", "resuming deployment in state awaiting", "[rollback] done", "[result] rolled-back")
+	log := wantLog(t, h, id, "[confirm] awaiting confirmation", "resuming deployment in state awaiting", "booted the previous system", "[result] rolled-back")
+	if strings.Contains(log, "[rollback] restoring") {
+		t.Errorf("a rollback switch ran after the reboot:\n%s", log)
+	}
 	d.wantSystem(t, d.first, second)
 }
 

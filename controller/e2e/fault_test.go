@@ -55,7 +55,10 @@ const (
 	ftKillCtl   ftFault = iota // SIGKILL to pantherctl
 	ftKillAgent                // systemctl kill -s KILL panther-agent.service inside the host
 	ftCutNet                   // the host's link goes down, back up once the agent decided
-	ftReboot                   // the host reboots
+	ftReboot                   // the host reboots (shut down cleanly from outside)
+	ftRebootInside             // an operator's `systemctl reboot` inside the host
+	ftPowerCut                 // every process of the host killed at once, then a boot
+	ftStopAgent                // `systemctl stop panther-agent`; started again by the test (ftCase.down)
 )
 
 // ftMoment is when a fault strikes.
@@ -88,6 +91,10 @@ type ftCase struct {
 	// within bounds the time from the fault to the record's final state
 	// (0: no bound beyond the case's timeouts).
 	within time.Duration
+	// down, for ftStopAgent: how long the agent stays stopped; 0 keeps it
+	// down until the host runs the previous system again (the independent
+	// dead-man rolled it back), then starts it.
+	down time.Duration
 }
 
 // ftGroup is a set of cases sharing one fleet.
@@ -167,11 +174,61 @@ func ftGroups() []ftGroup {
 				{name: "network cut after the switch", variant: nixtest.GoodV2, at: ftAtLog, line: ftHealthStarted, fault: ftCutNet,
 					end: ftPrevious, state: journal.StateRolledBack, phase: "confirm", reason: "not confirmed within 8s", exit: 4, deadman: true},
 				{name: "reboot in the confirm window", variant: nixtest.GoodV2, at: ftAtWindow, line: ftHealthStarted, fault: ftReboot,
-					end: ftPrevious, state: journal.StateRolledBack, phase: "confirm", reason: "rebooted before the deployment was confirmed", exit: 4},
+					end: ftPrevious, state: journal.StateRolledBack, phase: "confirm", reason: "booted the previous system", exit: 4},
+			},
+		},
+		{
+			// The operator's reboot in the phases TestShutdownIsNotAFailure
+			// (shutdown_test.go) leaves out: dry-activate, the switch, health,
+			// the window and the rollback are there. Not a cell: a reboot during
+			// the upload, after which pantherctl may upload again to the host
+			// that came back and the deploy proceeds (seen) or report the lost
+			// upload, depending on how the stream ended; the power cut below
+			// strikes the upload deterministically.
+			name: "reboot inside", settle: "2s", window: window,
+			cases: []ftCase{
+				{name: "build", variant: nixtest.SlowBuild, salt: true, at: ftAtLog, line: ftBuildStarted, fault: ftRebootInside,
+					end: ftPrevious, state: journal.StateFailed, phase: "build", reason: "the host rebooted during build; nothing was changed", exit: 3},
+			},
+		},
+		{
+			// A power cut: nothing is told, nothing is shut down. Health and
+			// the rollback are in TestShutdownIsNotAFailure, the window in
+			// TestTestThenBoot.
+			name: "power cut", settle: "2s", window: window,
+			cases: []ftCase{
+				{name: "upload", variant: nixtest.GoodV2, at: ftAtUpload, fault: ftPowerCut,
+					end: ftPrevious, exit: ftUploadLostExit},
+				{name: "build", variant: nixtest.SlowBuild, salt: true, at: ftAtLog, line: ftBuildStarted, fault: ftPowerCut,
+					end: ftPrevious, state: journal.StateFailed, phase: "build", reason: "the host rebooted during build; nothing was changed", exit: 3},
+				{name: "dry-activate", variant: nixtest.SlowDry, at: ftAtLog, line: ftDryStarted, fault: ftPowerCut,
+					end: ftPrevious, state: journal.StateFailed, phase: "dry-activate", reason: "the host rebooted during dry-activate; nothing was changed", exit: 3},
+				{name: "switch", variant: nixtest.SlowSwitch, at: ftAtLog, line: ftSwitchPaused, fault: ftPowerCut,
+					end: ftPrevious, state: journal.StateRolledBack, phase: "switch", reason: "booted the previous system", exit: 4},
+			},
+		},
+		{
+			// The agent stopped by systemctl: for a few seconds (an operator's
+			// restart by hand), or in the window for good — then only the
+			// independent dead-man (a systemd timer) can roll back.
+			name: "agent stopped", settle: "2s", window: 15 * time.Second,
+			cases: []ftCase{
+				{name: "build", variant: nixtest.SlowBuild, salt: true, at: ftAtLog, line: ftBuildStarted, fault: ftStopAgent, down: 3 * time.Second,
+					end: ftPrevious, state: journal.StateFailed, phase: "build", reason: "the agent stopped before the switch", exit: 3},
+				{name: "dry-activate", variant: nixtest.SlowDry, at: ftAtLog, line: ftDryStarted, fault: ftStopAgent, down: 3 * time.Second,
+					end: ftPrevious, state: journal.StateFailed, phase: "dry-activate", reason: "the agent stopped before the switch", exit: 3},
+				{name: "switch", variant: nixtest.SlowSwitch, at: ftAtLog, line: ftSwitchPaused, fault: ftStopAgent, down: 3 * time.Second,
+					end: ftNew, state: journal.StateConfirmed, phase: "confirm", reason: "confirmed by", exit: 0},
+				{name: "window, kept down", variant: nixtest.GoodV2, at: ftAtWindow, line: ftHealthStarted, fault: ftStopAgent,
+					end: ftPrevious, state: journal.StateRolledBack, phase: "confirm", reason: "independent dead-man", exit: 4},
 			},
 		},
 	}
 }
+
+// ftUploadLostExit is pantherctl's exit when the host goes away while it
+// uploads the source: nothing was started on the host.
+const ftUploadLostExit = 1
 
 func TestFaultMatrix(t *testing.T) {
 	var mu sync.Mutex
@@ -329,6 +386,14 @@ func (x *ftFleet) run(t *testing.T, g ftGroup, tc ftCase) ftOutcome {
 		t.Logf("network of %s cut", h.Name)
 	case ftReboot:
 		h.SB.Reboot(t)
+	case ftRebootInside:
+		h.WaitBack(t, h.RebootFromInside(t), 2*time.Minute)
+		t.Logf("%s rebooted from inside", h.Name)
+	case ftPowerCut:
+		h.SB.Crash(t)
+		t.Logf("%s lost power and booted again", h.Name)
+	case ftStopAgent:
+		ftStopAgentFor(t, h, tc.down, before.Current, g.window)
 	}
 	t.Logf("%s struck", tc.name)
 
@@ -537,6 +602,23 @@ func ftKillAgentNow(t *testing.T, h *fleettest.Host) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// ftStopAgentFor stops panther-agent inside the host and starts it again
+// after down; with down 0, only once the host runs previous again (the
+// independent dead-man's rollback), bounded by the window and a minute.
+func ftStopAgentFor(t *testing.T, h *fleettest.Host, down time.Duration, previous string, window time.Duration) {
+	t.Helper()
+	h.SB.Run(t, "systemctl", "stop", "panther-agent.service")
+	t.Logf("agent stopped")
+	if down > 0 {
+		time.Sleep(down)
+	} else {
+		waitRunning(t, h, previous, window+time.Minute)
+		t.Logf("the host runs the previous system again with the agent stopped")
+	}
+	h.SB.Run(t, "systemctl", "start", "panther-agent.service")
+	t.Logf("agent started again")
 }
 
 // ftSources lists the agent's stored sources and staging directories.

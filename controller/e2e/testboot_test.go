@@ -224,7 +224,7 @@ func TestTestBootCrashInTheWindow(t *testing.T) {
 	if rec.RolledBackBy != deploy.RolledBackByReboot {
 		t.Errorf("rolled back by %q, want reboot", rec.RolledBackBy)
 	}
-	log := wantLog(t, h, id, "rebooted into", "[result] rolled-back")
+	log := wantLog(t, h, id, "booted the previous system", "nothing to roll back", "[result] rolled-back")
 	if strings.Contains(log, "[rollback] restoring") {
 		t.Errorf("a rollback switch ran after the reboot:\n%s", log)
 	}

@@ -127,9 +127,9 @@ func TestDemo(t *testing.T) {
 		regexp.MustCompile(`✓ 2\. deploy --all --dry-run +exit 0`),
 		regexp.MustCompile(`✓ 3\. deploy --all +exit 0`),
 		regexp.MustCompile(`✓ 4\. deploy alpha \(a change\) +exit 0`),
-		regexp.MustCompile(`✓ 5\. deploy alpha \(cuts the network\) +exit 4`),
-		regexp.MustCompile(`✓ 6\. rollback alpha --list +exit 0`),
-		regexp.MustCompile(`✓ 7\. rollback alpha --rollback 1 +exit 0`),
+		regexp.MustCompile(`✓ 5\. rollback alpha --list +exit 0`),
+		regexp.MustCompile(`✓ 6\. rollback alpha --rollback 1 +exit 0`),
+		regexp.MustCompile(`✓ 7\. deploy alpha \(cuts the network\) +exit 4`),
 		regexp.MustCompile(`✓ 8\. status +exit 0`),
 		regexp.MustCompile(`All 8 steps behaved as shown`),
 	} {
