@@ -52,13 +52,13 @@ func (e ftEnd) String() string {
 type ftFault int
 
 const (
-	ftKillCtl   ftFault = iota // SIGKILL to pantherctl
-	ftKillAgent                // systemctl kill -s KILL panther-agent.service inside the host
-	ftCutNet                   // the host's link goes down, back up once the agent decided
-	ftReboot                   // the host reboots (shut down cleanly from outside)
-	ftRebootInside             // an operator's `systemctl reboot` inside the host
-	ftPowerCut                 // every process of the host killed at once, then a boot
-	ftStopAgent                // `systemctl stop panther-agent`; started again by the test (ftCase.down)
+	ftKillCtl      ftFault = iota // SIGKILL to pantherctl
+	ftKillAgent                   // systemctl kill -s KILL panther-agent.service inside the host
+	ftCutNet                      // the host's link goes down, back up once the agent decided
+	ftReboot                      // the host reboots (shut down cleanly from outside)
+	ftRebootInside                // an operator's `systemctl reboot` inside the host
+	ftPowerCut                    // every process of the host killed at once, then a boot
+	ftStopAgent                   // `systemctl stop panther-agent`; started again by the test (ftCase.down)
 )
 
 // ftMoment is when a fault strikes.
