@@ -325,25 +325,8 @@ func statusOf(up, sp map[string]any) deploy.UnitStatus {
 // "active (exited)" record of a success), then reset-failed.
 func (a *Activation) ClearUnit(ctx context.Context, unit string) error {
 	name := serviceName(unit)
-	ch := make(chan string, 1)
-	err := a.call(ctx, func(c Systemd) error {
-		_, err := c.StopUnitContext(ctx, name, "replace", ch)
+	if err := a.stop(ctx, name); err != nil {
 		return err
-	})
-	switch {
-	case errorName(err) == "org.freedesktop.systemd1.NoSuchUnit":
-		return nil
-	case err != nil:
-		return fmt.Errorf("stopping %s over D-Bus: %w", name, err)
-	}
-	select {
-	case <-ch:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	err = a.call(ctx, func(c Systemd) error { return c.ResetFailedUnitContext(ctx, name) })
-	if err != nil && errorName(err) != "org.freedesktop.systemd1.NoSuchUnit" {
-		return fmt.Errorf("resetting %s over D-Bus: %w", name, err)
 	}
 	a.log.Debug("cleared switch unit", "unit", name)
 	return nil
