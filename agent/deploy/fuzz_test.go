@@ -9,8 +9,9 @@ import (
 // FuzzParseDryActivateLine: dry-activate's stderr (from the new system's
 // switch-to-configuration, so from the flake being deployed) never panics
 // the parser, only "would <verb> the following units: " lines of the four
-// known verbs add units, and every unit added is a trimmed, non-empty item
-// of that line's list.
+// known verbs add units (surrounding white space is ignored, as a CR or an
+// indent may come with a line), and every unit added is a trimmed,
+// non-empty item of that line's list.
 func FuzzParseDryActivateLine(f *testing.F) {
 	for _, l := range []string{
 		"would stop the following units: a.service, b.service",
@@ -32,7 +33,7 @@ func FuzzParseDryActivateLine(f *testing.F) {
 		if len(added) == 0 {
 			return
 		}
-		if !strings.HasPrefix(l, "would ") || !strings.Contains(l, " the following units: ") {
+		if tl := strings.TrimSpace(l); !strings.HasPrefix(tl, "would ") || !strings.Contains(tl, " the following units: ") {
 			t.Fatalf("units %q from a line that is not a unit list: %q", added, l)
 		}
 		n := 0
