@@ -107,14 +107,25 @@ func (h *harness) current() string {
 // cleanup closes it.
 func (h *harness) start() *Engine {
 	h.t.Helper()
+	return h.startWith(nil)
+}
+
+// startWith starts the engine on the harness's ports, with mod (if set)
+// changing the dependencies first (another Agent or Host port, say).
+func (h *harness) startWith(mod func(*Deps)) *Engine {
+	h.t.Helper()
 	var act Activator = h.act
 	if h.dm != nil {
 		act = h.dm
 	}
-	e, err := New(h.opts, Deps{
+	deps := Deps{
 		Nix: h.nix, Activator: act, Health: h.health, Journal: h.j,
 		Log: testLogger(h.t), Now: h.clock.now,
-	})
+	}
+	if mod != nil {
+		mod(&deps)
+	}
+	e, err := New(h.opts, deps)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -64,19 +64,10 @@ func (a *fakeAgent) restartCount() int {
 // startAgent is harness.start with a as the engine's AgentSelf.
 func (h *harness) startAgent(a AgentSelf) *Engine {
 	h.t.Helper()
-	e, err := New(h.opts, Deps{
-		Nix: h.nix, Activator: h.act, Health: h.health, Journal: h.j,
-		Log: testLogger(h.t), Now: h.clock.now, Agent: a,
+	return h.startWith(func(d *Deps) {
+		d.Activator = h.act
+		d.Agent = a
 	})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.t.Cleanup(e.Close)
-	if err := e.Start(); err != nil {
-		h.t.Fatal(err)
-	}
-	h.e = e
-	return e
 }
 
 // restartAgent is harness.restart with a as the new engine's AgentSelf.

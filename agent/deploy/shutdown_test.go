@@ -44,19 +44,10 @@ func (f *fakeHost) set(down bool) {
 // startWithHost is harness.start with a Host port.
 func (h *harness) startWithHost(host Host) *Engine {
 	h.t.Helper()
-	e, err := New(h.opts, Deps{
-		Nix: h.nix, Activator: h.act, Health: h.health, Journal: h.j,
-		Log: testLogger(h.t), Now: h.clock.now, Host: host,
+	return h.startWith(func(d *Deps) {
+		d.Activator = h.act
+		d.Host = host
 	})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.t.Cleanup(e.Close)
-	if err := e.Start(); err != nil {
-		h.t.Fatal(err)
-	}
-	h.e = e
-	return e
 }
 
 // newShutdownHarness is newHarness whose engine has host as its Host port.
