@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 GOBIN ?= $(shell $(GO) env GOPATH)/bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X github.com/pantheros/panther/pkg/version.Version=$(VERSION)
+LDFLAGS := -X github.com/pantheros/panther/internal/version.Version=$(VERSION)
 # ts_omit_peerapiserver removes tsnet's PeerAPI server, which otherwise opens a
 # TCP listener on all of the host's interfaces: panther listens on the tailnet only.
 TAGS := ts_omit_peerapiserver
@@ -21,7 +21,7 @@ help: ## Show this help.
 build: ## Build pantherctl, panther-agent and panther-lab into bin/.
 	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/pantherctl ./controller/cmd/pantherctl
 	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/panther-agent ./agent/cmd/panther-agent
-	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/panther-lab ./controller/cmd/panther-lab
+	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/panther-lab ./lab/cmd/panther-lab
 
 .PHONY: setup
 setup: ## As root: install what demo and test need (Debian packages, nix config, Go tools); idempotent.
@@ -97,13 +97,13 @@ bench: ## As root: measure the figures with goals (~20 min) and write docs/BENCH
 	  echo "bench-env: kernel: $$(uname -r)"; \
 	  echo "bench-env: go: $$($(GO) env GOVERSION)"; \
 	  echo "bench-env: load average at start: $$(cat /proc/loadavg)"; \
-	  $(BENCH_ENV) $(GO) test -run '^$$' -bench '^Benchmark(NoopDeploy|ColdStart|Upload)$$' -benchtime 10x -timeout 30m ./controller/e2e; \
-	  $(BENCH_ENV) $(GO) test -run '^$$' -bench '^Benchmark(FanOut|DeadlineToRollback)$$' -benchtime 3x -timeout 30m ./controller/e2e; \
-	  $(BENCH_ENV) $(GO) test -run '^$$' -bench '^BenchmarkAgentIdle$$' -benchtime 1x -timeout 10m ./controller/e2e; \
-	  $(BENCH_ENV) $(GO) test -run '^$$' -bench '^BenchmarkColdStartPersisted/tailnet$$' -benchtime 10x -timeout 10m ./pkg/tailnet; \
+	  $(BENCH_ENV) $(GO) test -run '^$$' -bench '^Benchmark(NoopDeploy|ColdStart|Upload)$$' -benchtime 10x -timeout 30m ./lab/e2e; \
+	  $(BENCH_ENV) $(GO) test -run '^$$' -bench '^Benchmark(FanOut|DeadlineToRollback)$$' -benchtime 3x -timeout 30m ./lab/e2e; \
+	  $(BENCH_ENV) $(GO) test -run '^$$' -bench '^BenchmarkAgentIdle$$' -benchtime 1x -timeout 10m ./lab/e2e; \
+	  $(BENCH_ENV) $(GO) test -run '^$$' -bench '^BenchmarkColdStartPersisted/tailnet$$' -benchtime 10x -timeout 10m ./internal/tailnet; \
 	  echo "bench-env: load average at end: $$(cat /proc/loadavg)"; \
 	} 2>&1 | tee $(BENCH_OUT) | grep --line-buffered -E '^(Benchmark|--- FAIL|FAIL|ok )' || true
-	$(GO) run ./controller/e2e/benchreport -o docs/BENCHMARKS.md $(BENCH_OUT)
+	$(GO) run ./lab/e2e/benchreport -o docs/BENCHMARKS.md $(BENCH_OUT)
 
 .PHONY: option-docs
 option-docs: ## Regenerate docs/nixos-options.md, the NixOS module's option reference (nixos-module TestModuleOptionDocsCurrent checks it).

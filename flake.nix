@@ -12,7 +12,7 @@
       forSystems = systems: f: lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
       isLinux = pkgs: pkgs.stdenv.hostPlatform.isLinux;
 
-      # Injected into pkg/version.Version. It names the commit (or the dirty
+      # Injected into internal/version.Version. It names the commit (or the dirty
       # tree) but not its date, so two checkouts of one commit build the same
       # derivation.
       version = "0-unstable-" + (self.shortRev or self.dirtyShortRev or "dirty");

@@ -11,10 +11,10 @@ import (
 	"github.com/pantheros/panther/agent/config"
 	"github.com/pantheros/panther/agent/deploy"
 	"github.com/pantheros/panther/agent/health"
-	"github.com/pantheros/panther/pkg/nix"
+	"github.com/pantheros/panther/internal/nix"
 )
 
-// nixAdapter presents pkg/nix as the engine's Nix port.
+// nixAdapter presents internal/nix as the engine's Nix port.
 type nixAdapter struct{ n *nix.Nix }
 
 func newNix(cfg *config.Config, log hclog.Logger) nixAdapter {

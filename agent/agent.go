@@ -23,10 +23,10 @@ import (
 	"github.com/pantheros/panther/agent/deploy"
 	"github.com/pantheros/panther/agent/journal"
 	"github.com/pantheros/panther/agent/server"
-	"github.com/pantheros/panther/pkg/archive"
-	"github.com/pantheros/panther/pkg/signing"
-	"github.com/pantheros/panther/pkg/tailnet"
-	"github.com/pantheros/panther/pkg/version"
+	"github.com/pantheros/panther/internal/archive"
+	"github.com/pantheros/panther/internal/signing"
+	"github.com/pantheros/panther/internal/tailnet"
+	"github.com/pantheros/panther/internal/version"
 	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
 )
 

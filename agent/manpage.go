@@ -5,8 +5,8 @@ import (
 	"io"
 
 	"github.com/pantheros/panther/agent/config"
-	"github.com/pantheros/panther/pkg/manpage"
-	"github.com/pantheros/panther/pkg/version"
+	"github.com/pantheros/panther/internal/manpage"
+	"github.com/pantheros/panther/internal/version"
 )
 
 // runFlags registers the flags of "run" and "check-config" on fs: -config

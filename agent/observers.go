@@ -14,8 +14,8 @@ import (
 	"github.com/pantheros/panther/agent/deploy"
 	"github.com/pantheros/panther/agent/hooks"
 	"github.com/pantheros/panther/agent/metrics"
-	"github.com/pantheros/panther/pkg/tailnet"
-	"github.com/pantheros/panther/pkg/version"
+	"github.com/pantheros/panther/internal/tailnet"
+	"github.com/pantheros/panther/internal/version"
 )
 
 // observers are what the agent hangs on the deploy engine's final results:

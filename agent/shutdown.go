@@ -9,7 +9,7 @@ import (
 	sdbus "github.com/coreos/go-systemd/v22/dbus"
 
 	"github.com/pantheros/panther/agent/deploy"
-	"github.com/pantheros/panther/pkg/systembus"
+	"github.com/pantheros/panther/internal/systembus"
 )
 
 // shutdownConn is what shutdownProbe asks systemd (go-systemd's *Conn).

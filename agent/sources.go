@@ -7,7 +7,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/pantheros/panther/agent/journal"
-	"github.com/pantheros/panther/pkg/archive"
+	"github.com/pantheros/panther/internal/archive"
 )
 
 // keepSources is how many uploaded sources the agent keeps besides those

@@ -13,7 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/pantheros/panther/agent/journal"
-	"github.com/pantheros/panther/pkg/archive"
+	"github.com/pantheros/panther/internal/archive"
 )
 
 func tarOf(t *testing.T, body string) []byte {

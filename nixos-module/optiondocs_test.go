@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pantheros/panther/pkg/nixtest"
+	"github.com/pantheros/panther/lab/nixtest"
 )
 
 // optionDocs is the committed option reference, relative to this package.

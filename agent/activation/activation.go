@@ -25,7 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pantheros/panther/agent/deploy"
-	"github.com/pantheros/panther/pkg/systembus"
+	"github.com/pantheros/panther/internal/systembus"
 )
 
 // Systemd is the part of go-systemd's *dbus.Conn that activation uses.

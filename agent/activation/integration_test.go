@@ -11,7 +11,7 @@ import (
 
 	"github.com/pantheros/panther/agent/activation"
 	"github.com/pantheros/panther/agent/deploy"
-	"github.com/pantheros/panther/pkg/sandboxtest"
+	"github.com/pantheros/panther/lab/sandboxtest"
 )
 
 // A switch-to-configuration stand-in per toplevel. Like the real one (a

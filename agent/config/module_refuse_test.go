@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pantheros/panther/pkg/nixtest"
+	"github.com/pantheros/panther/lab/nixtest"
 )
 
 // evalHost evaluates attr of the module's stub evaluation for a host whose

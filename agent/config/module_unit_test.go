@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pantheros/panther/pkg/sandbox"
-	"github.com/pantheros/panther/pkg/sandboxtest"
+	"github.com/pantheros/panther/lab/sandbox"
+	"github.com/pantheros/panther/lab/sandboxtest"
 )
 
 // moduleUnit is the part of the module's systemd.services.panther-agent that

@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/pantheros/panther/pkg/nix"
-	"github.com/pantheros/panther/pkg/signing"
+	"github.com/pantheros/panther/internal/nix"
+	"github.com/pantheros/panther/internal/signing"
 )
 
 // Validate checks a config after [Config.ApplyDefaults] and returns an

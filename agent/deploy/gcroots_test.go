@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/pantheros/panther/agent/journal"
-	"github.com/pantheros/panther/pkg/nix"
-	"github.com/pantheros/panther/pkg/nixtest"
+	"github.com/pantheros/panther/internal/nix"
+	"github.com/pantheros/panther/lab/nixtest"
 )
 
 // roots returns the garbage collector roots in the harness's root dir,

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Nix is what the engine needs from nix (pkg/nix implements it through an
+// Nix is what the engine needs from nix (internal/nix implements it through an
 // adapter in the agent's wiring).
 type Nix interface {
 	Build(ctx context.Context, installable string, onLine func(string)) (string, error)

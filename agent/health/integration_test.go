@@ -12,7 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/pantheros/panther/agent/health"
-	"github.com/pantheros/panther/pkg/sandboxtest"
+	"github.com/pantheros/panther/lab/sandboxtest"
 )
 
 // TestCheckOnRealSystemd judges a real systemd booted in a sandbox, over its

@@ -5,7 +5,7 @@ import (
 
 	sdbus "github.com/coreos/go-systemd/v22/dbus"
 
-	"github.com/pantheros/panther/pkg/systembus"
+	"github.com/pantheros/panther/internal/systembus"
 )
 
 // Systemd is the part of go-systemd's *dbus.Conn that health uses.

@@ -9,8 +9,8 @@ import (
 
 	"github.com/pantheros/panther/agent/deploy"
 	"github.com/pantheros/panther/agent/journal"
-	"github.com/pantheros/panther/pkg/archive"
-	"github.com/pantheros/panther/pkg/signing"
+	"github.com/pantheros/panther/internal/archive"
+	"github.com/pantheros/panther/internal/signing"
 )
 
 // toStatus maps domain errors to gRPC status codes, in one place. The

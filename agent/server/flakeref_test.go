@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/pantheros/panther/agent/deploy"
-	"github.com/pantheros/panther/pkg/archive"
+	"github.com/pantheros/panther/internal/archive"
 	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
 )
 

@@ -11,7 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/pantheros/panther/pkg/signing"
+	"github.com/pantheros/panther/internal/signing"
 	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
 )
 

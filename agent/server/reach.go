@@ -12,7 +12,7 @@ import (
 )
 
 // ControlPlane is the agent's own tailnet node's link to its coordination
-// server: the port behind which tsnet stays (pkg/tailnet's Node implements
+// server: the port behind which tsnet stays (internal/tailnet's Node implements
 // it). Connected returns nil while the node is in a live map poll, the
 // only way it learns the keys of nodes it has never seen.
 type ControlPlane interface {

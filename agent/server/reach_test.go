@@ -14,7 +14,7 @@ import (
 	"github.com/pantheros/panther/agent/deploy"
 	"github.com/pantheros/panther/agent/journal"
 	"github.com/pantheros/panther/controller/client"
-	"github.com/pantheros/panther/pkg/tailnet"
+	"github.com/pantheros/panther/internal/tailnet"
 	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
 )
 

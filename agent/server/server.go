@@ -1,7 +1,7 @@
 // Package server is the agent's gRPC service: thin handlers that verify the
 // signed envelope, convert proto to domain types, call the deploy engine and
 // convert back. Authorization by tailnet identity happens before, in the
-// interceptors of pkg/tailnet.
+// interceptors of internal/tailnet.
 package server
 
 import (
@@ -23,11 +23,11 @@ import (
 
 	"github.com/pantheros/panther/agent/deploy"
 	"github.com/pantheros/panther/agent/journal"
-	"github.com/pantheros/panther/pkg/archive"
-	"github.com/pantheros/panther/pkg/nix"
-	"github.com/pantheros/panther/pkg/signing"
-	"github.com/pantheros/panther/pkg/tailnet"
-	"github.com/pantheros/panther/pkg/version"
+	"github.com/pantheros/panther/internal/archive"
+	"github.com/pantheros/panther/internal/nix"
+	"github.com/pantheros/panther/internal/signing"
+	"github.com/pantheros/panther/internal/tailnet"
+	"github.com/pantheros/panther/internal/version"
 	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
 )
 
@@ -476,7 +476,7 @@ func (s *Server) Logs(req *agentv1.LogsRequest, stream agentv1.AgentService_Logs
 // A followed log is polled every followPollMin while it grows, backing off
 // to followPollMax while it is quiet; a follow ends after followIdleLimit
 // without a byte from a deployment that has not ended (the per-peer stream
-// cap in pkg/tailnet bounds how many are open at once).
+// cap in internal/tailnet bounds how many are open at once).
 const (
 	followPollMin   = 200 * time.Millisecond
 	followPollMax   = 2 * time.Second

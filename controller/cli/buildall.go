@@ -16,7 +16,7 @@ import (
 	"github.com/pantheros/panther/controller/client"
 	"github.com/pantheros/panther/controller/inventory"
 	"github.com/pantheros/panther/controller/termsafe"
-	"github.com/pantheros/panther/pkg/nix"
+	"github.com/pantheros/panther/internal/nix"
 	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
 )
 

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/pantheros/panther/controller/inventory"
-	"github.com/pantheros/panther/pkg/nixtest"
+	"github.com/pantheros/panther/lab/nixtest"
 )
 
 // runCtl runs pantherctl in-process and returns its exit code and output.

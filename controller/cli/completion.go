@@ -8,7 +8,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/pantheros/panther/pkg/manpage"
+	"github.com/pantheros/panther/internal/manpage"
 )
 
 // labSubcommands are panther-lab's commands, completed after "pantherctl lab".

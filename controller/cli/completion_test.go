@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pantheros/panther/pkg/manpage"
+	"github.com/pantheros/panther/internal/manpage"
 )
 
 // runCLI runs pantherctl with args and returns stdout, stderr and the code.

@@ -17,8 +17,8 @@ import (
 
 	"github.com/pantheros/panther/controller/client"
 	"github.com/pantheros/panther/controller/inventory"
-	"github.com/pantheros/panther/pkg/archive"
-	"github.com/pantheros/panther/pkg/nix"
+	"github.com/pantheros/panther/internal/archive"
+	"github.com/pantheros/panther/internal/nix"
 	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
 )
 

@@ -15,7 +15,7 @@ import (
 
 	"github.com/pantheros/panther/controller/client"
 	"github.com/pantheros/panther/controller/termsafe"
-	"github.com/pantheros/panther/pkg/tailnet"
+	"github.com/pantheros/panther/internal/tailnet"
 	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
 )
 

@@ -13,8 +13,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/pantheros/panther/controller/client"
-	"github.com/pantheros/panther/pkg/signing"
-	"github.com/pantheros/panther/pkg/tailnet"
+	"github.com/pantheros/panther/internal/signing"
+	"github.com/pantheros/panther/internal/tailnet"
 )
 
 // globals are the flags every command takes.

@@ -6,7 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 
-	"github.com/pantheros/panther/pkg/nix"
+	"github.com/pantheros/panther/internal/nix"
 )
 
 // localFlakeHosts lists the flake's nixosConfigurations with the local nix,

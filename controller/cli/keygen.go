@@ -6,8 +6,8 @@ import (
 	"flag"
 	"fmt"
 
-	"github.com/pantheros/panther/pkg/signing"
-	"github.com/pantheros/panther/pkg/version"
+	"github.com/pantheros/panther/internal/signing"
+	"github.com/pantheros/panther/internal/version"
 )
 
 func (c *CLI) keygenCmd() *command {

@@ -6,8 +6,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/pantheros/panther/pkg/manpage"
-	"github.com/pantheros/panther/pkg/version"
+	"github.com/pantheros/panther/internal/manpage"
+	"github.com/pantheros/panther/internal/version"
 )
 
 // exitCodeDocs explains the exit codes in the man page, in order.

@@ -7,7 +7,7 @@ import (
 
 	"github.com/pantheros/panther/controller/inventory"
 	"github.com/pantheros/panther/controller/preflight"
-	"github.com/pantheros/panther/pkg/nix"
+	"github.com/pantheros/panther/internal/nix"
 	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
 )
 

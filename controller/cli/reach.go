@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pantheros/panther/pkg/tailnet"
+	"github.com/pantheros/panther/internal/tailnet"
 )
 
 // freshNodeUpTimeout bounds how long a confirm node may take to join.

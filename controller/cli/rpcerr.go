@@ -6,7 +6,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/pantheros/panther/pkg/tailnet"
+	"github.com/pantheros/panther/internal/tailnet"
 )
 
 // rpcError turns an agent's gRPC error into one line and an exit code.

@@ -8,7 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/pantheros/panther/pkg/tailnet"
+	"github.com/pantheros/panther/internal/tailnet"
 )
 
 func TestRPCErrorNamesUnknownPeer(t *testing.T) {

@@ -19,8 +19,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/pantheros/panther/pkg/signing"
-	"github.com/pantheros/panther/pkg/tailnet"
+	"github.com/pantheros/panther/internal/signing"
+	"github.com/pantheros/panther/internal/tailnet"
 	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
 )
 

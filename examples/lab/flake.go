@@ -6,7 +6,7 @@ import "embed"
 
 // Flake holds flake.nix, hosts.json, lab.json, panther.json, builder.sh,
 // switch-to-configuration.sh, activate.sh and units/ at its root. It is
-// read-only. The three scripts are copies of pkg/nixtest's test flake
+// read-only. The three scripts are copies of lab/nixtest's test flake
 // (TestScriptsMatchTestFlake keeps them identical).
 //
 //go:embed flake.nix hosts.json lab.json panther.json builder.sh switch-to-configuration.sh activate.sh units

@@ -8,7 +8,7 @@ import (
 )
 
 // TestScriptsMatchTestFlake: the lab's builder, switch-to-configuration and
-// activation script are pkg/nixtest's test flake's, so the lab and `make
+// activation script are lab/nixtest's test flake's, so the lab and `make
 // demo` run on the hosts the tests prove. Edit the test flake's and copy
 // them here.
 func TestScriptsMatchTestFlake(t *testing.T) {
@@ -22,7 +22,7 @@ func TestScriptsMatchTestFlake(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(ours, canonical) {
-			t.Errorf("examples/lab/%s differs from pkg/nixtest/testdata/flake/%s: copy it over", name, name)
+			t.Errorf("examples/lab/%s differs from lab/nixtest/testdata/flake/%s: copy it over", name, name)
 		}
 	}
 }
