@@ -13,7 +13,7 @@ import (
 // them here.
 func TestScriptsMatchTestFlake(t *testing.T) {
 	for _, name := range []string{"builder.sh", "switch-to-configuration.sh", "activate.sh"} {
-		canonical, err := os.ReadFile(filepath.Join("..", "..", "pkg", "nixtest", "testdata", "flake", name))
+		canonical, err := os.ReadFile(filepath.Join("..", "..", "lab", "nixtest", "testdata", "flake", name))
 		if err != nil {
 			t.Fatal(err)
 		}
