@@ -118,7 +118,7 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 		return err
 	}
 	defer sys.Close()
-	self := newAgentSelf(cfg.UnitName, os.Args, "/proc/self/cgroup", activation.ExecRunner{}, log)
+	self := newAgentSelf(cfg.UnitName, os.Args, "/proc/self/cgroup", activation.ExecRunner{}, restartOverBus, log)
 	act := activation.New(activation.Options{Environment: switchEnvironment()}, activation.BusConnector(""), log)
 	defer act.Close()
 	obs, err := newObservers(cfg, log)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pantheros/panther/agent/activation"
 	"github.com/pantheros/panther/agent/deploy"
+	"github.com/pantheros/panther/internal/systembus"
 )
 
 // agentSelf is deploy.AgentSelf for the agent process: its own command
@@ -20,18 +21,19 @@ import (
 // restarts it inside the confirmation window instead (see
 // agent/deploy/newagent.go), so that the new agent is what confirms.
 type agentSelf struct {
-	unit string
-	run  activation.Runner
-	log  hclog.Logger
-	exec []string // nil when the agent does not run as unit
+	unit    string
+	run     activation.Runner
+	restart func(ctx context.Context, unit string) error
+	log     hclog.Logger
+	exec    []string // nil when the agent does not run as unit
 }
 
 var _ deploy.AgentSelf = (*agentSelf)(nil)
 
 // newAgentSelf reads whether this process runs as unit (its cgroup, as
 // /proc/self/cgroup names it, is the unit's) and its command line.
-func newAgentSelf(unit string, args []string, cgroup string, run activation.Runner, log hclog.Logger) *agentSelf {
-	a := &agentSelf{unit: unit, run: run, log: log.Named("new-agent")}
+func newAgentSelf(unit string, args []string, cgroup string, run activation.Runner, restart func(ctx context.Context, unit string) error, log hclog.Logger) *agentSelf {
+	a := &agentSelf{unit: unit, run: run, restart: restart, log: log.Named("new-agent")}
 	if inUnit(cgroup, unit) {
 		a.exec = args
 	} else {
@@ -93,12 +95,20 @@ func (a *agentSelf) Restart(ctx context.Context) error {
 		return fmt.Errorf("the agent does not run as %s", a.unit)
 	}
 	a.log.Info("restarting the agent's unit", "unit", a.unit)
-	code, err := a.run.Run(ctx, []string{"systemctl", "restart", "--no-block", a.unit}, nil)
-	if err != nil {
-		return fmt.Errorf("systemctl restart %s: %w", a.unit, err)
-	}
-	if code != 0 {
-		return fmt.Errorf("systemctl restart %s exited %d", a.unit, code)
+	if err := a.restart(ctx, a.unit); err != nil {
+		return fmt.Errorf("restart %s: %w", a.unit, err)
 	}
 	return nil
+}
+
+// restartOverBus queues a restart job for unit over systemd's D-Bus API
+// (mode "replace") without waiting for it: the job stops this process.
+func restartOverBus(ctx context.Context, unit string) error {
+	conn, err := systembus.Dial(ctx, "")
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_, err = conn.RestartUnitContext(ctx, unit, "replace", nil)
+	return err
 }

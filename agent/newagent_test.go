@@ -8,9 +8,33 @@ import (
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
-
-	"github.com/pantheros/panther/agent/activation"
 )
+
+// fakeRunner records every command line and answers from a script.
+type fakeRunner struct {
+	calls   []string
+	respond func(argv []string) ([]string, int, error)
+}
+
+func (f *fakeRunner) Run(ctx context.Context, argv []string, onLine func(string)) (int, error) {
+	f.calls = append(f.calls, strings.Join(argv, " "))
+	if f.respond == nil {
+		return 0, nil
+	}
+	lines, code, err := f.respond(argv)
+	for _, l := range lines {
+		onLine(l)
+	}
+	return code, err
+}
+
+// restarts records the units restartOverBus would have restarted.
+type restarts []string
+
+func (r *restarts) restart(ctx context.Context, unit string) error {
+	*r = append(*r, unit)
+	return nil
+}
 
 func cgroupFile(t *testing.T, text string) string {
 	t.Helper()
@@ -24,18 +48,18 @@ func cgroupFile(t *testing.T, text string) string {
 // TestAgentSelfCheckConfig: check-config runs the new binary with the
 // unit's arguments and its last line is the refusal.
 func TestAgentSelfCheckConfig(t *testing.T) {
-	f := &activation.FakeRunner{Respond: func(argv []string) ([]string, int, error) {
+	f := &fakeRunner{respond: func(argv []string) ([]string, int, error) {
 		if strings.Contains(strings.Join(argv, " "), "bad.json") {
 			return []string{"", "panther-agent: config: criticalUnits: \"nginx\" is not a unit name", ""}, 1, nil
 		}
 		return []string{"{HostName:yoga ...}"}, 0, nil
 	}}
-	a := newAgentSelf("panther-agent.service", []string{"/a", "run"}, cgroupFile(t, "0::/system.slice/panther-agent.service\n"), f, hclog.NewNullLogger())
+	a := newAgentSelf("panther-agent.service", []string{"/a", "run"}, cgroupFile(t, "0::/system.slice/panther-agent.service\n"), f, nil, hclog.NewNullLogger())
 	if err := a.CheckConfig(context.Background(), []string{"/new/bin/panther-agent", "run", "--config", "good.json", "--log-level", "info"}); err != nil {
 		t.Fatalf("good config: %v", err)
 	}
-	if want := "/new/bin/panther-agent check-config --config good.json --log-level info"; f.Calls[0] != want {
-		t.Errorf("ran %q, want %q", f.Calls[0], want)
+	if want := "/new/bin/panther-agent check-config --config good.json --log-level info"; f.calls[0] != want {
+		t.Errorf("ran %q, want %q", f.calls[0], want)
 	}
 	err := a.CheckConfig(context.Background(), []string{"/new/bin/panther-agent", "run", "--config", "bad.json"})
 	if err == nil || err.Error() != `panther-agent: config: criticalUnits: "nginx" is not a unit name` {
@@ -60,18 +84,18 @@ func TestAgentSelfRunsAsUnit(t *testing.T) {
 		{"another unit", "0::/system.slice/not-panther-agent.service\n", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := &activation.FakeRunner{}
-			a := newAgentSelf("panther-agent.service", args, cgroupFile(t, tc.cgroup), f, hclog.NewNullLogger())
+			var r restarts
+			a := newAgentSelf("panther-agent.service", args, cgroupFile(t, tc.cgroup), &fakeRunner{}, r.restart, hclog.NewNullLogger())
 			if got := a.Exec() != nil; got != tc.in {
 				t.Fatalf("Exec() = %q, want in unit %v", a.Exec(), tc.in)
 			}
 			err := a.Restart(context.Background())
 			if tc.in {
-				if err != nil || len(f.Calls) != 1 || f.Calls[0] != "systemctl restart --no-block panther-agent.service" {
-					t.Errorf("Restart: %v, calls %v", err, f.Calls)
+				if err != nil || len(r) != 1 || r[0] != "panther-agent.service" {
+					t.Errorf("Restart: %v, restarted %v", err, r)
 				}
-			} else if err == nil || len(f.Calls) != 0 {
-				t.Errorf("Restart outside the unit: %v, calls %v", err, f.Calls)
+			} else if err == nil || len(r) != 0 {
+				t.Errorf("Restart outside the unit: %v, restarted %v", err, r)
 			}
 		})
 	}
