@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/pantheros/panther/agent/journal"
+	"github.com/pantheros/panther/internal/defaults"
 )
 
 // Options configure an Engine. Zero values take the defaults given.
@@ -64,10 +65,10 @@ func (o *Options) setDefaults() {
 		o.RuntimeDir = "/run/panther-agent"
 	}
 	if o.DefaultConfirm == 0 {
-		o.DefaultConfirm = 60 * time.Second
+		o.DefaultConfirm = defaults.ConfirmTimeout
 	}
 	if o.MaxConfirm == 0 {
-		o.MaxConfirm = 15 * time.Minute
+		o.MaxConfirm = defaults.MaxConfirmTimeout
 	}
 	if o.Retention == 0 {
 		o.Retention = 50
@@ -98,7 +99,7 @@ func (o *Options) setDefaults() {
 // DefaultSwitchTimeout is the default Options.SwitchTimeout: generous, as a
 // switch that restarts many services can take minutes, yet bounded so that a
 // switch waiting forever cannot keep the dead-man from rolling back.
-const DefaultSwitchTimeout = 10 * time.Minute
+const DefaultSwitchTimeout = defaults.SwitchTimeout
 
 // Deps are the engine's collaborators.
 type Deps struct {
