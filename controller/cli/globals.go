@@ -147,14 +147,6 @@ func (c *CLI) connectTailnet(ctx context.Context) (*network, error) {
 	return &network{dialer: node, close: func() { node.Close(); lock.unlock() }}, nil
 }
 
-func (c *CLI) dial(ctx context.Context, n *network, host string) (*client.Conn, error) {
-	conn, err := client.Dial(ctx, n.dialer, host, c.g.port)
-	if err != nil {
-		return nil, exitf(ExitError, "%v", err)
-	}
-	return conn, nil
-}
-
 func (c *CLI) printf(format string, args ...any) {
 	if c.g.json {
 		return

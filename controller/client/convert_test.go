@@ -70,7 +70,7 @@ func TestAgentErrorKinds(t *testing.T) {
 	}{
 		{"untrusted key", status.Error(codes.Unauthenticated, "unknown key"), []error{rollout.ErrUntrusted}},
 		{"wrong host", status.Error(codes.PermissionDenied, "wrong host"), []error{rollout.ErrRefused}},
-		{"busy", status.Error(codes.FailedPrecondition, "busy"), []error{rollout.ErrRefused}},
+		{"busy", status.Error(codes.FailedPrecondition, "busy"), []error{rollout.ErrPrecondition, rollout.ErrRefused}},
 		{"control down", down.Err(), []error{rollout.ErrControlDown, rollout.ErrRefused}},
 		{"unreachable", status.Error(codes.Unavailable, "connection refused"), []error{rollout.ErrUnreachable}},
 		{"not a peer", status.Error(codes.Unavailable, fmt.Sprintf("dial: %v: no peer", tailnet.ErrUnknownPeer)), []error{rollout.ErrNotPeer}},

@@ -44,7 +44,7 @@ func AgentError(host string, err error) error {
 	case codes.PermissionDenied:
 		out.Kind = rollout.ErrRefused
 	case codes.FailedPrecondition:
-		out.Kind = rollout.ErrRefused
+		out.Kind = rollout.ErrPrecondition
 		if reason(st) == agentv1.ReasonControlPlaneDown {
 			out.Kind = rollout.ErrControlDown
 		}

@@ -12,8 +12,12 @@ var (
 	// signature is bad).
 	ErrUntrusted = errors.New("the agent does not trust the request's key")
 	// ErrRefused: the agent refused the request (wrong host, expired,
-	// replayed, busy, not its flakeHost, a switch it will not do).
+	// replayed); ErrPrecondition and ErrControlDown are refusals too.
 	ErrRefused = errors.New("the agent refused the request")
+	// ErrPrecondition: the agent's state does not allow the request now
+	// (busy, nothing pending, a switch it will not do, not its flakeHost).
+	// It is an ErrRefused.
+	ErrPrecondition = errors.New("the agent cannot do that now")
 	// ErrControlDown: a confirm refused because the host has no live
 	// connection to the tailnet's coordination server; it may clear
 	// before the deadline, so it is worth retrying. It is an ErrRefused.
@@ -55,7 +59,7 @@ func (e *AgentError) Error() string {
 // ErrControlDown) and the underlying error.
 func (e *AgentError) Unwrap() []error {
 	errs := []error{e.Kind}
-	if e.Kind == ErrControlDown {
+	if e.Kind == ErrControlDown || e.Kind == ErrPrecondition {
 		errs = append(errs, ErrRefused)
 	}
 	if e.Err != nil {

@@ -154,7 +154,11 @@ type HostReport struct {
 	source   *SourceRef
 	approval bool // the deployment awaits approval on the agent
 	started  time.Time
-	log      hclog.Logger
+	// seen is the time of the newest event passed on. A stream reattached
+	// with Watch replays the deployment from its start: what was passed on
+	// already is not passed on again.
+	seen time.Time
+	log  hclog.Logger
 }
 
 // Verdict classifies how a host's part ended; the CLI maps it to an exit
@@ -502,7 +506,6 @@ type followed struct {
 	summary  *Summary
 	awaiting *Awaiting
 	result   *Result
-	seen     time.Time
 }
 
 // follow reads events until the deployment awaits confirmation or ends;
@@ -520,9 +523,9 @@ func (r *Rollout) follow(hr *HostReport, ev Events, f *followed, onHealth func()
 		if err != nil {
 			return err
 		}
-		if e.Time.IsZero() || e.Time.After(f.seen) {
+		if e.Time.IsZero() || e.Time.After(hr.seen) {
 			if !e.Time.IsZero() {
-				f.seen = e.Time
+				hr.seen = e.Time
 			}
 			r.obs.Event(hr.Host.Name, e)
 		}

@@ -29,6 +29,7 @@ const (
 // fakeAgent is an in-memory fleet: every host follows its behaviour.
 type fakeAgent struct {
 	mu       sync.Mutex
+	order    *[]string // if set, ConfirmRoute calls are logged here
 	hosts    map[string]behaviour
 	calls    []string // "host action", in order
 	deps     map[string][]rollout.Event
@@ -140,6 +141,9 @@ func (f *fakeAgent) Rollback(ctx context.Context, h rollout.Host, in rollout.Int
 func (f *fakeAgent) ConfirmRoute(h rollout.Host, id string) rollout.ConfirmRoute {
 	f.mu.Lock()
 	f.routes++
+	if f.order != nil {
+		*f.order = append(*f.order, "OPEN CONFIRM ROUTE")
+	}
 	f.mu.Unlock()
 	return &fakeRoute{f: f, host: h.Name, id: id}
 }
@@ -345,7 +349,7 @@ func TestRollout(t *testing.T) {
 			want:  map[string]string{"a": "rolled back"},
 		},
 		{
-			name:  "no confirm waits for the rollback",
+			name:  "no confirm with detach returns once the window is open",
 			hosts: map[string]behaviour{"a": good},
 			order: []string{"a"},
 			o:     rollout.Options{NoConfirm: true, Detach: true},
@@ -508,5 +512,54 @@ func TestParseBatch(t *testing.T) {
 		if (err != nil) != tc.bad || (!tc.bad && got != tc.want) {
 			t.Errorf("ParseBatch(%q) = %+v, %v", tc.in, got, err)
 		}
+	}
+}
+
+// A stream that breaks and the Watches after it replay the deployment from
+// its start: the observer sees every event once.
+func TestReattachShowsEventsOnce(t *testing.T) {
+	for _, b := range []behaviour{dropStream, neverConfirms} {
+		fa := newFake(map[string]behaviour{"a": b})
+		rec := &recorder{}
+		rollout.New(fa, nil, rec, rollout.Options{Sleep: noSleep}, nil).Run(context.Background(), hostsOf("a"))
+		var ids []string
+		for id := range fa.deps {
+			ids = append(ids, id)
+		}
+		if len(ids) != 1 {
+			t.Fatalf("deployments %q, want one", ids)
+		}
+		if want := len(fa.deps[ids[0]]); rec.evs["a"] != want {
+			t.Errorf("behaviour %d: observer saw %d events, want %d (each once)", b, rec.evs["a"], want)
+		}
+	}
+}
+
+type orderObserver struct {
+	rollout.NopObserver
+	mu    *sync.Mutex
+	order *[]string
+}
+
+func (o orderObserver) Event(host string, ev rollout.Event) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if ev.Kind == rollout.EventPhaseStarted {
+		*o.order = append(*o.order, "==> "+ev.Phase.String())
+	}
+}
+
+// The confirm route (a new tailnet node) is opened once, as the health
+// checks start — after the switch ended, so its key cannot reach a host
+// before the switch cut it off — not on the switch's start.
+func TestConfirmRouteOpensWhenHealthStarts(t *testing.T) {
+	var order []string
+	fa := newFake(map[string]behaviour{"a": good})
+	fa.order = &order
+	rollout.New(fa, nil, orderObserver{mu: &fa.mu, order: &order}, rollout.Options{Sleep: noSleep}, nil).Run(context.Background(), hostsOf("a"))
+	got := strings.Join(order, "\n")
+	i, j, k := strings.Index(got, "==> switch"), strings.Index(got, "==> health"), strings.Index(got, "OPEN CONFIRM ROUTE")
+	if i < 0 || j < 0 || k < 0 || !(i < j && j < k) || strings.Count(got, "OPEN CONFIRM ROUTE") != 1 {
+		t.Errorf("the confirm route must open once, as health starts:\n%s", got)
 	}
 }
