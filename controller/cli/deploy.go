@@ -406,7 +406,7 @@ func (c *CLI) finishBatch(rep *rollout.Report, logs map[string]hostLog) error {
 			out := map[string]any{"summary": true, "host": hr.Host.Name, "result": what, "exitCode": code,
 				"log": logPath, "durationMs": hr.Duration.Milliseconds()}
 			if hr.Wave > 0 {
-				out["wave"] = hr.Wave
+				out["wave"] = hr.Wave // skipped hosts say why in "result"
 			}
 			switch {
 			case hr.Skipped:
@@ -423,11 +423,6 @@ func (c *CLI) finishBatch(rep *rollout.Report, logs map[string]hostLog) error {
 			writeJSON(c.io.Stdout, out)
 		} else if logPath != "" {
 			fmt.Fprintf(c.io.Stdout, "%s: full log: %s\n", hr.Host.Name, logPath)
-		}
-	}
-	if h := rep.Halt; h != nil {
-		if c.g.json {
-			writeJSON(c.io.Stdout, map[string]any{"halted": true, "wave": h.Wave, "canary": h.Canary, "unhealthy": h.Unhealthy, "maxUnhealthy": h.Max})
 		}
 	}
 	if !c.g.json {
