@@ -1,6 +1,8 @@
-// Package cli implements pantherctl: one file per subcommand, a shared set of
-// global flags (also read from PANTHER_* environment variables), and one
-// mapping from outcomes to exit codes.
+// Package cli implements pantherctl: one file per subcommand, dispatched by
+// ffcli, a shared set of global flags (also read from PANTHER_* environment
+// variables), one renderer of the core's events (render.go) and one mapping
+// from the core's verdicts to exit codes. It parses flags and renders; the
+// work is controller/rollout's, over controller/client's Fleet.
 package cli
 
 import (
