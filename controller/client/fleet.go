@@ -145,15 +145,15 @@ func (f *Fleet) Watch(ctx context.Context, host rollout.Host, id string) (rollou
 	return &events{host: host.Name, st: st, closer: c}, nil
 }
 
-// Approve implements rollout.Agent. This agent API has no approval yet:
-// the core falls back to a second deployment.
-func (f *Fleet) Approve(ctx context.Context, host rollout.Host, id, storePath string) (rollout.Events, error) {
-	return nil, &rollout.AgentError{Host: host.Name, Kind: rollout.ErrUnsupported}
+// Approve implements rollout.Agent. This agent API cannot hold a
+// deployment for approval yet (the CLI does not ask the core to).
+func (f *Fleet) Approve(ctx context.Context, host rollout.Host, id, storePath string) error {
+	return &rollout.AgentError{Host: host.Name, Kind: rollout.ErrUnsupported}
 }
 
 // Decline implements rollout.Agent (see Approve).
-func (f *Fleet) Decline(ctx context.Context, host rollout.Host, id string) error {
-	return &rollout.AgentError{Host: host.Name, Kind: rollout.ErrUnsupported}
+func (f *Fleet) Decline(ctx context.Context, host rollout.Host, id string) (*rollout.Result, error) {
+	return nil, &rollout.AgentError{Host: host.Name, Kind: rollout.ErrUnsupported}
 }
 
 // ConfirmRoute implements rollout.Agent: over ConfirmVia's new node when
