@@ -38,6 +38,7 @@ type deployOpts struct {
 	jobs           int
 	canary         int
 	confirmTimeout time.Duration
+	approveTimeout time.Duration // approve.go: how long the agents wait for your answer
 	critical       string
 	logDir         string
 }
@@ -75,6 +76,7 @@ they were confirmed. Tags and per-host settings come from panther.json at the fl
 			fs.IntVar(&o.jobs, "jobs", runtime.NumCPU(), "hosts deployed at once")
 			fs.IntVar(&o.canary, "canary", 0, "deploy this many hosts first; the rest only if they were confirmed")
 			fs.DurationVar(&o.confirmTimeout, "confirm-timeout", 0, "confirmation window, counted from the end of the health checks after the switch (default: the inventory's, else the agent's 60s)")
+			fs.DurationVar(&o.approveTimeout, "approval-timeout", agentv1.DefaultApprovalTimeout, "without --yes: how long the agents wait for your answer after their dry-activate; past it they end the deployment with nothing changed")
 			fs.StringVar(&o.critical, "critical-units", "", "comma-separated units that must be active after the switch")
 			fs.StringVar(&o.logDir, "log-dir", "logs", "where the controller-side logs go (logs/deploy/<mode>-<host>-<time>.log)")
 		},
@@ -208,6 +210,7 @@ type hostRun struct {
 	skipped  bool
 	started  time.Time
 	duration time.Duration
+	pending  *pending // awaiting approval (approve.go)
 }
 
 func (h *hostRun) close() {
@@ -220,6 +223,9 @@ func (h *hostRun) close() {
 }
 
 func (h *hostRun) failed() bool {
+	if h.awaitsApproval() {
+		return false
+	}
 	return h.skipped || h.err != nil || exitFor(h.result) != ExitOK
 }
 
@@ -262,10 +268,10 @@ func (c *CLI) deploy(ctx context.Context, args []string, o *deployOpts) error {
 				return exitf(ExitUsage, "no terminal to ask whether to switch %s: pass --yes to switch without asking, or --dry-run to look first", hostNames(hosts))
 			}
 			// One prompt for the whole batch, after every host dry-activated.
-			b.each(ctx, runs, func(hr *hostRun) { b.prepare(ctx, hr) }, true)
+			b.each(ctx, runs, func(hr *hostRun) { b.prepareApproval(ctx, hr) }, true)
 			var ready []*hostRun
 			for _, hr := range runs {
-				if hr.err == nil && hr.result.GetOutcome() == agentv1.Outcome_OUTCOME_DRY_ACTIVATED {
+				if hr.err == nil && hr.pending != nil {
 					ready = append(ready, hr)
 				}
 			}
@@ -280,12 +286,11 @@ func (c *CLI) deploy(ctx context.Context, args []string, o *deployOpts) error {
 				fmt.Fprintln(c.io.Stderr, note)
 			}
 			if !c.ask(fmt.Sprintf("%s %d host(s) (%s)? [y/N] ", verb, len(ready), hostNames(hostsOf(ready)))) {
+				b.declineAll(ctx, ready)
 				return exitf(ExitFailed, "not switched (you said no); nothing changed")
 			}
 			for _, hr := range runs {
-				if hr.result.GetOutcome() == agentv1.Outcome_OUTCOME_DRY_ACTIVATED {
-					hr.result = nil
-				} else if hr.err == nil && hr.result == nil {
+				if hr.pending == nil && hr.err == nil && hr.result == nil {
 					hr.skipped = true
 				}
 			}
@@ -496,15 +501,6 @@ func (b *batch) run(ctx context.Context, hr *hostRun, in *agentv1.Intent) {
 	hr.phase = phaseName(f.result.GetFailedPhase())
 }
 
-// prepare uploads and dry-activates (the step before the batch prompt).
-func (b *batch) prepare(ctx context.Context, hr *hostRun) {
-	if err := b.connect(ctx, hr); err != nil {
-		hr.err, hr.phase = err, "upload"
-		return
-	}
-	b.run(ctx, hr, b.intent(hr, agentv1.Action_ACTION_DRY_ACTIVATE, ""))
-}
-
 // apply runs the selected mode on one host; after prepare it switches
 // exactly the dry-activated store path.
 func (b *batch) apply(ctx context.Context, hr *hostRun) {
@@ -518,6 +514,10 @@ func (b *batch) apply(ctx context.Context, hr *hostRun) {
 		return
 	case "dry-run":
 		b.run(ctx, hr, b.intent(hr, agentv1.Action_ACTION_DRY_ACTIVATE, ""))
+		return
+	}
+	if hr.pending != nil {
+		b.approveAndFollow(ctx, hr) // approve.go: the same deployment goes on
 		return
 	}
 	action := agentv1.Action_ACTION_SWITCH
@@ -618,6 +618,8 @@ func hostOutcome(hr *hostRun) (int, string) {
 			code = ee.code
 		}
 		return code, "error: " + hr.err.Error()
+	case hr.awaitsApproval():
+		return ExitOK, "dry-activated, awaiting approval"
 	case hr.result == nil:
 		return ExitError, "no result"
 	}

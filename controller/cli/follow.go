@@ -23,6 +23,7 @@ import (
 type followed struct {
 	summary  *agentv1.Summary
 	awaiting *agentv1.AwaitingConfirmation
+	approval *agentv1.AwaitingApproval // follow stops there (approve.go)
 	result   *agentv1.Result
 	started  map[agentv1.Phase]bool
 }
@@ -151,6 +152,8 @@ func (r *reporter) event(ev *agentv1.DeployEvent) {
 			break
 		}
 		r.line("==> switched to generation %d; confirming before %s", a.NewGeneration, a.Deadline.AsTime().Local().Format(time.TimeOnly))
+	case *agentv1.DeployEvent_AwaitingApproval:
+		r.line("    awaiting approval until %s (nothing changes before it)", e.AwaitingApproval.Deadline.AsTime().Local().Format(time.TimeOnly))
 	case *agentv1.DeployEvent_Result:
 		res := e.Result
 		msg := outcomeName(res.Outcome)
@@ -219,6 +222,9 @@ func (r *reporter) follow(st client.Stream, f *followed) error {
 			f.awaiting = e.AwaitingConfirmation
 		case *agentv1.DeployEvent_Result:
 			f.result = e.Result
+		case *agentv1.DeployEvent_AwaitingApproval:
+			f.approval = e.AwaitingApproval
+			return nil // the stream stays open: the caller approves, then follows it on
 		}
 	}
 }
