@@ -32,13 +32,15 @@ func (n *Nix) Evaluate(ctx context.Context, flakeRef, host string, onLine func(s
 		Hosts    []string `json:"hosts"`
 		Found    bool     `json:"found"`
 		Warnings []string `json:"warnings"`
-		DrvPath  string   `json:"drvPath"`
-		OutPath  string   `json:"outPath"`
+		DrvPath  string   `json:"drv"`
+		OutPath  string   `json:"out"`
 	}
-	// host matches hostRE: it needs no escaping inside a Nix string.
+	// host matches hostRE: it needs no escaping inside a Nix string. The
+	// result has no outPath attribute: nix would print an attribute set
+	// with one as that string.
 	apply := fmt.Sprintf(`cs: let found = builtins.hasAttr "%[1]s" cs; c = (builtins.getAttr "%[1]s" cs).config; t = c.system.build.toplevel; in `+
 		`{ hosts = builtins.attrNames cs; inherit found; warnings = if found then c.warnings else null; `+
-		`drvPath = if found then t.drvPath else null; outPath = if found then t.outPath else null; }`, host)
+		`drv = if found then t.drvPath else null; out = if found then t.outPath else null; }`, host)
 	argv := []string{n.nix, "eval", "--json", flakeRef + "#nixosConfigurations", "--apply", apply}
 	b, err := n.run(ctx, argv, onLine)
 	if err != nil {
