@@ -251,7 +251,8 @@ func (s *Server) request(ctx context.Context, in *agentv1.Intent, ref, keyID str
 		ConfirmTimeout: in.ConfirmTimeout.AsDuration(), FailOnWarnings: in.FailOnWarnings,
 		ExtraCritical: in.ExtraCriticalUnits, Generation: in.Generation, RequestedBy: requestedBy(ctx),
 		InstallBootloader: in.InstallBootloader, Force: in.Force,
-		KeyID: keyID,
+		KeyID:         keyID,
+		AwaitApproval: in.AwaitApproval, ApprovalTimeout: approvalTimeout(in),
 	}
 }
 

@@ -42,6 +42,7 @@ type deployOpts struct {
 	pause          time.Duration
 	waves          rollout.Waves
 	confirmTimeout time.Duration
+	approveTimeout time.Duration // how long the agents hold a prompted deployment for your answer
 	critical       string
 	logDir         string
 }
@@ -86,6 +87,7 @@ Tags and per-host settings come from panther.json at the flake root.`,
 			fs.IntVar(&o.maxUnhealthy, "max-unhealthy", 0, "hosts of a wave that may fail before the rollout halts (the rest skipped)")
 			fs.DurationVar(&o.pause, "pause", 0, "wait between waves")
 			fs.DurationVar(&o.confirmTimeout, "confirm-timeout", 0, fmt.Sprintf("confirmation window, counted from the end of the health checks after the switch (default: the inventory's, else the agent's, %v unless its confirmTimeout says otherwise)", defaults.ConfirmTimeout))
+			fs.DurationVar(&o.approveTimeout, "approval-timeout", defaults.ApprovalTimeout, "without --yes: how long the agents wait for your answer after their dry-activate; past it they end the deployment with nothing changed")
 			fs.StringVar(&o.critical, "critical-units", "", "comma-separated units that must be active after the switch")
 			fs.StringVar(&o.logDir, "log-dir", "logs", "where the controller-side logs go (logs/deploy/<mode>-<host>-<time>.log)")
 		},
@@ -298,6 +300,9 @@ func (c *CLI) deploy(ctx context.Context, args []string, o *deployOpts) error {
 		ro.Approver = rollout.ApproverFunc(func(ready, _ []*rollout.HostReport) (bool, error) {
 			return c.approve(ready, o.boot), nil
 		})
+		// One deployment per host: the agents hold it after their dry
+		// activation until the answer.
+		ro.HoldForApproval, ro.ApprovalTimeout = true, o.approveTimeout
 	}
 	rep, err := rollout.New(fl, upload, rd, ro, c.log).Run(ctx, targets)
 	if err != nil {

@@ -145,15 +145,29 @@ func (f *Fleet) Watch(ctx context.Context, host rollout.Host, id string) (rollou
 	return &events{host: host.Name, st: st, closer: c}, nil
 }
 
-// Approve implements rollout.Agent. This agent API cannot hold a
-// deployment for approval yet (the CLI does not ask the core to).
+// Approve implements rollout.Agent: a signed Approve of the exact store
+// path; the deployment's events go on on its Deploy stream. The agent's
+// refusals stay testable as ErrApprovalPathMismatch and
+// ErrNotAwaitingApproval besides their rollout kind (ErrPrecondition).
 func (f *Fleet) Approve(ctx context.Context, host rollout.Host, id, storePath string) error {
-	return &rollout.AgentError{Host: host.Name, Kind: rollout.ErrUnsupported}
+	c, err := f.conn(ctx, host)
+	if err != nil {
+		return err
+	}
+	return AgentError(host.Name, c.Approve(ctx, f.Signer, id, storePath))
 }
 
-// Decline implements rollout.Agent (see Approve).
+// Decline implements rollout.Agent.
 func (f *Fleet) Decline(ctx context.Context, host rollout.Host, id string) (*rollout.Result, error) {
-	return nil, &rollout.AgentError{Host: host.Name, Kind: rollout.ErrUnsupported}
+	c, err := f.conn(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.Decline(ctx, f.Signer, id)
+	if err != nil {
+		return nil, AgentError(host.Name, err)
+	}
+	return ResultFromProto(res), nil
 }
 
 // ConfirmRoute implements rollout.Agent: over ConfirmVia's new node when

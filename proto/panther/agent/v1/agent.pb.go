@@ -50,6 +50,11 @@ const (
 	Action_ACTION_CONFIRM Action = 6
 	// Roll back to an earlier generation.
 	Action_ACTION_ROLLBACK Action = 7
+	// Approve a deployment awaiting approval (deployment_id and
+	// expected_store_path name it and the dry-activated system).
+	Action_ACTION_APPROVE Action = 8
+	// Decline a deployment awaiting approval: it ends, nothing changed.
+	Action_ACTION_DECLINE Action = 9
 )
 
 // Enum value maps for Action.
@@ -63,6 +68,8 @@ var (
 		5: "ACTION_BOOT",
 		6: "ACTION_CONFIRM",
 		7: "ACTION_ROLLBACK",
+		8: "ACTION_APPROVE",
+		9: "ACTION_DECLINE",
 	}
 	Action_value = map[string]int32{
 		"ACTION_UNSPECIFIED":  0,
@@ -73,6 +80,8 @@ var (
 		"ACTION_BOOT":         5,
 		"ACTION_CONFIRM":      6,
 		"ACTION_ROLLBACK":     7,
+		"ACTION_APPROVE":      8,
+		"ACTION_DECLINE":      9,
 	}
 )
 
@@ -115,6 +124,8 @@ const (
 	Phase_PHASE_HEALTH       Phase = 5
 	Phase_PHASE_CONFIRM      Phase = 6
 	Phase_PHASE_ROLLBACK     Phase = 7
+	// Waiting for the operator's Approve after dry-activate.
+	Phase_PHASE_APPROVE Phase = 8
 )
 
 // Enum value maps for Phase.
@@ -128,6 +139,7 @@ var (
 		5: "PHASE_HEALTH",
 		6: "PHASE_CONFIRM",
 		7: "PHASE_ROLLBACK",
+		8: "PHASE_APPROVE",
 	}
 	Phase_value = map[string]int32{
 		"PHASE_UNSPECIFIED":  0,
@@ -138,6 +150,7 @@ var (
 		"PHASE_HEALTH":       5,
 		"PHASE_CONFIRM":      6,
 		"PHASE_ROLLBACK":     7,
+		"PHASE_APPROVE":      8,
 	}
 )
 
@@ -195,6 +208,9 @@ const (
 	// exited 100, or the system's switch inhibitors refused) made it the boot
 	// default: nothing changed until the host reboots.
 	Outcome_OUTCOME_REBOOT_REQUIRED Outcome = 10
+	// The deployment awaited approval and was declined, not approved in time,
+	// or the agent restarted while it waited: nothing changed.
+	Outcome_OUTCOME_NOT_APPROVED Outcome = 11
 )
 
 // Enum value maps for Outcome.
@@ -211,6 +227,7 @@ var (
 		8:  "OUTCOME_MANUAL_INTERVENTION",
 		9:  "OUTCOME_RUNNING",
 		10: "OUTCOME_REBOOT_REQUIRED",
+		11: "OUTCOME_NOT_APPROVED",
 	}
 	Outcome_value = map[string]int32{
 		"OUTCOME_UNSPECIFIED":           0,
@@ -224,6 +241,7 @@ var (
 		"OUTCOME_MANUAL_INTERVENTION":   8,
 		"OUTCOME_RUNNING":               9,
 		"OUTCOME_REBOOT_REQUIRED":       10,
+		"OUTCOME_NOT_APPROVED":          11,
 	}
 )
 
@@ -352,9 +370,17 @@ type Intent struct {
 	InstallBootloader bool `protobuf:"varint,15,opt,name=install_bootloader,json=installBootloader,proto3" json:"install_bootloader,omitempty"`
 	// Deploy a configuration that would stop or remove the agent's own unit
 	// (refused otherwise: nothing could confirm or roll it back).
-	Force         bool `protobuf:"varint,16,opt,name=force,proto3" json:"force,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Force bool `protobuf:"varint,16,opt,name=force,proto3" json:"force,omitempty"`
+	// For switch/boot: stop after dry-activate and wait for a signed Approve
+	// (or Decline) of this deployment before switching; the Summary is sent,
+	// then AwaitingApproval with its deadline. One deployment, one evaluation,
+	// one build and one dry-activate whatever the operator answers.
+	AwaitApproval bool `protobuf:"varint,17,opt,name=await_approval,json=awaitApproval,proto3" json:"await_approval,omitempty"`
+	// How long the deployment awaits approval (0 = the agent's default, 5m);
+	// past it the deployment ends NOT_APPROVED with nothing changed.
+	ApprovalTimeout *durationpb.Duration `protobuf:"bytes,18,opt,name=approval_timeout,json=approvalTimeout,proto3" json:"approval_timeout,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Intent) Reset() {
@@ -497,6 +523,20 @@ func (x *Intent) GetForce() bool {
 		return x.Force
 	}
 	return false
+}
+
+func (x *Intent) GetAwaitApproval() bool {
+	if x != nil {
+		return x.AwaitApproval
+	}
+	return false
+}
+
+func (x *Intent) GetApprovalTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.ApprovalTimeout
+	}
+	return nil
 }
 
 type HasSourceRequest struct {
@@ -834,6 +874,7 @@ type DeployEvent struct {
 	//	*DeployEvent_AwaitingConfirmation
 	//	*DeployEvent_Result
 	//	*DeployEvent_Heartbeat
+	//	*DeployEvent_AwaitingApproval
 	Event         isDeployEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -971,6 +1012,15 @@ func (x *DeployEvent) GetHeartbeat() *Heartbeat {
 	return nil
 }
 
+func (x *DeployEvent) GetAwaitingApproval() *AwaitingApproval {
+	if x != nil {
+		if x, ok := x.Event.(*DeployEvent_AwaitingApproval); ok {
+			return x.AwaitingApproval
+		}
+	}
+	return nil
+}
+
 type isDeployEvent_Event interface {
 	isDeployEvent_Event()
 }
@@ -1011,6 +1061,10 @@ type DeployEvent_Heartbeat struct {
 	Heartbeat *Heartbeat `protobuf:"bytes,18,opt,name=heartbeat,proto3,oneof"`
 }
 
+type DeployEvent_AwaitingApproval struct {
+	AwaitingApproval *AwaitingApproval `protobuf:"bytes,19,opt,name=awaiting_approval,json=awaitingApproval,proto3,oneof"`
+}
+
 func (*DeployEvent_PhaseStarted) isDeployEvent_Event() {}
 
 func (*DeployEvent_PhaseFinished) isDeployEvent_Event() {}
@@ -1029,6 +1083,64 @@ func (*DeployEvent_Result) isDeployEvent_Event() {}
 
 func (*DeployEvent_Heartbeat) isDeployEvent_Event() {}
 
+func (*DeployEvent_AwaitingApproval) isDeployEvent_Event() {}
+
+// AwaitingApproval is sent after the Summary of a deployment whose intent set
+// await_approval: it waits for Approve or Decline until deadline. The stream
+// stays open (heartbeats) and goes on with the switch once approved.
+type AwaitingApproval struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Deadline *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	// The dry-activated system: Approve must name exactly this path.
+	NewStorePath  string `protobuf:"bytes,2,opt,name=new_store_path,json=newStorePath,proto3" json:"new_store_path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AwaitingApproval) Reset() {
+	*x = AwaitingApproval{}
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AwaitingApproval) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AwaitingApproval) ProtoMessage() {}
+
+func (x *AwaitingApproval) ProtoReflect() protoreflect.Message {
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AwaitingApproval.ProtoReflect.Descriptor instead.
+func (*AwaitingApproval) Descriptor() ([]byte, []int) {
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *AwaitingApproval) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+func (x *AwaitingApproval) GetNewStorePath() string {
+	if x != nil {
+		return x.NewStorePath
+	}
+	return ""
+}
+
 // Heartbeat is sent first on every event stream and whenever nothing else
 // happened for a couple of seconds, so that a controller notices a dead
 // agent long before gRPC keepalive would (its minimum is 10 s).
@@ -1042,7 +1154,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1054,7 +1166,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1067,7 +1179,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Heartbeat) GetInterval() *durationpb.Duration {
@@ -1086,7 +1198,7 @@ type PhaseStarted struct {
 
 func (x *PhaseStarted) Reset() {
 	*x = PhaseStarted{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1098,7 +1210,7 @@ func (x *PhaseStarted) String() string {
 func (*PhaseStarted) ProtoMessage() {}
 
 func (x *PhaseStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1111,7 +1223,7 @@ func (x *PhaseStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PhaseStarted.ProtoReflect.Descriptor instead.
 func (*PhaseStarted) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PhaseStarted) GetPhase() Phase {
@@ -1133,7 +1245,7 @@ type PhaseFinished struct {
 
 func (x *PhaseFinished) Reset() {
 	*x = PhaseFinished{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1145,7 +1257,7 @@ func (x *PhaseFinished) String() string {
 func (*PhaseFinished) ProtoMessage() {}
 
 func (x *PhaseFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1158,7 +1270,7 @@ func (x *PhaseFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PhaseFinished.ProtoReflect.Descriptor instead.
 func (*PhaseFinished) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PhaseFinished) GetPhase() Phase {
@@ -1199,7 +1311,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1323,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1336,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *LogLine) GetPhase() Phase {
@@ -1250,7 +1362,7 @@ type Warning struct {
 
 func (x *Warning) Reset() {
 	*x = Warning{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1262,7 +1374,7 @@ func (x *Warning) String() string {
 func (*Warning) ProtoMessage() {}
 
 func (x *Warning) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1275,7 +1387,7 @@ func (x *Warning) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Warning.ProtoReflect.Descriptor instead.
 func (*Warning) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Warning) GetMessage() string {
@@ -1297,7 +1409,7 @@ type HealthResult struct {
 
 func (x *HealthResult) Reset() {
 	*x = HealthResult{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +1421,7 @@ func (x *HealthResult) String() string {
 func (*HealthResult) ProtoMessage() {}
 
 func (x *HealthResult) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +1434,7 @@ func (x *HealthResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResult.ProtoReflect.Descriptor instead.
 func (*HealthResult) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HealthResult) GetName() string {
@@ -1383,7 +1495,7 @@ type Summary struct {
 
 func (x *Summary) Reset() {
 	*x = Summary{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1395,7 +1507,7 @@ func (x *Summary) String() string {
 func (*Summary) ProtoMessage() {}
 
 func (x *Summary) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1408,7 +1520,7 @@ func (x *Summary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Summary.ProtoReflect.Descriptor instead.
 func (*Summary) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Summary) GetCurrentStorePath() string {
@@ -1542,7 +1654,7 @@ type ClosureChange struct {
 
 func (x *ClosureChange) Reset() {
 	*x = ClosureChange{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1554,7 +1666,7 @@ func (x *ClosureChange) String() string {
 func (*ClosureChange) ProtoMessage() {}
 
 func (x *ClosureChange) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1567,7 +1679,7 @@ func (x *ClosureChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClosureChange.ProtoReflect.Descriptor instead.
 func (*ClosureChange) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ClosureChange) GetName() string {
@@ -1609,7 +1721,7 @@ type AwaitingConfirmation struct {
 
 func (x *AwaitingConfirmation) Reset() {
 	*x = AwaitingConfirmation{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1621,7 +1733,7 @@ func (x *AwaitingConfirmation) String() string {
 func (*AwaitingConfirmation) ProtoMessage() {}
 
 func (x *AwaitingConfirmation) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1634,7 +1746,7 @@ func (x *AwaitingConfirmation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AwaitingConfirmation.ProtoReflect.Descriptor instead.
 func (*AwaitingConfirmation) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AwaitingConfirmation) GetDeadline() *timestamppb.Timestamp {
@@ -1685,7 +1797,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1697,7 +1809,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1710,7 +1822,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Result) GetOutcome() Outcome {
@@ -1792,7 +1904,7 @@ type ConfirmRequest struct {
 
 func (x *ConfirmRequest) Reset() {
 	*x = ConfirmRequest{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1804,7 +1916,7 @@ func (x *ConfirmRequest) String() string {
 func (*ConfirmRequest) ProtoMessage() {}
 
 func (x *ConfirmRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1817,7 +1929,7 @@ func (x *ConfirmRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmRequest.ProtoReflect.Descriptor instead.
 func (*ConfirmRequest) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ConfirmRequest) GetEnvelope() *SignedEnvelope {
@@ -1836,7 +1948,7 @@ type ConfirmResponse struct {
 
 func (x *ConfirmResponse) Reset() {
 	*x = ConfirmResponse{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1848,7 +1960,7 @@ func (x *ConfirmResponse) String() string {
 func (*ConfirmResponse) ProtoMessage() {}
 
 func (x *ConfirmResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1861,7 +1973,7 @@ func (x *ConfirmResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmResponse.ProtoReflect.Descriptor instead.
 func (*ConfirmResponse) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ConfirmResponse) GetResult() *Result {
@@ -1880,7 +1992,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1892,7 +2004,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1905,7 +2017,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RollbackRequest) GetEnvelope() *SignedEnvelope {
@@ -1924,7 +2036,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1936,7 +2048,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1949,7 +2061,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RollbackResponse) GetEvent() *DeployEvent {
@@ -1967,7 +2079,7 @@ type ListGenerationsRequest struct {
 
 func (x *ListGenerationsRequest) Reset() {
 	*x = ListGenerationsRequest{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1979,7 +2091,7 @@ func (x *ListGenerationsRequest) String() string {
 func (*ListGenerationsRequest) ProtoMessage() {}
 
 func (x *ListGenerationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1992,7 +2104,7 @@ func (x *ListGenerationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGenerationsRequest.ProtoReflect.Descriptor instead.
 func (*ListGenerationsRequest) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 type Generation struct {
@@ -2016,7 +2128,7 @@ type Generation struct {
 
 func (x *Generation) Reset() {
 	*x = Generation{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2028,7 +2140,7 @@ func (x *Generation) String() string {
 func (*Generation) ProtoMessage() {}
 
 func (x *Generation) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2041,7 +2153,7 @@ func (x *Generation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Generation.ProtoReflect.Descriptor instead.
 func (*Generation) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Generation) GetNumber() int64 {
@@ -2116,7 +2228,7 @@ type ListGenerationsResponse struct {
 
 func (x *ListGenerationsResponse) Reset() {
 	*x = ListGenerationsResponse{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2128,7 +2240,7 @@ func (x *ListGenerationsResponse) String() string {
 func (*ListGenerationsResponse) ProtoMessage() {}
 
 func (x *ListGenerationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2141,7 +2253,7 @@ func (x *ListGenerationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGenerationsResponse.ProtoReflect.Descriptor instead.
 func (*ListGenerationsResponse) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{25}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListGenerationsResponse) GetGenerations() []*Generation {
@@ -2159,7 +2271,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[26]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2171,7 +2283,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[26]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2184,7 +2296,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{26}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{27}
 }
 
 type StatusResponse struct {
@@ -2208,7 +2320,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[27]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2220,7 +2332,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[27]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2233,7 +2345,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{27}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StatusResponse) GetAgentVersion() string {
@@ -2324,7 +2436,7 @@ type PendingDeployment struct {
 
 func (x *PendingDeployment) Reset() {
 	*x = PendingDeployment{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[28]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2336,7 +2448,7 @@ func (x *PendingDeployment) String() string {
 func (*PendingDeployment) ProtoMessage() {}
 
 func (x *PendingDeployment) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[28]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2349,7 +2461,7 @@ func (x *PendingDeployment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingDeployment.ProtoReflect.Descriptor instead.
 func (*PendingDeployment) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{28}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PendingDeployment) GetDeploymentId() string {
@@ -2393,7 +2505,7 @@ type DeploymentInfo struct {
 
 func (x *DeploymentInfo) Reset() {
 	*x = DeploymentInfo{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2405,7 +2517,7 @@ func (x *DeploymentInfo) String() string {
 func (*DeploymentInfo) ProtoMessage() {}
 
 func (x *DeploymentInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2418,7 +2530,7 @@ func (x *DeploymentInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeploymentInfo.ProtoReflect.Descriptor instead.
 func (*DeploymentInfo) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{29}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DeploymentInfo) GetDeploymentId() string {
@@ -2500,7 +2612,7 @@ type ListDeploymentsRequest struct {
 
 func (x *ListDeploymentsRequest) Reset() {
 	*x = ListDeploymentsRequest{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[30]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2512,7 +2624,7 @@ func (x *ListDeploymentsRequest) String() string {
 func (*ListDeploymentsRequest) ProtoMessage() {}
 
 func (x *ListDeploymentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[30]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2525,7 +2637,7 @@ func (x *ListDeploymentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeploymentsRequest.ProtoReflect.Descriptor instead.
 func (*ListDeploymentsRequest) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{30}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListDeploymentsRequest) GetLimit() int32 {
@@ -2544,7 +2656,7 @@ type ListDeploymentsResponse struct {
 
 func (x *ListDeploymentsResponse) Reset() {
 	*x = ListDeploymentsResponse{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[31]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2556,7 +2668,7 @@ func (x *ListDeploymentsResponse) String() string {
 func (*ListDeploymentsResponse) ProtoMessage() {}
 
 func (x *ListDeploymentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[31]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2569,7 +2681,7 @@ func (x *ListDeploymentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeploymentsResponse.ProtoReflect.Descriptor instead.
 func (*ListDeploymentsResponse) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{31}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListDeploymentsResponse) GetDeployments() []*DeploymentInfo {
@@ -2590,7 +2702,7 @@ type LogsRequest struct {
 
 func (x *LogsRequest) Reset() {
 	*x = LogsRequest{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[32]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2602,7 +2714,7 @@ func (x *LogsRequest) String() string {
 func (*LogsRequest) ProtoMessage() {}
 
 func (x *LogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[32]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2615,7 +2727,7 @@ func (x *LogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
 func (*LogsRequest) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{32}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *LogsRequest) GetDeploymentId() string {
@@ -2642,7 +2754,7 @@ type LogsResponse struct {
 
 func (x *LogsResponse) Reset() {
 	*x = LogsResponse{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[33]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2654,7 +2766,7 @@ func (x *LogsResponse) String() string {
 func (*LogsResponse) ProtoMessage() {}
 
 func (x *LogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[33]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2667,7 +2779,7 @@ func (x *LogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsResponse.ProtoReflect.Descriptor instead.
 func (*LogsResponse) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{33}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *LogsResponse) GetDeploymentId() string {
@@ -2693,7 +2805,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[34]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2705,7 +2817,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[34]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2718,7 +2830,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{34}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *WatchRequest) GetDeploymentId() string {
@@ -2737,7 +2849,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[35]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2749,7 +2861,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[35]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2762,12 +2874,199 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{35}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *WatchResponse) GetEvent() *DeployEvent {
 	if x != nil {
 		return x.Event
+	}
+	return nil
+}
+
+type ApproveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Envelope      *SignedEnvelope        `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveRequest) Reset() {
+	*x = ApproveRequest{}
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveRequest) ProtoMessage() {}
+
+func (x *ApproveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveRequest.ProtoReflect.Descriptor instead.
+func (*ApproveRequest) Descriptor() ([]byte, []int) {
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ApproveRequest) GetEnvelope() *SignedEnvelope {
+	if x != nil {
+		return x.Envelope
+	}
+	return nil
+}
+
+// ApproveResponse says the deployment goes on to the switch; its events
+// follow on the Deploy stream or Watch.
+type ApproveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DeploymentId  string                 `protobuf:"bytes,1,opt,name=deployment_id,json=deploymentId,proto3" json:"deployment_id,omitempty"`
+	NewStorePath  string                 `protobuf:"bytes,2,opt,name=new_store_path,json=newStorePath,proto3" json:"new_store_path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveResponse) Reset() {
+	*x = ApproveResponse{}
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveResponse) ProtoMessage() {}
+
+func (x *ApproveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveResponse.ProtoReflect.Descriptor instead.
+func (*ApproveResponse) Descriptor() ([]byte, []int) {
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ApproveResponse) GetDeploymentId() string {
+	if x != nil {
+		return x.DeploymentId
+	}
+	return ""
+}
+
+func (x *ApproveResponse) GetNewStorePath() string {
+	if x != nil {
+		return x.NewStorePath
+	}
+	return ""
+}
+
+type DeclineRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Envelope      *SignedEnvelope        `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeclineRequest) Reset() {
+	*x = DeclineRequest{}
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeclineRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeclineRequest) ProtoMessage() {}
+
+func (x *DeclineRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeclineRequest.ProtoReflect.Descriptor instead.
+func (*DeclineRequest) Descriptor() ([]byte, []int) {
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *DeclineRequest) GetEnvelope() *SignedEnvelope {
+	if x != nil {
+		return x.Envelope
+	}
+	return nil
+}
+
+type DeclineResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The final result: OUTCOME_NOT_APPROVED, nothing changed.
+	Result        *Result `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeclineResponse) Reset() {
+	*x = DeclineResponse{}
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeclineResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeclineResponse) ProtoMessage() {}
+
+func (x *DeclineResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeclineResponse.ProtoReflect.Descriptor instead.
+func (*DeclineResponse) Descriptor() ([]byte, []int) {
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *DeclineResponse) GetResult() *Result {
+	if x != nil {
+		return x.Result
 	}
 	return nil
 }
@@ -2780,7 +3079,7 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\x0eSignedEnvelope\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x16\n" +
 	"\x06intent\x18\x02 \x01(\fR\x06intent\x12\x1c\n" +
-	"\tsignature\x18\x03 \x01(\fR\tsignature\"\x9b\x05\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\"\x88\x06\n" +
 	"\x06Intent\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x120\n" +
 	"\x06action\x18\x02 \x01(\x0e2\x18.panther.agent.v1.ActionR\x06action\x12#\n" +
@@ -2802,7 +3101,9 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"generation\x18\x0e \x01(\x03R\n" +
 	"generation\x12-\n" +
 	"\x12install_bootloader\x18\x0f \x01(\bR\x11installBootloader\x12\x14\n" +
-	"\x05force\x18\x10 \x01(\bR\x05force\"*\n" +
+	"\x05force\x18\x10 \x01(\bR\x05force\x12%\n" +
+	"\x0eawait_approval\x18\x11 \x01(\bR\rawaitApproval\x12D\n" +
+	"\x10approval_timeout\x18\x12 \x01(\v2\x19.google.protobuf.DurationR\x0fapprovalTimeout\"*\n" +
 	"\x10HasSourceRequest\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\"-\n" +
 	"\x11HasSourceResponse\x12\x18\n" +
@@ -2818,7 +3119,7 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\rDeployRequest\x12<\n" +
 	"\benvelope\x18\x01 \x01(\v2 .panther.agent.v1.SignedEnvelopeR\benvelope\"E\n" +
 	"\x0eDeployResponse\x123\n" +
-	"\x05event\x18\x01 \x01(\v2\x1d.panther.agent.v1.DeployEventR\x05event\"\xa3\x05\n" +
+	"\x05event\x18\x01 \x01(\v2\x1d.panther.agent.v1.DeployEventR\x05event\"\xf6\x05\n" +
 	"\vDeployEvent\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12#\n" +
 	"\rdeployment_id\x18\x02 \x01(\tR\fdeploymentId\x12E\n" +
@@ -2831,8 +3132,12 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\asummary\x18\x0f \x01(\v2\x19.panther.agent.v1.SummaryH\x00R\asummary\x12]\n" +
 	"\x15awaiting_confirmation\x18\x10 \x01(\v2&.panther.agent.v1.AwaitingConfirmationH\x00R\x14awaitingConfirmation\x122\n" +
 	"\x06result\x18\x11 \x01(\v2\x18.panther.agent.v1.ResultH\x00R\x06result\x12;\n" +
-	"\theartbeat\x18\x12 \x01(\v2\x1b.panther.agent.v1.HeartbeatH\x00R\theartbeatB\a\n" +
-	"\x05event\"B\n" +
+	"\theartbeat\x18\x12 \x01(\v2\x1b.panther.agent.v1.HeartbeatH\x00R\theartbeat\x12Q\n" +
+	"\x11awaiting_approval\x18\x13 \x01(\v2\".panther.agent.v1.AwaitingApprovalH\x00R\x10awaitingApprovalB\a\n" +
+	"\x05event\"p\n" +
+	"\x10AwaitingApproval\x126\n" +
+	"\bdeadline\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12$\n" +
+	"\x0enew_store_path\x18\x02 \x01(\tR\fnewStorePath\"B\n" +
 	"\tHeartbeat\x125\n" +
 	"\binterval\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\binterval\"=\n" +
 	"\fPhaseStarted\x12-\n" +
@@ -2968,7 +3273,16 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\fWatchRequest\x12#\n" +
 	"\rdeployment_id\x18\x01 \x01(\tR\fdeploymentId\"D\n" +
 	"\rWatchResponse\x123\n" +
-	"\x05event\x18\x01 \x01(\v2\x1d.panther.agent.v1.DeployEventR\x05event*\xab\x01\n" +
+	"\x05event\x18\x01 \x01(\v2\x1d.panther.agent.v1.DeployEventR\x05event\"N\n" +
+	"\x0eApproveRequest\x12<\n" +
+	"\benvelope\x18\x01 \x01(\v2 .panther.agent.v1.SignedEnvelopeR\benvelope\"\\\n" +
+	"\x0fApproveResponse\x12#\n" +
+	"\rdeployment_id\x18\x01 \x01(\tR\fdeploymentId\x12$\n" +
+	"\x0enew_store_path\x18\x02 \x01(\tR\fnewStorePath\"N\n" +
+	"\x0eDeclineRequest\x12<\n" +
+	"\benvelope\x18\x01 \x01(\v2 .panther.agent.v1.SignedEnvelopeR\benvelope\"C\n" +
+	"\x0fDeclineResponse\x120\n" +
+	"\x06result\x18\x01 \x01(\v2\x18.panther.agent.v1.ResultR\x06result*\xd3\x01\n" +
 	"\x06Action\x12\x16\n" +
 	"\x12ACTION_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rACTION_UPLOAD\x10\x01\x12\x10\n" +
@@ -2977,7 +3291,9 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\rACTION_SWITCH\x10\x04\x12\x0f\n" +
 	"\vACTION_BOOT\x10\x05\x12\x12\n" +
 	"\x0eACTION_CONFIRM\x10\x06\x12\x13\n" +
-	"\x0fACTION_ROLLBACK\x10\a*\xa6\x01\n" +
+	"\x0fACTION_ROLLBACK\x10\a\x12\x12\n" +
+	"\x0eACTION_APPROVE\x10\b\x12\x12\n" +
+	"\x0eACTION_DECLINE\x10\t*\xb9\x01\n" +
 	"\x05Phase\x12\x15\n" +
 	"\x11PHASE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0ePHASE_VALIDATE\x10\x01\x12\x0f\n" +
@@ -2986,7 +3302,8 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\fPHASE_SWITCH\x10\x04\x12\x10\n" +
 	"\fPHASE_HEALTH\x10\x05\x12\x11\n" +
 	"\rPHASE_CONFIRM\x10\x06\x12\x12\n" +
-	"\x0ePHASE_ROLLBACK\x10\a*\xa6\x02\n" +
+	"\x0ePHASE_ROLLBACK\x10\a\x12\x11\n" +
+	"\rPHASE_APPROVE\x10\b*\xc0\x02\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rOUTCOME_BUILT\x10\x01\x12\x19\n" +
@@ -2999,7 +3316,8 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\x1bOUTCOME_MANUAL_INTERVENTION\x10\b\x12\x13\n" +
 	"\x0fOUTCOME_RUNNING\x10\t\x12\x1b\n" +
 	"\x17OUTCOME_REBOOT_REQUIRED\x10\n" +
-	"2\xeb\x06\n" +
+	"\x12\x18\n" +
+	"\x14OUTCOME_NOT_APPROVED\x10\v2\x8b\b\n" +
 	"\fAgentService\x12T\n" +
 	"\tHasSource\x12\".panther.agent.v1.HasSourceRequest\x1a#.panther.agent.v1.HasSourceResponse\x12_\n" +
 	"\fUploadSource\x12%.panther.agent.v1.UploadSourceRequest\x1a&.panther.agent.v1.UploadSourceResponse(\x01\x12M\n" +
@@ -3010,7 +3328,9 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\x06Status\x12\x1f.panther.agent.v1.StatusRequest\x1a .panther.agent.v1.StatusResponse\x12f\n" +
 	"\x0fListDeployments\x12(.panther.agent.v1.ListDeploymentsRequest\x1a).panther.agent.v1.ListDeploymentsResponse\x12G\n" +
 	"\x04Logs\x12\x1d.panther.agent.v1.LogsRequest\x1a\x1e.panther.agent.v1.LogsResponse0\x01\x12J\n" +
-	"\x05Watch\x12\x1e.panther.agent.v1.WatchRequest\x1a\x1f.panther.agent.v1.WatchResponse0\x01B=Z;github.com/pantheros/panther/proto/panther/agent/v1;agentv1b\x06proto3"
+	"\x05Watch\x12\x1e.panther.agent.v1.WatchRequest\x1a\x1f.panther.agent.v1.WatchResponse0\x01\x12N\n" +
+	"\aApprove\x12 .panther.agent.v1.ApproveRequest\x1a!.panther.agent.v1.ApproveResponse\x12N\n" +
+	"\aDecline\x12 .panther.agent.v1.DeclineRequest\x1a!.panther.agent.v1.DeclineResponseB=Z;github.com/pantheros/panther/proto/panther/agent/v1;agentv1b\x06proto3"
 
 var (
 	file_panther_agent_v1_agent_proto_rawDescOnce sync.Once
@@ -3025,7 +3345,7 @@ func file_panther_agent_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_panther_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_panther_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_panther_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_panther_agent_v1_agent_proto_goTypes = []any{
 	(Action)(0),                     // 0: panther.agent.v1.Action
 	(Phase)(0),                      // 1: panther.agent.v1.Phase
@@ -3039,105 +3359,120 @@ var file_panther_agent_v1_agent_proto_goTypes = []any{
 	(*DeployRequest)(nil),           // 9: panther.agent.v1.DeployRequest
 	(*DeployResponse)(nil),          // 10: panther.agent.v1.DeployResponse
 	(*DeployEvent)(nil),             // 11: panther.agent.v1.DeployEvent
-	(*Heartbeat)(nil),               // 12: panther.agent.v1.Heartbeat
-	(*PhaseStarted)(nil),            // 13: panther.agent.v1.PhaseStarted
-	(*PhaseFinished)(nil),           // 14: panther.agent.v1.PhaseFinished
-	(*LogLine)(nil),                 // 15: panther.agent.v1.LogLine
-	(*Warning)(nil),                 // 16: panther.agent.v1.Warning
-	(*HealthResult)(nil),            // 17: panther.agent.v1.HealthResult
-	(*Summary)(nil),                 // 18: panther.agent.v1.Summary
-	(*ClosureChange)(nil),           // 19: panther.agent.v1.ClosureChange
-	(*AwaitingConfirmation)(nil),    // 20: panther.agent.v1.AwaitingConfirmation
-	(*Result)(nil),                  // 21: panther.agent.v1.Result
-	(*ConfirmRequest)(nil),          // 22: panther.agent.v1.ConfirmRequest
-	(*ConfirmResponse)(nil),         // 23: panther.agent.v1.ConfirmResponse
-	(*RollbackRequest)(nil),         // 24: panther.agent.v1.RollbackRequest
-	(*RollbackResponse)(nil),        // 25: panther.agent.v1.RollbackResponse
-	(*ListGenerationsRequest)(nil),  // 26: panther.agent.v1.ListGenerationsRequest
-	(*Generation)(nil),              // 27: panther.agent.v1.Generation
-	(*ListGenerationsResponse)(nil), // 28: panther.agent.v1.ListGenerationsResponse
-	(*StatusRequest)(nil),           // 29: panther.agent.v1.StatusRequest
-	(*StatusResponse)(nil),          // 30: panther.agent.v1.StatusResponse
-	(*PendingDeployment)(nil),       // 31: panther.agent.v1.PendingDeployment
-	(*DeploymentInfo)(nil),          // 32: panther.agent.v1.DeploymentInfo
-	(*ListDeploymentsRequest)(nil),  // 33: panther.agent.v1.ListDeploymentsRequest
-	(*ListDeploymentsResponse)(nil), // 34: panther.agent.v1.ListDeploymentsResponse
-	(*LogsRequest)(nil),             // 35: panther.agent.v1.LogsRequest
-	(*LogsResponse)(nil),            // 36: panther.agent.v1.LogsResponse
-	(*WatchRequest)(nil),            // 37: panther.agent.v1.WatchRequest
-	(*WatchResponse)(nil),           // 38: panther.agent.v1.WatchResponse
-	(*timestamppb.Timestamp)(nil),   // 39: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 40: google.protobuf.Duration
+	(*AwaitingApproval)(nil),        // 12: panther.agent.v1.AwaitingApproval
+	(*Heartbeat)(nil),               // 13: panther.agent.v1.Heartbeat
+	(*PhaseStarted)(nil),            // 14: panther.agent.v1.PhaseStarted
+	(*PhaseFinished)(nil),           // 15: panther.agent.v1.PhaseFinished
+	(*LogLine)(nil),                 // 16: panther.agent.v1.LogLine
+	(*Warning)(nil),                 // 17: panther.agent.v1.Warning
+	(*HealthResult)(nil),            // 18: panther.agent.v1.HealthResult
+	(*Summary)(nil),                 // 19: panther.agent.v1.Summary
+	(*ClosureChange)(nil),           // 20: panther.agent.v1.ClosureChange
+	(*AwaitingConfirmation)(nil),    // 21: panther.agent.v1.AwaitingConfirmation
+	(*Result)(nil),                  // 22: panther.agent.v1.Result
+	(*ConfirmRequest)(nil),          // 23: panther.agent.v1.ConfirmRequest
+	(*ConfirmResponse)(nil),         // 24: panther.agent.v1.ConfirmResponse
+	(*RollbackRequest)(nil),         // 25: panther.agent.v1.RollbackRequest
+	(*RollbackResponse)(nil),        // 26: panther.agent.v1.RollbackResponse
+	(*ListGenerationsRequest)(nil),  // 27: panther.agent.v1.ListGenerationsRequest
+	(*Generation)(nil),              // 28: panther.agent.v1.Generation
+	(*ListGenerationsResponse)(nil), // 29: panther.agent.v1.ListGenerationsResponse
+	(*StatusRequest)(nil),           // 30: panther.agent.v1.StatusRequest
+	(*StatusResponse)(nil),          // 31: panther.agent.v1.StatusResponse
+	(*PendingDeployment)(nil),       // 32: panther.agent.v1.PendingDeployment
+	(*DeploymentInfo)(nil),          // 33: panther.agent.v1.DeploymentInfo
+	(*ListDeploymentsRequest)(nil),  // 34: panther.agent.v1.ListDeploymentsRequest
+	(*ListDeploymentsResponse)(nil), // 35: panther.agent.v1.ListDeploymentsResponse
+	(*LogsRequest)(nil),             // 36: panther.agent.v1.LogsRequest
+	(*LogsResponse)(nil),            // 37: panther.agent.v1.LogsResponse
+	(*WatchRequest)(nil),            // 38: panther.agent.v1.WatchRequest
+	(*WatchResponse)(nil),           // 39: panther.agent.v1.WatchResponse
+	(*ApproveRequest)(nil),          // 40: panther.agent.v1.ApproveRequest
+	(*ApproveResponse)(nil),         // 41: panther.agent.v1.ApproveResponse
+	(*DeclineRequest)(nil),          // 42: panther.agent.v1.DeclineRequest
+	(*DeclineResponse)(nil),         // 43: panther.agent.v1.DeclineResponse
+	(*timestamppb.Timestamp)(nil),   // 44: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 45: google.protobuf.Duration
 }
 var file_panther_agent_v1_agent_proto_depIdxs = []int32{
 	0,  // 0: panther.agent.v1.Intent.action:type_name -> panther.agent.v1.Action
-	39, // 1: panther.agent.v1.Intent.issued_at:type_name -> google.protobuf.Timestamp
-	39, // 2: panther.agent.v1.Intent.expires_at:type_name -> google.protobuf.Timestamp
-	40, // 3: panther.agent.v1.Intent.confirm_timeout:type_name -> google.protobuf.Duration
-	3,  // 4: panther.agent.v1.UploadSourceRequest.envelope:type_name -> panther.agent.v1.SignedEnvelope
-	3,  // 5: panther.agent.v1.DeployRequest.envelope:type_name -> panther.agent.v1.SignedEnvelope
-	11, // 6: panther.agent.v1.DeployResponse.event:type_name -> panther.agent.v1.DeployEvent
-	39, // 7: panther.agent.v1.DeployEvent.time:type_name -> google.protobuf.Timestamp
-	13, // 8: panther.agent.v1.DeployEvent.phase_started:type_name -> panther.agent.v1.PhaseStarted
-	14, // 9: panther.agent.v1.DeployEvent.phase_finished:type_name -> panther.agent.v1.PhaseFinished
-	15, // 10: panther.agent.v1.DeployEvent.log:type_name -> panther.agent.v1.LogLine
-	16, // 11: panther.agent.v1.DeployEvent.warning:type_name -> panther.agent.v1.Warning
-	17, // 12: panther.agent.v1.DeployEvent.health:type_name -> panther.agent.v1.HealthResult
-	18, // 13: panther.agent.v1.DeployEvent.summary:type_name -> panther.agent.v1.Summary
-	20, // 14: panther.agent.v1.DeployEvent.awaiting_confirmation:type_name -> panther.agent.v1.AwaitingConfirmation
-	21, // 15: panther.agent.v1.DeployEvent.result:type_name -> panther.agent.v1.Result
-	12, // 16: panther.agent.v1.DeployEvent.heartbeat:type_name -> panther.agent.v1.Heartbeat
-	40, // 17: panther.agent.v1.Heartbeat.interval:type_name -> google.protobuf.Duration
-	1,  // 18: panther.agent.v1.PhaseStarted.phase:type_name -> panther.agent.v1.Phase
-	1,  // 19: panther.agent.v1.PhaseFinished.phase:type_name -> panther.agent.v1.Phase
-	40, // 20: panther.agent.v1.PhaseFinished.elapsed:type_name -> google.protobuf.Duration
-	1,  // 21: panther.agent.v1.LogLine.phase:type_name -> panther.agent.v1.Phase
-	19, // 22: panther.agent.v1.Summary.closure_changes:type_name -> panther.agent.v1.ClosureChange
-	39, // 23: panther.agent.v1.AwaitingConfirmation.deadline:type_name -> google.protobuf.Timestamp
-	2,  // 24: panther.agent.v1.Result.outcome:type_name -> panther.agent.v1.Outcome
-	1,  // 25: panther.agent.v1.Result.failed_phase:type_name -> panther.agent.v1.Phase
-	3,  // 26: panther.agent.v1.ConfirmRequest.envelope:type_name -> panther.agent.v1.SignedEnvelope
-	21, // 27: panther.agent.v1.ConfirmResponse.result:type_name -> panther.agent.v1.Result
-	3,  // 28: panther.agent.v1.RollbackRequest.envelope:type_name -> panther.agent.v1.SignedEnvelope
-	11, // 29: panther.agent.v1.RollbackResponse.event:type_name -> panther.agent.v1.DeployEvent
-	39, // 30: panther.agent.v1.Generation.created:type_name -> google.protobuf.Timestamp
-	27, // 31: panther.agent.v1.ListGenerationsResponse.generations:type_name -> panther.agent.v1.Generation
-	40, // 32: panther.agent.v1.StatusResponse.uptime:type_name -> google.protobuf.Duration
-	31, // 33: panther.agent.v1.StatusResponse.pending:type_name -> panther.agent.v1.PendingDeployment
-	32, // 34: panther.agent.v1.StatusResponse.last_deployment:type_name -> panther.agent.v1.DeploymentInfo
-	40, // 35: panther.agent.v1.StatusResponse.agent_uptime:type_name -> google.protobuf.Duration
-	39, // 36: panther.agent.v1.PendingDeployment.deadline:type_name -> google.protobuf.Timestamp
-	0,  // 37: panther.agent.v1.DeploymentInfo.action:type_name -> panther.agent.v1.Action
-	2,  // 38: panther.agent.v1.DeploymentInfo.outcome:type_name -> panther.agent.v1.Outcome
-	39, // 39: panther.agent.v1.DeploymentInfo.started:type_name -> google.protobuf.Timestamp
-	39, // 40: panther.agent.v1.DeploymentInfo.finished:type_name -> google.protobuf.Timestamp
-	32, // 41: panther.agent.v1.ListDeploymentsResponse.deployments:type_name -> panther.agent.v1.DeploymentInfo
-	11, // 42: panther.agent.v1.WatchResponse.event:type_name -> panther.agent.v1.DeployEvent
-	5,  // 43: panther.agent.v1.AgentService.HasSource:input_type -> panther.agent.v1.HasSourceRequest
-	7,  // 44: panther.agent.v1.AgentService.UploadSource:input_type -> panther.agent.v1.UploadSourceRequest
-	9,  // 45: panther.agent.v1.AgentService.Deploy:input_type -> panther.agent.v1.DeployRequest
-	22, // 46: panther.agent.v1.AgentService.Confirm:input_type -> panther.agent.v1.ConfirmRequest
-	24, // 47: panther.agent.v1.AgentService.Rollback:input_type -> panther.agent.v1.RollbackRequest
-	26, // 48: panther.agent.v1.AgentService.ListGenerations:input_type -> panther.agent.v1.ListGenerationsRequest
-	29, // 49: panther.agent.v1.AgentService.Status:input_type -> panther.agent.v1.StatusRequest
-	33, // 50: panther.agent.v1.AgentService.ListDeployments:input_type -> panther.agent.v1.ListDeploymentsRequest
-	35, // 51: panther.agent.v1.AgentService.Logs:input_type -> panther.agent.v1.LogsRequest
-	37, // 52: panther.agent.v1.AgentService.Watch:input_type -> panther.agent.v1.WatchRequest
-	6,  // 53: panther.agent.v1.AgentService.HasSource:output_type -> panther.agent.v1.HasSourceResponse
-	8,  // 54: panther.agent.v1.AgentService.UploadSource:output_type -> panther.agent.v1.UploadSourceResponse
-	10, // 55: panther.agent.v1.AgentService.Deploy:output_type -> panther.agent.v1.DeployResponse
-	23, // 56: panther.agent.v1.AgentService.Confirm:output_type -> panther.agent.v1.ConfirmResponse
-	25, // 57: panther.agent.v1.AgentService.Rollback:output_type -> panther.agent.v1.RollbackResponse
-	28, // 58: panther.agent.v1.AgentService.ListGenerations:output_type -> panther.agent.v1.ListGenerationsResponse
-	30, // 59: panther.agent.v1.AgentService.Status:output_type -> panther.agent.v1.StatusResponse
-	34, // 60: panther.agent.v1.AgentService.ListDeployments:output_type -> panther.agent.v1.ListDeploymentsResponse
-	36, // 61: panther.agent.v1.AgentService.Logs:output_type -> panther.agent.v1.LogsResponse
-	38, // 62: panther.agent.v1.AgentService.Watch:output_type -> panther.agent.v1.WatchResponse
-	53, // [53:63] is the sub-list for method output_type
-	43, // [43:53] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	44, // 1: panther.agent.v1.Intent.issued_at:type_name -> google.protobuf.Timestamp
+	44, // 2: panther.agent.v1.Intent.expires_at:type_name -> google.protobuf.Timestamp
+	45, // 3: panther.agent.v1.Intent.confirm_timeout:type_name -> google.protobuf.Duration
+	45, // 4: panther.agent.v1.Intent.approval_timeout:type_name -> google.protobuf.Duration
+	3,  // 5: panther.agent.v1.UploadSourceRequest.envelope:type_name -> panther.agent.v1.SignedEnvelope
+	3,  // 6: panther.agent.v1.DeployRequest.envelope:type_name -> panther.agent.v1.SignedEnvelope
+	11, // 7: panther.agent.v1.DeployResponse.event:type_name -> panther.agent.v1.DeployEvent
+	44, // 8: panther.agent.v1.DeployEvent.time:type_name -> google.protobuf.Timestamp
+	14, // 9: panther.agent.v1.DeployEvent.phase_started:type_name -> panther.agent.v1.PhaseStarted
+	15, // 10: panther.agent.v1.DeployEvent.phase_finished:type_name -> panther.agent.v1.PhaseFinished
+	16, // 11: panther.agent.v1.DeployEvent.log:type_name -> panther.agent.v1.LogLine
+	17, // 12: panther.agent.v1.DeployEvent.warning:type_name -> panther.agent.v1.Warning
+	18, // 13: panther.agent.v1.DeployEvent.health:type_name -> panther.agent.v1.HealthResult
+	19, // 14: panther.agent.v1.DeployEvent.summary:type_name -> panther.agent.v1.Summary
+	21, // 15: panther.agent.v1.DeployEvent.awaiting_confirmation:type_name -> panther.agent.v1.AwaitingConfirmation
+	22, // 16: panther.agent.v1.DeployEvent.result:type_name -> panther.agent.v1.Result
+	13, // 17: panther.agent.v1.DeployEvent.heartbeat:type_name -> panther.agent.v1.Heartbeat
+	12, // 18: panther.agent.v1.DeployEvent.awaiting_approval:type_name -> panther.agent.v1.AwaitingApproval
+	44, // 19: panther.agent.v1.AwaitingApproval.deadline:type_name -> google.protobuf.Timestamp
+	45, // 20: panther.agent.v1.Heartbeat.interval:type_name -> google.protobuf.Duration
+	1,  // 21: panther.agent.v1.PhaseStarted.phase:type_name -> panther.agent.v1.Phase
+	1,  // 22: panther.agent.v1.PhaseFinished.phase:type_name -> panther.agent.v1.Phase
+	45, // 23: panther.agent.v1.PhaseFinished.elapsed:type_name -> google.protobuf.Duration
+	1,  // 24: panther.agent.v1.LogLine.phase:type_name -> panther.agent.v1.Phase
+	20, // 25: panther.agent.v1.Summary.closure_changes:type_name -> panther.agent.v1.ClosureChange
+	44, // 26: panther.agent.v1.AwaitingConfirmation.deadline:type_name -> google.protobuf.Timestamp
+	2,  // 27: panther.agent.v1.Result.outcome:type_name -> panther.agent.v1.Outcome
+	1,  // 28: panther.agent.v1.Result.failed_phase:type_name -> panther.agent.v1.Phase
+	3,  // 29: panther.agent.v1.ConfirmRequest.envelope:type_name -> panther.agent.v1.SignedEnvelope
+	22, // 30: panther.agent.v1.ConfirmResponse.result:type_name -> panther.agent.v1.Result
+	3,  // 31: panther.agent.v1.RollbackRequest.envelope:type_name -> panther.agent.v1.SignedEnvelope
+	11, // 32: panther.agent.v1.RollbackResponse.event:type_name -> panther.agent.v1.DeployEvent
+	44, // 33: panther.agent.v1.Generation.created:type_name -> google.protobuf.Timestamp
+	28, // 34: panther.agent.v1.ListGenerationsResponse.generations:type_name -> panther.agent.v1.Generation
+	45, // 35: panther.agent.v1.StatusResponse.uptime:type_name -> google.protobuf.Duration
+	32, // 36: panther.agent.v1.StatusResponse.pending:type_name -> panther.agent.v1.PendingDeployment
+	33, // 37: panther.agent.v1.StatusResponse.last_deployment:type_name -> panther.agent.v1.DeploymentInfo
+	45, // 38: panther.agent.v1.StatusResponse.agent_uptime:type_name -> google.protobuf.Duration
+	44, // 39: panther.agent.v1.PendingDeployment.deadline:type_name -> google.protobuf.Timestamp
+	0,  // 40: panther.agent.v1.DeploymentInfo.action:type_name -> panther.agent.v1.Action
+	2,  // 41: panther.agent.v1.DeploymentInfo.outcome:type_name -> panther.agent.v1.Outcome
+	44, // 42: panther.agent.v1.DeploymentInfo.started:type_name -> google.protobuf.Timestamp
+	44, // 43: panther.agent.v1.DeploymentInfo.finished:type_name -> google.protobuf.Timestamp
+	33, // 44: panther.agent.v1.ListDeploymentsResponse.deployments:type_name -> panther.agent.v1.DeploymentInfo
+	11, // 45: panther.agent.v1.WatchResponse.event:type_name -> panther.agent.v1.DeployEvent
+	3,  // 46: panther.agent.v1.ApproveRequest.envelope:type_name -> panther.agent.v1.SignedEnvelope
+	3,  // 47: panther.agent.v1.DeclineRequest.envelope:type_name -> panther.agent.v1.SignedEnvelope
+	22, // 48: panther.agent.v1.DeclineResponse.result:type_name -> panther.agent.v1.Result
+	5,  // 49: panther.agent.v1.AgentService.HasSource:input_type -> panther.agent.v1.HasSourceRequest
+	7,  // 50: panther.agent.v1.AgentService.UploadSource:input_type -> panther.agent.v1.UploadSourceRequest
+	9,  // 51: panther.agent.v1.AgentService.Deploy:input_type -> panther.agent.v1.DeployRequest
+	23, // 52: panther.agent.v1.AgentService.Confirm:input_type -> panther.agent.v1.ConfirmRequest
+	25, // 53: panther.agent.v1.AgentService.Rollback:input_type -> panther.agent.v1.RollbackRequest
+	27, // 54: panther.agent.v1.AgentService.ListGenerations:input_type -> panther.agent.v1.ListGenerationsRequest
+	30, // 55: panther.agent.v1.AgentService.Status:input_type -> panther.agent.v1.StatusRequest
+	34, // 56: panther.agent.v1.AgentService.ListDeployments:input_type -> panther.agent.v1.ListDeploymentsRequest
+	36, // 57: panther.agent.v1.AgentService.Logs:input_type -> panther.agent.v1.LogsRequest
+	38, // 58: panther.agent.v1.AgentService.Watch:input_type -> panther.agent.v1.WatchRequest
+	40, // 59: panther.agent.v1.AgentService.Approve:input_type -> panther.agent.v1.ApproveRequest
+	42, // 60: panther.agent.v1.AgentService.Decline:input_type -> panther.agent.v1.DeclineRequest
+	6,  // 61: panther.agent.v1.AgentService.HasSource:output_type -> panther.agent.v1.HasSourceResponse
+	8,  // 62: panther.agent.v1.AgentService.UploadSource:output_type -> panther.agent.v1.UploadSourceResponse
+	10, // 63: panther.agent.v1.AgentService.Deploy:output_type -> panther.agent.v1.DeployResponse
+	24, // 64: panther.agent.v1.AgentService.Confirm:output_type -> panther.agent.v1.ConfirmResponse
+	26, // 65: panther.agent.v1.AgentService.Rollback:output_type -> panther.agent.v1.RollbackResponse
+	29, // 66: panther.agent.v1.AgentService.ListGenerations:output_type -> panther.agent.v1.ListGenerationsResponse
+	31, // 67: panther.agent.v1.AgentService.Status:output_type -> panther.agent.v1.StatusResponse
+	35, // 68: panther.agent.v1.AgentService.ListDeployments:output_type -> panther.agent.v1.ListDeploymentsResponse
+	37, // 69: panther.agent.v1.AgentService.Logs:output_type -> panther.agent.v1.LogsResponse
+	39, // 70: panther.agent.v1.AgentService.Watch:output_type -> panther.agent.v1.WatchResponse
+	41, // 71: panther.agent.v1.AgentService.Approve:output_type -> panther.agent.v1.ApproveResponse
+	43, // 72: panther.agent.v1.AgentService.Decline:output_type -> panther.agent.v1.DeclineResponse
+	61, // [61:73] is the sub-list for method output_type
+	49, // [49:61] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_panther_agent_v1_agent_proto_init() }
@@ -3159,6 +3494,7 @@ func file_panther_agent_v1_agent_proto_init() {
 		(*DeployEvent_AwaitingConfirmation)(nil),
 		(*DeployEvent_Result)(nil),
 		(*DeployEvent_Heartbeat)(nil),
+		(*DeployEvent_AwaitingApproval)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3166,7 +3502,7 @@ func file_panther_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_panther_agent_v1_agent_proto_rawDesc), len(file_panther_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   36,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
