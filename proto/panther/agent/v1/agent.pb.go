@@ -352,7 +352,21 @@ type Intent struct {
 	InstallBootloader bool `protobuf:"varint,15,opt,name=install_bootloader,json=installBootloader,proto3" json:"install_bootloader,omitempty"`
 	// Deploy a configuration that would stop or remove the agent's own unit
 	// (refused otherwise: nothing could confirm or roll it back).
-	Force         bool `protobuf:"varint,16,opt,name=force,proto3" json:"force,omitempty"`
+	Force bool `protobuf:"varint,16,opt,name=force,proto3" json:"force,omitempty"`
+	// The flake's locked inputs the controller ships (pantherctl --inputs
+	// ship, the default): the agent requires each in its nix store before it
+	// evaluates; for ACTION_UPLOAD of an input, exactly the one uploaded.
+	Inputs []*FlakeInput `protobuf:"bytes,17,rep,name=inputs,proto3" json:"inputs,omitempty"`
+	// Git revision of the controller's checkout the source was packed from
+	// ("" = not a git checkout); with source_dirty false the agent passes it
+	// to nix as the flake's rev (self.rev).
+	SourceRev string `protobuf:"bytes,18,opt,name=source_rev,json=sourceRev,proto3" json:"source_rev,omitempty"`
+	// The checkout had uncommitted changes: self.rev stays unset, as nix
+	// does for a dirty git tree.
+	SourceDirty bool `protobuf:"varint,19,opt,name=source_dirty,json=sourceDirty,proto3" json:"source_dirty,omitempty"`
+	// The agent's nix fetches the locked inputs itself (pantherctl --inputs
+	// fetch); inputs is empty then.
+	FetchInputs   bool `protobuf:"varint,20,opt,name=fetch_inputs,json=fetchInputs,proto3" json:"fetch_inputs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -499,6 +513,108 @@ func (x *Intent) GetForce() bool {
 	return false
 }
 
+func (x *Intent) GetInputs() []*FlakeInput {
+	if x != nil {
+		return x.Inputs
+	}
+	return nil
+}
+
+func (x *Intent) GetSourceRev() string {
+	if x != nil {
+		return x.SourceRev
+	}
+	return ""
+}
+
+func (x *Intent) GetSourceDirty() bool {
+	if x != nil {
+		return x.SourceDirty
+	}
+	return false
+}
+
+func (x *Intent) GetFetchInputs() bool {
+	if x != nil {
+		return x.FetchInputs
+	}
+	return false
+}
+
+// FlakeInput is one locked flake input as a store path: a fixed-output,
+// content-addressed "source" path whose NAR hash is the lock's narHash.
+type FlakeInput struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The input's attribute path in the lock ("nixpkgs", "dep/nixpkgs"), for messages.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// /nix/store/<hash>-<name>.
+	StorePath string `protobuf:"bytes,2,opt,name=store_path,json=storePath,proto3" json:"store_path,omitempty"`
+	// NAR hash in nix's SRI form ("sha256-<base64>").
+	NarHash string `protobuf:"bytes,3,opt,name=nar_hash,json=narHash,proto3" json:"nar_hash,omitempty"`
+	// NAR size in bytes.
+	NarSize       int64 `protobuf:"varint,4,opt,name=nar_size,json=narSize,proto3" json:"nar_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FlakeInput) Reset() {
+	*x = FlakeInput{}
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FlakeInput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FlakeInput) ProtoMessage() {}
+
+func (x *FlakeInput) ProtoReflect() protoreflect.Message {
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FlakeInput.ProtoReflect.Descriptor instead.
+func (*FlakeInput) Descriptor() ([]byte, []int) {
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *FlakeInput) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FlakeInput) GetStorePath() string {
+	if x != nil {
+		return x.StorePath
+	}
+	return ""
+}
+
+func (x *FlakeInput) GetNarHash() string {
+	if x != nil {
+		return x.NarHash
+	}
+	return ""
+}
+
+func (x *FlakeInput) GetNarSize() int64 {
+	if x != nil {
+		return x.NarSize
+	}
+	return 0
+}
+
 type HasSourceRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Digest        string                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
@@ -508,7 +624,7 @@ type HasSourceRequest struct {
 
 func (x *HasSourceRequest) Reset() {
 	*x = HasSourceRequest{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[2]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -520,7 +636,7 @@ func (x *HasSourceRequest) String() string {
 func (*HasSourceRequest) ProtoMessage() {}
 
 func (x *HasSourceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[2]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -533,7 +649,7 @@ func (x *HasSourceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HasSourceRequest.ProtoReflect.Descriptor instead.
 func (*HasSourceRequest) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{2}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *HasSourceRequest) GetDigest() string {
@@ -552,7 +668,7 @@ type HasSourceResponse struct {
 
 func (x *HasSourceResponse) Reset() {
 	*x = HasSourceResponse{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[3]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -564,7 +680,7 @@ func (x *HasSourceResponse) String() string {
 func (*HasSourceResponse) ProtoMessage() {}
 
 func (x *HasSourceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[3]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -577,7 +693,7 @@ func (x *HasSourceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HasSourceResponse.ProtoReflect.Descriptor instead.
 func (*HasSourceResponse) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{3}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *HasSourceResponse) GetPresent() bool {
@@ -600,7 +716,7 @@ type UploadSourceRequest struct {
 
 func (x *UploadSourceRequest) Reset() {
 	*x = UploadSourceRequest{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[4]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -612,7 +728,7 @@ func (x *UploadSourceRequest) String() string {
 func (*UploadSourceRequest) ProtoMessage() {}
 
 func (x *UploadSourceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[4]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -625,7 +741,7 @@ func (x *UploadSourceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadSourceRequest.ProtoReflect.Descriptor instead.
 func (*UploadSourceRequest) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{4}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *UploadSourceRequest) GetMsg() isUploadSourceRequest_Msg {
@@ -682,7 +798,7 @@ type UploadSourceResponse struct {
 
 func (x *UploadSourceResponse) Reset() {
 	*x = UploadSourceResponse{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[5]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -694,7 +810,7 @@ func (x *UploadSourceResponse) String() string {
 func (*UploadSourceResponse) ProtoMessage() {}
 
 func (x *UploadSourceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[5]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -707,7 +823,7 @@ func (x *UploadSourceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadSourceResponse.ProtoReflect.Descriptor instead.
 func (*UploadSourceResponse) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{5}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *UploadSourceResponse) GetDigest() string {
@@ -740,7 +856,7 @@ type DeployRequest struct {
 
 func (x *DeployRequest) Reset() {
 	*x = DeployRequest{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[6]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -752,7 +868,7 @@ func (x *DeployRequest) String() string {
 func (*DeployRequest) ProtoMessage() {}
 
 func (x *DeployRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[6]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -765,7 +881,7 @@ func (x *DeployRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployRequest.ProtoReflect.Descriptor instead.
 func (*DeployRequest) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{6}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeployRequest) GetEnvelope() *SignedEnvelope {
@@ -784,7 +900,7 @@ type DeployResponse struct {
 
 func (x *DeployResponse) Reset() {
 	*x = DeployResponse{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[7]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -796,7 +912,7 @@ func (x *DeployResponse) String() string {
 func (*DeployResponse) ProtoMessage() {}
 
 func (x *DeployResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[7]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -809,7 +925,7 @@ func (x *DeployResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployResponse.ProtoReflect.Descriptor instead.
 func (*DeployResponse) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{7}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DeployResponse) GetEvent() *DeployEvent {
@@ -841,7 +957,7 @@ type DeployEvent struct {
 
 func (x *DeployEvent) Reset() {
 	*x = DeployEvent{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -853,7 +969,7 @@ func (x *DeployEvent) String() string {
 func (*DeployEvent) ProtoMessage() {}
 
 func (x *DeployEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -866,7 +982,7 @@ func (x *DeployEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeployEvent.ProtoReflect.Descriptor instead.
 func (*DeployEvent) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeployEvent) GetTime() *timestamppb.Timestamp {
@@ -1042,7 +1158,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1054,7 +1170,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1067,7 +1183,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Heartbeat) GetInterval() *durationpb.Duration {
@@ -1086,7 +1202,7 @@ type PhaseStarted struct {
 
 func (x *PhaseStarted) Reset() {
 	*x = PhaseStarted{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1098,7 +1214,7 @@ func (x *PhaseStarted) String() string {
 func (*PhaseStarted) ProtoMessage() {}
 
 func (x *PhaseStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1111,7 +1227,7 @@ func (x *PhaseStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PhaseStarted.ProtoReflect.Descriptor instead.
 func (*PhaseStarted) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PhaseStarted) GetPhase() Phase {
@@ -1133,7 +1249,7 @@ type PhaseFinished struct {
 
 func (x *PhaseFinished) Reset() {
 	*x = PhaseFinished{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1145,7 +1261,7 @@ func (x *PhaseFinished) String() string {
 func (*PhaseFinished) ProtoMessage() {}
 
 func (x *PhaseFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1158,7 +1274,7 @@ func (x *PhaseFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PhaseFinished.ProtoReflect.Descriptor instead.
 func (*PhaseFinished) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PhaseFinished) GetPhase() Phase {
@@ -1199,7 +1315,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1327,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1340,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *LogLine) GetPhase() Phase {
@@ -1250,7 +1366,7 @@ type Warning struct {
 
 func (x *Warning) Reset() {
 	*x = Warning{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1262,7 +1378,7 @@ func (x *Warning) String() string {
 func (*Warning) ProtoMessage() {}
 
 func (x *Warning) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1275,7 +1391,7 @@ func (x *Warning) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Warning.ProtoReflect.Descriptor instead.
 func (*Warning) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Warning) GetMessage() string {
@@ -1297,7 +1413,7 @@ type HealthResult struct {
 
 func (x *HealthResult) Reset() {
 	*x = HealthResult{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +1425,7 @@ func (x *HealthResult) String() string {
 func (*HealthResult) ProtoMessage() {}
 
 func (x *HealthResult) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +1438,7 @@ func (x *HealthResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResult.ProtoReflect.Descriptor instead.
 func (*HealthResult) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HealthResult) GetName() string {
@@ -1383,7 +1499,7 @@ type Summary struct {
 
 func (x *Summary) Reset() {
 	*x = Summary{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1395,7 +1511,7 @@ func (x *Summary) String() string {
 func (*Summary) ProtoMessage() {}
 
 func (x *Summary) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1408,7 +1524,7 @@ func (x *Summary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Summary.ProtoReflect.Descriptor instead.
 func (*Summary) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Summary) GetCurrentStorePath() string {
@@ -1542,7 +1658,7 @@ type ClosureChange struct {
 
 func (x *ClosureChange) Reset() {
 	*x = ClosureChange{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1554,7 +1670,7 @@ func (x *ClosureChange) String() string {
 func (*ClosureChange) ProtoMessage() {}
 
 func (x *ClosureChange) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1567,7 +1683,7 @@ func (x *ClosureChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClosureChange.ProtoReflect.Descriptor instead.
 func (*ClosureChange) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ClosureChange) GetName() string {
@@ -1609,7 +1725,7 @@ type AwaitingConfirmation struct {
 
 func (x *AwaitingConfirmation) Reset() {
 	*x = AwaitingConfirmation{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1621,7 +1737,7 @@ func (x *AwaitingConfirmation) String() string {
 func (*AwaitingConfirmation) ProtoMessage() {}
 
 func (x *AwaitingConfirmation) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1634,7 +1750,7 @@ func (x *AwaitingConfirmation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AwaitingConfirmation.ProtoReflect.Descriptor instead.
 func (*AwaitingConfirmation) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AwaitingConfirmation) GetDeadline() *timestamppb.Timestamp {
@@ -1685,7 +1801,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1697,7 +1813,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1710,7 +1826,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Result) GetOutcome() Outcome {
@@ -1792,7 +1908,7 @@ type ConfirmRequest struct {
 
 func (x *ConfirmRequest) Reset() {
 	*x = ConfirmRequest{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1804,7 +1920,7 @@ func (x *ConfirmRequest) String() string {
 func (*ConfirmRequest) ProtoMessage() {}
 
 func (x *ConfirmRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1817,7 +1933,7 @@ func (x *ConfirmRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmRequest.ProtoReflect.Descriptor instead.
 func (*ConfirmRequest) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ConfirmRequest) GetEnvelope() *SignedEnvelope {
@@ -1836,7 +1952,7 @@ type ConfirmResponse struct {
 
 func (x *ConfirmResponse) Reset() {
 	*x = ConfirmResponse{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1848,7 +1964,7 @@ func (x *ConfirmResponse) String() string {
 func (*ConfirmResponse) ProtoMessage() {}
 
 func (x *ConfirmResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1861,7 +1977,7 @@ func (x *ConfirmResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmResponse.ProtoReflect.Descriptor instead.
 func (*ConfirmResponse) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ConfirmResponse) GetResult() *Result {
@@ -1880,7 +1996,7 @@ type RollbackRequest struct {
 
 func (x *RollbackRequest) Reset() {
 	*x = RollbackRequest{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1892,7 +2008,7 @@ func (x *RollbackRequest) String() string {
 func (*RollbackRequest) ProtoMessage() {}
 
 func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1905,7 +2021,7 @@ func (x *RollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackRequest.ProtoReflect.Descriptor instead.
 func (*RollbackRequest) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RollbackRequest) GetEnvelope() *SignedEnvelope {
@@ -1924,7 +2040,7 @@ type RollbackResponse struct {
 
 func (x *RollbackResponse) Reset() {
 	*x = RollbackResponse{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1936,7 +2052,7 @@ func (x *RollbackResponse) String() string {
 func (*RollbackResponse) ProtoMessage() {}
 
 func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1949,7 +2065,7 @@ func (x *RollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackResponse.ProtoReflect.Descriptor instead.
 func (*RollbackResponse) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RollbackResponse) GetEvent() *DeployEvent {
@@ -1967,7 +2083,7 @@ type ListGenerationsRequest struct {
 
 func (x *ListGenerationsRequest) Reset() {
 	*x = ListGenerationsRequest{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1979,7 +2095,7 @@ func (x *ListGenerationsRequest) String() string {
 func (*ListGenerationsRequest) ProtoMessage() {}
 
 func (x *ListGenerationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1992,7 +2108,7 @@ func (x *ListGenerationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGenerationsRequest.ProtoReflect.Descriptor instead.
 func (*ListGenerationsRequest) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 type Generation struct {
@@ -2009,14 +2125,18 @@ type Generation struct {
 	// A deployment that did not keep this system (rolled back, failed, left
 	// for manual recovery) created this generation. A rollback without a
 	// generation number never goes to a failed one.
-	Failed        bool `protobuf:"varint,9,opt,name=failed,proto3" json:"failed,omitempty"`
+	Failed bool `protobuf:"varint,9,opt,name=failed,proto3" json:"failed,omitempty"`
+	// Git revision and dirty flag of the source the deployment built (see
+	// Intent.source_rev).
+	SourceRev     string `protobuf:"bytes,10,opt,name=source_rev,json=sourceRev,proto3" json:"source_rev,omitempty"`
+	SourceDirty   bool   `protobuf:"varint,11,opt,name=source_dirty,json=sourceDirty,proto3" json:"source_dirty,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Generation) Reset() {
 	*x = Generation{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2028,7 +2148,7 @@ func (x *Generation) String() string {
 func (*Generation) ProtoMessage() {}
 
 func (x *Generation) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2041,7 +2161,7 @@ func (x *Generation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Generation.ProtoReflect.Descriptor instead.
 func (*Generation) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Generation) GetNumber() int64 {
@@ -2107,6 +2227,20 @@ func (x *Generation) GetFailed() bool {
 	return false
 }
 
+func (x *Generation) GetSourceRev() string {
+	if x != nil {
+		return x.SourceRev
+	}
+	return ""
+}
+
+func (x *Generation) GetSourceDirty() bool {
+	if x != nil {
+		return x.SourceDirty
+	}
+	return false
+}
+
 type ListGenerationsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Generations   []*Generation          `protobuf:"bytes,1,rep,name=generations,proto3" json:"generations,omitempty"`
@@ -2116,7 +2250,7 @@ type ListGenerationsResponse struct {
 
 func (x *ListGenerationsResponse) Reset() {
 	*x = ListGenerationsResponse{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2128,7 +2262,7 @@ func (x *ListGenerationsResponse) String() string {
 func (*ListGenerationsResponse) ProtoMessage() {}
 
 func (x *ListGenerationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2141,7 +2275,7 @@ func (x *ListGenerationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGenerationsResponse.ProtoReflect.Descriptor instead.
 func (*ListGenerationsResponse) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{25}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListGenerationsResponse) GetGenerations() []*Generation {
@@ -2159,7 +2293,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[26]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2171,7 +2305,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[26]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2184,7 +2318,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{26}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{27}
 }
 
 type StatusResponse struct {
@@ -2208,7 +2342,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[27]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2220,7 +2354,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[27]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2233,7 +2367,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{27}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StatusResponse) GetAgentVersion() string {
@@ -2324,7 +2458,7 @@ type PendingDeployment struct {
 
 func (x *PendingDeployment) Reset() {
 	*x = PendingDeployment{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[28]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2336,7 +2470,7 @@ func (x *PendingDeployment) String() string {
 func (*PendingDeployment) ProtoMessage() {}
 
 func (x *PendingDeployment) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[28]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2349,7 +2483,7 @@ func (x *PendingDeployment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingDeployment.ProtoReflect.Descriptor instead.
 func (*PendingDeployment) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{28}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PendingDeployment) GetDeploymentId() string {
@@ -2386,14 +2520,17 @@ type DeploymentInfo struct {
 	RequestedBy       string                 `protobuf:"bytes,9,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
 	// key_id is the id of the trusted key that signed the request (see
 	// SignedEnvelope.key_id).
-	KeyId         string `protobuf:"bytes,10,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	KeyId string `protobuf:"bytes,10,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// Git revision and dirty flag of the deployed source (see Intent.source_rev).
+	SourceRev     string `protobuf:"bytes,11,opt,name=source_rev,json=sourceRev,proto3" json:"source_rev,omitempty"`
+	SourceDirty   bool   `protobuf:"varint,12,opt,name=source_dirty,json=sourceDirty,proto3" json:"source_dirty,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeploymentInfo) Reset() {
 	*x = DeploymentInfo{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2405,7 +2542,7 @@ func (x *DeploymentInfo) String() string {
 func (*DeploymentInfo) ProtoMessage() {}
 
 func (x *DeploymentInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2418,7 +2555,7 @@ func (x *DeploymentInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeploymentInfo.ProtoReflect.Descriptor instead.
 func (*DeploymentInfo) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{29}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DeploymentInfo) GetDeploymentId() string {
@@ -2491,6 +2628,20 @@ func (x *DeploymentInfo) GetKeyId() string {
 	return ""
 }
 
+func (x *DeploymentInfo) GetSourceRev() string {
+	if x != nil {
+		return x.SourceRev
+	}
+	return ""
+}
+
+func (x *DeploymentInfo) GetSourceDirty() bool {
+	if x != nil {
+		return x.SourceDirty
+	}
+	return false
+}
+
 type ListDeploymentsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Limit         int32                  `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
@@ -2500,7 +2651,7 @@ type ListDeploymentsRequest struct {
 
 func (x *ListDeploymentsRequest) Reset() {
 	*x = ListDeploymentsRequest{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[30]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2512,7 +2663,7 @@ func (x *ListDeploymentsRequest) String() string {
 func (*ListDeploymentsRequest) ProtoMessage() {}
 
 func (x *ListDeploymentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[30]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2525,7 +2676,7 @@ func (x *ListDeploymentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeploymentsRequest.ProtoReflect.Descriptor instead.
 func (*ListDeploymentsRequest) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{30}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListDeploymentsRequest) GetLimit() int32 {
@@ -2544,7 +2695,7 @@ type ListDeploymentsResponse struct {
 
 func (x *ListDeploymentsResponse) Reset() {
 	*x = ListDeploymentsResponse{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[31]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2556,7 +2707,7 @@ func (x *ListDeploymentsResponse) String() string {
 func (*ListDeploymentsResponse) ProtoMessage() {}
 
 func (x *ListDeploymentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[31]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2569,7 +2720,7 @@ func (x *ListDeploymentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeploymentsResponse.ProtoReflect.Descriptor instead.
 func (*ListDeploymentsResponse) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{31}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListDeploymentsResponse) GetDeployments() []*DeploymentInfo {
@@ -2590,7 +2741,7 @@ type LogsRequest struct {
 
 func (x *LogsRequest) Reset() {
 	*x = LogsRequest{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[32]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2602,7 +2753,7 @@ func (x *LogsRequest) String() string {
 func (*LogsRequest) ProtoMessage() {}
 
 func (x *LogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[32]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2615,7 +2766,7 @@ func (x *LogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
 func (*LogsRequest) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{32}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *LogsRequest) GetDeploymentId() string {
@@ -2642,7 +2793,7 @@ type LogsResponse struct {
 
 func (x *LogsResponse) Reset() {
 	*x = LogsResponse{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[33]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2654,7 +2805,7 @@ func (x *LogsResponse) String() string {
 func (*LogsResponse) ProtoMessage() {}
 
 func (x *LogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[33]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2667,7 +2818,7 @@ func (x *LogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsResponse.ProtoReflect.Descriptor instead.
 func (*LogsResponse) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{33}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *LogsResponse) GetDeploymentId() string {
@@ -2693,7 +2844,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[34]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2705,7 +2856,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[34]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2718,7 +2869,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{34}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *WatchRequest) GetDeploymentId() string {
@@ -2737,7 +2888,7 @@ type WatchResponse struct {
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[35]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2749,7 +2900,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_panther_agent_v1_agent_proto_msgTypes[35]
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2762,7 +2913,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{35}
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *WatchResponse) GetEvent() *DeployEvent {
@@ -2770,6 +2921,231 @@ func (x *WatchResponse) GetEvent() *DeployEvent {
 		return x.Event
 	}
 	return nil
+}
+
+type HasInputsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	StorePaths    []string               `protobuf:"bytes,1,rep,name=store_paths,json=storePaths,proto3" json:"store_paths,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HasInputsRequest) Reset() {
+	*x = HasInputsRequest{}
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HasInputsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HasInputsRequest) ProtoMessage() {}
+
+func (x *HasInputsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HasInputsRequest.ProtoReflect.Descriptor instead.
+func (*HasInputsRequest) Descriptor() ([]byte, []int) {
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *HasInputsRequest) GetStorePaths() []string {
+	if x != nil {
+		return x.StorePaths
+	}
+	return nil
+}
+
+type HasInputsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The requested store paths the agent's nix store lacks.
+	Missing       []string `protobuf:"bytes,1,rep,name=missing,proto3" json:"missing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HasInputsResponse) Reset() {
+	*x = HasInputsResponse{}
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HasInputsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HasInputsResponse) ProtoMessage() {}
+
+func (x *HasInputsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HasInputsResponse.ProtoReflect.Descriptor instead.
+func (*HasInputsResponse) Descriptor() ([]byte, []int) {
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *HasInputsResponse) GetMissing() []string {
+	if x != nil {
+		return x.Missing
+	}
+	return nil
+}
+
+type UploadInputRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*UploadInputRequest_Envelope
+	//	*UploadInputRequest_Chunk
+	Msg           isUploadInputRequest_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadInputRequest) Reset() {
+	*x = UploadInputRequest{}
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadInputRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadInputRequest) ProtoMessage() {}
+
+func (x *UploadInputRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadInputRequest.ProtoReflect.Descriptor instead.
+func (*UploadInputRequest) Descriptor() ([]byte, []int) {
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *UploadInputRequest) GetMsg() isUploadInputRequest_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *UploadInputRequest) GetEnvelope() *SignedEnvelope {
+	if x != nil {
+		if x, ok := x.Msg.(*UploadInputRequest_Envelope); ok {
+			return x.Envelope
+		}
+	}
+	return nil
+}
+
+func (x *UploadInputRequest) GetChunk() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*UploadInputRequest_Chunk); ok {
+			return x.Chunk
+		}
+	}
+	return nil
+}
+
+type isUploadInputRequest_Msg interface {
+	isUploadInputRequest_Msg()
+}
+
+type UploadInputRequest_Envelope struct {
+	// First message: the signed ACTION_UPLOAD intent naming the input.
+	Envelope *SignedEnvelope `protobuf:"bytes,1,opt,name=envelope,proto3,oneof"`
+}
+
+type UploadInputRequest_Chunk struct {
+	// Following messages: NAR bytes.
+	Chunk []byte `protobuf:"bytes,2,opt,name=chunk,proto3,oneof"`
+}
+
+func (*UploadInputRequest_Envelope) isUploadInputRequest_Msg() {}
+
+func (*UploadInputRequest_Chunk) isUploadInputRequest_Msg() {}
+
+type UploadInputResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	StorePath     string                 `protobuf:"bytes,1,opt,name=store_path,json=storePath,proto3" json:"store_path,omitempty"`
+	BytesReceived int64                  `protobuf:"varint,2,opt,name=bytes_received,json=bytesReceived,proto3" json:"bytes_received,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadInputResponse) Reset() {
+	*x = UploadInputResponse{}
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadInputResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadInputResponse) ProtoMessage() {}
+
+func (x *UploadInputResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_panther_agent_v1_agent_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadInputResponse.ProtoReflect.Descriptor instead.
+func (*UploadInputResponse) Descriptor() ([]byte, []int) {
+	return file_panther_agent_v1_agent_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *UploadInputResponse) GetStorePath() string {
+	if x != nil {
+		return x.StorePath
+	}
+	return ""
+}
+
+func (x *UploadInputResponse) GetBytesReceived() int64 {
+	if x != nil {
+		return x.BytesReceived
+	}
+	return 0
 }
 
 var File_panther_agent_v1_agent_proto protoreflect.FileDescriptor
@@ -2780,7 +3156,7 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\x0eSignedEnvelope\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x16\n" +
 	"\x06intent\x18\x02 \x01(\fR\x06intent\x12\x1c\n" +
-	"\tsignature\x18\x03 \x01(\fR\tsignature\"\x9b\x05\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\"\xb6\x06\n" +
 	"\x06Intent\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x120\n" +
 	"\x06action\x18\x02 \x01(\x0e2\x18.panther.agent.v1.ActionR\x06action\x12#\n" +
@@ -2802,7 +3178,19 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"generation\x18\x0e \x01(\x03R\n" +
 	"generation\x12-\n" +
 	"\x12install_bootloader\x18\x0f \x01(\bR\x11installBootloader\x12\x14\n" +
-	"\x05force\x18\x10 \x01(\bR\x05force\"*\n" +
+	"\x05force\x18\x10 \x01(\bR\x05force\x124\n" +
+	"\x06inputs\x18\x11 \x03(\v2\x1c.panther.agent.v1.FlakeInputR\x06inputs\x12\x1d\n" +
+	"\n" +
+	"source_rev\x18\x12 \x01(\tR\tsourceRev\x12!\n" +
+	"\fsource_dirty\x18\x13 \x01(\bR\vsourceDirty\x12!\n" +
+	"\ffetch_inputs\x18\x14 \x01(\bR\vfetchInputs\"u\n" +
+	"\n" +
+	"FlakeInput\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"store_path\x18\x02 \x01(\tR\tstorePath\x12\x19\n" +
+	"\bnar_hash\x18\x03 \x01(\tR\anarHash\x12\x19\n" +
+	"\bnar_size\x18\x04 \x01(\x03R\anarSize\"*\n" +
 	"\x10HasSourceRequest\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\"-\n" +
 	"\x11HasSourceResponse\x12\x18\n" +
@@ -2909,7 +3297,7 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\benvelope\x18\x01 \x01(\v2 .panther.agent.v1.SignedEnvelopeR\benvelope\"G\n" +
 	"\x10RollbackResponse\x123\n" +
 	"\x05event\x18\x01 \x01(\v2\x1d.panther.agent.v1.DeployEventR\x05event\"\x18\n" +
-	"\x16ListGenerationsRequest\"\xa5\x02\n" +
+	"\x16ListGenerationsRequest\"\xe7\x02\n" +
 	"\n" +
 	"Generation\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\x03R\x06number\x124\n" +
@@ -2921,7 +3309,11 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\rdeployment_id\x18\x06 \x01(\tR\fdeploymentId\x12\x16\n" +
 	"\x06result\x18\a \x01(\tR\x06result\x12\x16\n" +
 	"\x06reason\x18\b \x01(\tR\x06reason\x12\x16\n" +
-	"\x06failed\x18\t \x01(\bR\x06failed\"Y\n" +
+	"\x06failed\x18\t \x01(\bR\x06failed\x12\x1d\n" +
+	"\n" +
+	"source_rev\x18\n" +
+	" \x01(\tR\tsourceRev\x12!\n" +
+	"\fsource_dirty\x18\v \x01(\bR\vsourceDirty\"Y\n" +
 	"\x17ListGenerationsResponse\x12>\n" +
 	"\vgenerations\x18\x01 \x03(\v2\x1c.panther.agent.v1.GenerationR\vgenerations\"\x0f\n" +
 	"\rStatusRequest\"\x8c\x04\n" +
@@ -2941,7 +3333,7 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\x11PendingDeployment\x12#\n" +
 	"\rdeployment_id\x18\x01 \x01(\tR\fdeploymentId\x126\n" +
 	"\bdeadline\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12$\n" +
-	"\x0enew_store_path\x18\x03 \x01(\tR\fnewStorePath\"\xad\x03\n" +
+	"\x0enew_store_path\x18\x03 \x01(\tR\fnewStorePath\"\xef\x03\n" +
 	"\x0eDeploymentInfo\x12#\n" +
 	"\rdeployment_id\x18\x01 \x01(\tR\fdeploymentId\x120\n" +
 	"\x06action\x18\x02 \x01(\x0e2\x18.panther.agent.v1.ActionR\x06action\x123\n" +
@@ -2954,7 +3346,10 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\bfinished\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\bfinished\x12!\n" +
 	"\frequested_by\x18\t \x01(\tR\vrequestedBy\x12\x15\n" +
 	"\x06key_id\x18\n" +
-	" \x01(\tR\x05keyId\".\n" +
+	" \x01(\tR\x05keyId\x12\x1d\n" +
+	"\n" +
+	"source_rev\x18\v \x01(\tR\tsourceRev\x12!\n" +
+	"\fsource_dirty\x18\f \x01(\bR\vsourceDirty\".\n" +
 	"\x16ListDeploymentsRequest\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\"]\n" +
 	"\x17ListDeploymentsResponse\x12B\n" +
@@ -2968,7 +3363,20 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\fWatchRequest\x12#\n" +
 	"\rdeployment_id\x18\x01 \x01(\tR\fdeploymentId\"D\n" +
 	"\rWatchResponse\x123\n" +
-	"\x05event\x18\x01 \x01(\v2\x1d.panther.agent.v1.DeployEventR\x05event*\xab\x01\n" +
+	"\x05event\x18\x01 \x01(\v2\x1d.panther.agent.v1.DeployEventR\x05event\"3\n" +
+	"\x10HasInputsRequest\x12\x1f\n" +
+	"\vstore_paths\x18\x01 \x03(\tR\n" +
+	"storePaths\"-\n" +
+	"\x11HasInputsResponse\x12\x18\n" +
+	"\amissing\x18\x01 \x03(\tR\amissing\"s\n" +
+	"\x12UploadInputRequest\x12>\n" +
+	"\benvelope\x18\x01 \x01(\v2 .panther.agent.v1.SignedEnvelopeH\x00R\benvelope\x12\x16\n" +
+	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\x05\n" +
+	"\x03msg\"[\n" +
+	"\x13UploadInputResponse\x12\x1d\n" +
+	"\n" +
+	"store_path\x18\x01 \x01(\tR\tstorePath\x12%\n" +
+	"\x0ebytes_received\x18\x02 \x01(\x03R\rbytesReceived*\xab\x01\n" +
 	"\x06Action\x12\x16\n" +
 	"\x12ACTION_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rACTION_UPLOAD\x10\x01\x12\x10\n" +
@@ -2999,7 +3407,7 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\x1bOUTCOME_MANUAL_INTERVENTION\x10\b\x12\x13\n" +
 	"\x0fOUTCOME_RUNNING\x10\t\x12\x1b\n" +
 	"\x17OUTCOME_REBOOT_REQUIRED\x10\n" +
-	"2\xeb\x06\n" +
+	"2\x9f\b\n" +
 	"\fAgentService\x12T\n" +
 	"\tHasSource\x12\".panther.agent.v1.HasSourceRequest\x1a#.panther.agent.v1.HasSourceResponse\x12_\n" +
 	"\fUploadSource\x12%.panther.agent.v1.UploadSourceRequest\x1a&.panther.agent.v1.UploadSourceResponse(\x01\x12M\n" +
@@ -3010,7 +3418,9 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\x06Status\x12\x1f.panther.agent.v1.StatusRequest\x1a .panther.agent.v1.StatusResponse\x12f\n" +
 	"\x0fListDeployments\x12(.panther.agent.v1.ListDeploymentsRequest\x1a).panther.agent.v1.ListDeploymentsResponse\x12G\n" +
 	"\x04Logs\x12\x1d.panther.agent.v1.LogsRequest\x1a\x1e.panther.agent.v1.LogsResponse0\x01\x12J\n" +
-	"\x05Watch\x12\x1e.panther.agent.v1.WatchRequest\x1a\x1f.panther.agent.v1.WatchResponse0\x01B=Z;github.com/pantheros/panther/proto/panther/agent/v1;agentv1b\x06proto3"
+	"\x05Watch\x12\x1e.panther.agent.v1.WatchRequest\x1a\x1f.panther.agent.v1.WatchResponse0\x01\x12T\n" +
+	"\tHasInputs\x12\".panther.agent.v1.HasInputsRequest\x1a#.panther.agent.v1.HasInputsResponse\x12\\\n" +
+	"\vUploadInput\x12$.panther.agent.v1.UploadInputRequest\x1a%.panther.agent.v1.UploadInputResponse(\x01B=Z;github.com/pantheros/panther/proto/panther/agent/v1;agentv1b\x06proto3"
 
 var (
 	file_panther_agent_v1_agent_proto_rawDescOnce sync.Once
@@ -3025,119 +3435,130 @@ func file_panther_agent_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_panther_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_panther_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_panther_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_panther_agent_v1_agent_proto_goTypes = []any{
 	(Action)(0),                     // 0: panther.agent.v1.Action
 	(Phase)(0),                      // 1: panther.agent.v1.Phase
 	(Outcome)(0),                    // 2: panther.agent.v1.Outcome
 	(*SignedEnvelope)(nil),          // 3: panther.agent.v1.SignedEnvelope
 	(*Intent)(nil),                  // 4: panther.agent.v1.Intent
-	(*HasSourceRequest)(nil),        // 5: panther.agent.v1.HasSourceRequest
-	(*HasSourceResponse)(nil),       // 6: panther.agent.v1.HasSourceResponse
-	(*UploadSourceRequest)(nil),     // 7: panther.agent.v1.UploadSourceRequest
-	(*UploadSourceResponse)(nil),    // 8: panther.agent.v1.UploadSourceResponse
-	(*DeployRequest)(nil),           // 9: panther.agent.v1.DeployRequest
-	(*DeployResponse)(nil),          // 10: panther.agent.v1.DeployResponse
-	(*DeployEvent)(nil),             // 11: panther.agent.v1.DeployEvent
-	(*Heartbeat)(nil),               // 12: panther.agent.v1.Heartbeat
-	(*PhaseStarted)(nil),            // 13: panther.agent.v1.PhaseStarted
-	(*PhaseFinished)(nil),           // 14: panther.agent.v1.PhaseFinished
-	(*LogLine)(nil),                 // 15: panther.agent.v1.LogLine
-	(*Warning)(nil),                 // 16: panther.agent.v1.Warning
-	(*HealthResult)(nil),            // 17: panther.agent.v1.HealthResult
-	(*Summary)(nil),                 // 18: panther.agent.v1.Summary
-	(*ClosureChange)(nil),           // 19: panther.agent.v1.ClosureChange
-	(*AwaitingConfirmation)(nil),    // 20: panther.agent.v1.AwaitingConfirmation
-	(*Result)(nil),                  // 21: panther.agent.v1.Result
-	(*ConfirmRequest)(nil),          // 22: panther.agent.v1.ConfirmRequest
-	(*ConfirmResponse)(nil),         // 23: panther.agent.v1.ConfirmResponse
-	(*RollbackRequest)(nil),         // 24: panther.agent.v1.RollbackRequest
-	(*RollbackResponse)(nil),        // 25: panther.agent.v1.RollbackResponse
-	(*ListGenerationsRequest)(nil),  // 26: panther.agent.v1.ListGenerationsRequest
-	(*Generation)(nil),              // 27: panther.agent.v1.Generation
-	(*ListGenerationsResponse)(nil), // 28: panther.agent.v1.ListGenerationsResponse
-	(*StatusRequest)(nil),           // 29: panther.agent.v1.StatusRequest
-	(*StatusResponse)(nil),          // 30: panther.agent.v1.StatusResponse
-	(*PendingDeployment)(nil),       // 31: panther.agent.v1.PendingDeployment
-	(*DeploymentInfo)(nil),          // 32: panther.agent.v1.DeploymentInfo
-	(*ListDeploymentsRequest)(nil),  // 33: panther.agent.v1.ListDeploymentsRequest
-	(*ListDeploymentsResponse)(nil), // 34: panther.agent.v1.ListDeploymentsResponse
-	(*LogsRequest)(nil),             // 35: panther.agent.v1.LogsRequest
-	(*LogsResponse)(nil),            // 36: panther.agent.v1.LogsResponse
-	(*WatchRequest)(nil),            // 37: panther.agent.v1.WatchRequest
-	(*WatchResponse)(nil),           // 38: panther.agent.v1.WatchResponse
-	(*timestamppb.Timestamp)(nil),   // 39: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 40: google.protobuf.Duration
+	(*FlakeInput)(nil),              // 5: panther.agent.v1.FlakeInput
+	(*HasSourceRequest)(nil),        // 6: panther.agent.v1.HasSourceRequest
+	(*HasSourceResponse)(nil),       // 7: panther.agent.v1.HasSourceResponse
+	(*UploadSourceRequest)(nil),     // 8: panther.agent.v1.UploadSourceRequest
+	(*UploadSourceResponse)(nil),    // 9: panther.agent.v1.UploadSourceResponse
+	(*DeployRequest)(nil),           // 10: panther.agent.v1.DeployRequest
+	(*DeployResponse)(nil),          // 11: panther.agent.v1.DeployResponse
+	(*DeployEvent)(nil),             // 12: panther.agent.v1.DeployEvent
+	(*Heartbeat)(nil),               // 13: panther.agent.v1.Heartbeat
+	(*PhaseStarted)(nil),            // 14: panther.agent.v1.PhaseStarted
+	(*PhaseFinished)(nil),           // 15: panther.agent.v1.PhaseFinished
+	(*LogLine)(nil),                 // 16: panther.agent.v1.LogLine
+	(*Warning)(nil),                 // 17: panther.agent.v1.Warning
+	(*HealthResult)(nil),            // 18: panther.agent.v1.HealthResult
+	(*Summary)(nil),                 // 19: panther.agent.v1.Summary
+	(*ClosureChange)(nil),           // 20: panther.agent.v1.ClosureChange
+	(*AwaitingConfirmation)(nil),    // 21: panther.agent.v1.AwaitingConfirmation
+	(*Result)(nil),                  // 22: panther.agent.v1.Result
+	(*ConfirmRequest)(nil),          // 23: panther.agent.v1.ConfirmRequest
+	(*ConfirmResponse)(nil),         // 24: panther.agent.v1.ConfirmResponse
+	(*RollbackRequest)(nil),         // 25: panther.agent.v1.RollbackRequest
+	(*RollbackResponse)(nil),        // 26: panther.agent.v1.RollbackResponse
+	(*ListGenerationsRequest)(nil),  // 27: panther.agent.v1.ListGenerationsRequest
+	(*Generation)(nil),              // 28: panther.agent.v1.Generation
+	(*ListGenerationsResponse)(nil), // 29: panther.agent.v1.ListGenerationsResponse
+	(*StatusRequest)(nil),           // 30: panther.agent.v1.StatusRequest
+	(*StatusResponse)(nil),          // 31: panther.agent.v1.StatusResponse
+	(*PendingDeployment)(nil),       // 32: panther.agent.v1.PendingDeployment
+	(*DeploymentInfo)(nil),          // 33: panther.agent.v1.DeploymentInfo
+	(*ListDeploymentsRequest)(nil),  // 34: panther.agent.v1.ListDeploymentsRequest
+	(*ListDeploymentsResponse)(nil), // 35: panther.agent.v1.ListDeploymentsResponse
+	(*LogsRequest)(nil),             // 36: panther.agent.v1.LogsRequest
+	(*LogsResponse)(nil),            // 37: panther.agent.v1.LogsResponse
+	(*WatchRequest)(nil),            // 38: panther.agent.v1.WatchRequest
+	(*WatchResponse)(nil),           // 39: panther.agent.v1.WatchResponse
+	(*HasInputsRequest)(nil),        // 40: panther.agent.v1.HasInputsRequest
+	(*HasInputsResponse)(nil),       // 41: panther.agent.v1.HasInputsResponse
+	(*UploadInputRequest)(nil),      // 42: panther.agent.v1.UploadInputRequest
+	(*UploadInputResponse)(nil),     // 43: panther.agent.v1.UploadInputResponse
+	(*timestamppb.Timestamp)(nil),   // 44: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 45: google.protobuf.Duration
 }
 var file_panther_agent_v1_agent_proto_depIdxs = []int32{
 	0,  // 0: panther.agent.v1.Intent.action:type_name -> panther.agent.v1.Action
-	39, // 1: panther.agent.v1.Intent.issued_at:type_name -> google.protobuf.Timestamp
-	39, // 2: panther.agent.v1.Intent.expires_at:type_name -> google.protobuf.Timestamp
-	40, // 3: panther.agent.v1.Intent.confirm_timeout:type_name -> google.protobuf.Duration
-	3,  // 4: panther.agent.v1.UploadSourceRequest.envelope:type_name -> panther.agent.v1.SignedEnvelope
-	3,  // 5: panther.agent.v1.DeployRequest.envelope:type_name -> panther.agent.v1.SignedEnvelope
-	11, // 6: panther.agent.v1.DeployResponse.event:type_name -> panther.agent.v1.DeployEvent
-	39, // 7: panther.agent.v1.DeployEvent.time:type_name -> google.protobuf.Timestamp
-	13, // 8: panther.agent.v1.DeployEvent.phase_started:type_name -> panther.agent.v1.PhaseStarted
-	14, // 9: panther.agent.v1.DeployEvent.phase_finished:type_name -> panther.agent.v1.PhaseFinished
-	15, // 10: panther.agent.v1.DeployEvent.log:type_name -> panther.agent.v1.LogLine
-	16, // 11: panther.agent.v1.DeployEvent.warning:type_name -> panther.agent.v1.Warning
-	17, // 12: panther.agent.v1.DeployEvent.health:type_name -> panther.agent.v1.HealthResult
-	18, // 13: panther.agent.v1.DeployEvent.summary:type_name -> panther.agent.v1.Summary
-	20, // 14: panther.agent.v1.DeployEvent.awaiting_confirmation:type_name -> panther.agent.v1.AwaitingConfirmation
-	21, // 15: panther.agent.v1.DeployEvent.result:type_name -> panther.agent.v1.Result
-	12, // 16: panther.agent.v1.DeployEvent.heartbeat:type_name -> panther.agent.v1.Heartbeat
-	40, // 17: panther.agent.v1.Heartbeat.interval:type_name -> google.protobuf.Duration
-	1,  // 18: panther.agent.v1.PhaseStarted.phase:type_name -> panther.agent.v1.Phase
-	1,  // 19: panther.agent.v1.PhaseFinished.phase:type_name -> panther.agent.v1.Phase
-	40, // 20: panther.agent.v1.PhaseFinished.elapsed:type_name -> google.protobuf.Duration
-	1,  // 21: panther.agent.v1.LogLine.phase:type_name -> panther.agent.v1.Phase
-	19, // 22: panther.agent.v1.Summary.closure_changes:type_name -> panther.agent.v1.ClosureChange
-	39, // 23: panther.agent.v1.AwaitingConfirmation.deadline:type_name -> google.protobuf.Timestamp
-	2,  // 24: panther.agent.v1.Result.outcome:type_name -> panther.agent.v1.Outcome
-	1,  // 25: panther.agent.v1.Result.failed_phase:type_name -> panther.agent.v1.Phase
-	3,  // 26: panther.agent.v1.ConfirmRequest.envelope:type_name -> panther.agent.v1.SignedEnvelope
-	21, // 27: panther.agent.v1.ConfirmResponse.result:type_name -> panther.agent.v1.Result
-	3,  // 28: panther.agent.v1.RollbackRequest.envelope:type_name -> panther.agent.v1.SignedEnvelope
-	11, // 29: panther.agent.v1.RollbackResponse.event:type_name -> panther.agent.v1.DeployEvent
-	39, // 30: panther.agent.v1.Generation.created:type_name -> google.protobuf.Timestamp
-	27, // 31: panther.agent.v1.ListGenerationsResponse.generations:type_name -> panther.agent.v1.Generation
-	40, // 32: panther.agent.v1.StatusResponse.uptime:type_name -> google.protobuf.Duration
-	31, // 33: panther.agent.v1.StatusResponse.pending:type_name -> panther.agent.v1.PendingDeployment
-	32, // 34: panther.agent.v1.StatusResponse.last_deployment:type_name -> panther.agent.v1.DeploymentInfo
-	40, // 35: panther.agent.v1.StatusResponse.agent_uptime:type_name -> google.protobuf.Duration
-	39, // 36: panther.agent.v1.PendingDeployment.deadline:type_name -> google.protobuf.Timestamp
-	0,  // 37: panther.agent.v1.DeploymentInfo.action:type_name -> panther.agent.v1.Action
-	2,  // 38: panther.agent.v1.DeploymentInfo.outcome:type_name -> panther.agent.v1.Outcome
-	39, // 39: panther.agent.v1.DeploymentInfo.started:type_name -> google.protobuf.Timestamp
-	39, // 40: panther.agent.v1.DeploymentInfo.finished:type_name -> google.protobuf.Timestamp
-	32, // 41: panther.agent.v1.ListDeploymentsResponse.deployments:type_name -> panther.agent.v1.DeploymentInfo
-	11, // 42: panther.agent.v1.WatchResponse.event:type_name -> panther.agent.v1.DeployEvent
-	5,  // 43: panther.agent.v1.AgentService.HasSource:input_type -> panther.agent.v1.HasSourceRequest
-	7,  // 44: panther.agent.v1.AgentService.UploadSource:input_type -> panther.agent.v1.UploadSourceRequest
-	9,  // 45: panther.agent.v1.AgentService.Deploy:input_type -> panther.agent.v1.DeployRequest
-	22, // 46: panther.agent.v1.AgentService.Confirm:input_type -> panther.agent.v1.ConfirmRequest
-	24, // 47: panther.agent.v1.AgentService.Rollback:input_type -> panther.agent.v1.RollbackRequest
-	26, // 48: panther.agent.v1.AgentService.ListGenerations:input_type -> panther.agent.v1.ListGenerationsRequest
-	29, // 49: panther.agent.v1.AgentService.Status:input_type -> panther.agent.v1.StatusRequest
-	33, // 50: panther.agent.v1.AgentService.ListDeployments:input_type -> panther.agent.v1.ListDeploymentsRequest
-	35, // 51: panther.agent.v1.AgentService.Logs:input_type -> panther.agent.v1.LogsRequest
-	37, // 52: panther.agent.v1.AgentService.Watch:input_type -> panther.agent.v1.WatchRequest
-	6,  // 53: panther.agent.v1.AgentService.HasSource:output_type -> panther.agent.v1.HasSourceResponse
-	8,  // 54: panther.agent.v1.AgentService.UploadSource:output_type -> panther.agent.v1.UploadSourceResponse
-	10, // 55: panther.agent.v1.AgentService.Deploy:output_type -> panther.agent.v1.DeployResponse
-	23, // 56: panther.agent.v1.AgentService.Confirm:output_type -> panther.agent.v1.ConfirmResponse
-	25, // 57: panther.agent.v1.AgentService.Rollback:output_type -> panther.agent.v1.RollbackResponse
-	28, // 58: panther.agent.v1.AgentService.ListGenerations:output_type -> panther.agent.v1.ListGenerationsResponse
-	30, // 59: panther.agent.v1.AgentService.Status:output_type -> panther.agent.v1.StatusResponse
-	34, // 60: panther.agent.v1.AgentService.ListDeployments:output_type -> panther.agent.v1.ListDeploymentsResponse
-	36, // 61: panther.agent.v1.AgentService.Logs:output_type -> panther.agent.v1.LogsResponse
-	38, // 62: panther.agent.v1.AgentService.Watch:output_type -> panther.agent.v1.WatchResponse
-	53, // [53:63] is the sub-list for method output_type
-	43, // [43:53] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	44, // 1: panther.agent.v1.Intent.issued_at:type_name -> google.protobuf.Timestamp
+	44, // 2: panther.agent.v1.Intent.expires_at:type_name -> google.protobuf.Timestamp
+	45, // 3: panther.agent.v1.Intent.confirm_timeout:type_name -> google.protobuf.Duration
+	5,  // 4: panther.agent.v1.Intent.inputs:type_name -> panther.agent.v1.FlakeInput
+	3,  // 5: panther.agent.v1.UploadSourceRequest.envelope:type_name -> panther.agent.v1.SignedEnvelope
+	3,  // 6: panther.agent.v1.DeployRequest.envelope:type_name -> panther.agent.v1.SignedEnvelope
+	12, // 7: panther.agent.v1.DeployResponse.event:type_name -> panther.agent.v1.DeployEvent
+	44, // 8: panther.agent.v1.DeployEvent.time:type_name -> google.protobuf.Timestamp
+	14, // 9: panther.agent.v1.DeployEvent.phase_started:type_name -> panther.agent.v1.PhaseStarted
+	15, // 10: panther.agent.v1.DeployEvent.phase_finished:type_name -> panther.agent.v1.PhaseFinished
+	16, // 11: panther.agent.v1.DeployEvent.log:type_name -> panther.agent.v1.LogLine
+	17, // 12: panther.agent.v1.DeployEvent.warning:type_name -> panther.agent.v1.Warning
+	18, // 13: panther.agent.v1.DeployEvent.health:type_name -> panther.agent.v1.HealthResult
+	19, // 14: panther.agent.v1.DeployEvent.summary:type_name -> panther.agent.v1.Summary
+	21, // 15: panther.agent.v1.DeployEvent.awaiting_confirmation:type_name -> panther.agent.v1.AwaitingConfirmation
+	22, // 16: panther.agent.v1.DeployEvent.result:type_name -> panther.agent.v1.Result
+	13, // 17: panther.agent.v1.DeployEvent.heartbeat:type_name -> panther.agent.v1.Heartbeat
+	45, // 18: panther.agent.v1.Heartbeat.interval:type_name -> google.protobuf.Duration
+	1,  // 19: panther.agent.v1.PhaseStarted.phase:type_name -> panther.agent.v1.Phase
+	1,  // 20: panther.agent.v1.PhaseFinished.phase:type_name -> panther.agent.v1.Phase
+	45, // 21: panther.agent.v1.PhaseFinished.elapsed:type_name -> google.protobuf.Duration
+	1,  // 22: panther.agent.v1.LogLine.phase:type_name -> panther.agent.v1.Phase
+	20, // 23: panther.agent.v1.Summary.closure_changes:type_name -> panther.agent.v1.ClosureChange
+	44, // 24: panther.agent.v1.AwaitingConfirmation.deadline:type_name -> google.protobuf.Timestamp
+	2,  // 25: panther.agent.v1.Result.outcome:type_name -> panther.agent.v1.Outcome
+	1,  // 26: panther.agent.v1.Result.failed_phase:type_name -> panther.agent.v1.Phase
+	3,  // 27: panther.agent.v1.ConfirmRequest.envelope:type_name -> panther.agent.v1.SignedEnvelope
+	22, // 28: panther.agent.v1.ConfirmResponse.result:type_name -> panther.agent.v1.Result
+	3,  // 29: panther.agent.v1.RollbackRequest.envelope:type_name -> panther.agent.v1.SignedEnvelope
+	12, // 30: panther.agent.v1.RollbackResponse.event:type_name -> panther.agent.v1.DeployEvent
+	44, // 31: panther.agent.v1.Generation.created:type_name -> google.protobuf.Timestamp
+	28, // 32: panther.agent.v1.ListGenerationsResponse.generations:type_name -> panther.agent.v1.Generation
+	45, // 33: panther.agent.v1.StatusResponse.uptime:type_name -> google.protobuf.Duration
+	32, // 34: panther.agent.v1.StatusResponse.pending:type_name -> panther.agent.v1.PendingDeployment
+	33, // 35: panther.agent.v1.StatusResponse.last_deployment:type_name -> panther.agent.v1.DeploymentInfo
+	45, // 36: panther.agent.v1.StatusResponse.agent_uptime:type_name -> google.protobuf.Duration
+	44, // 37: panther.agent.v1.PendingDeployment.deadline:type_name -> google.protobuf.Timestamp
+	0,  // 38: panther.agent.v1.DeploymentInfo.action:type_name -> panther.agent.v1.Action
+	2,  // 39: panther.agent.v1.DeploymentInfo.outcome:type_name -> panther.agent.v1.Outcome
+	44, // 40: panther.agent.v1.DeploymentInfo.started:type_name -> google.protobuf.Timestamp
+	44, // 41: panther.agent.v1.DeploymentInfo.finished:type_name -> google.protobuf.Timestamp
+	33, // 42: panther.agent.v1.ListDeploymentsResponse.deployments:type_name -> panther.agent.v1.DeploymentInfo
+	12, // 43: panther.agent.v1.WatchResponse.event:type_name -> panther.agent.v1.DeployEvent
+	3,  // 44: panther.agent.v1.UploadInputRequest.envelope:type_name -> panther.agent.v1.SignedEnvelope
+	6,  // 45: panther.agent.v1.AgentService.HasSource:input_type -> panther.agent.v1.HasSourceRequest
+	8,  // 46: panther.agent.v1.AgentService.UploadSource:input_type -> panther.agent.v1.UploadSourceRequest
+	10, // 47: panther.agent.v1.AgentService.Deploy:input_type -> panther.agent.v1.DeployRequest
+	23, // 48: panther.agent.v1.AgentService.Confirm:input_type -> panther.agent.v1.ConfirmRequest
+	25, // 49: panther.agent.v1.AgentService.Rollback:input_type -> panther.agent.v1.RollbackRequest
+	27, // 50: panther.agent.v1.AgentService.ListGenerations:input_type -> panther.agent.v1.ListGenerationsRequest
+	30, // 51: panther.agent.v1.AgentService.Status:input_type -> panther.agent.v1.StatusRequest
+	34, // 52: panther.agent.v1.AgentService.ListDeployments:input_type -> panther.agent.v1.ListDeploymentsRequest
+	36, // 53: panther.agent.v1.AgentService.Logs:input_type -> panther.agent.v1.LogsRequest
+	38, // 54: panther.agent.v1.AgentService.Watch:input_type -> panther.agent.v1.WatchRequest
+	40, // 55: panther.agent.v1.AgentService.HasInputs:input_type -> panther.agent.v1.HasInputsRequest
+	42, // 56: panther.agent.v1.AgentService.UploadInput:input_type -> panther.agent.v1.UploadInputRequest
+	7,  // 57: panther.agent.v1.AgentService.HasSource:output_type -> panther.agent.v1.HasSourceResponse
+	9,  // 58: panther.agent.v1.AgentService.UploadSource:output_type -> panther.agent.v1.UploadSourceResponse
+	11, // 59: panther.agent.v1.AgentService.Deploy:output_type -> panther.agent.v1.DeployResponse
+	24, // 60: panther.agent.v1.AgentService.Confirm:output_type -> panther.agent.v1.ConfirmResponse
+	26, // 61: panther.agent.v1.AgentService.Rollback:output_type -> panther.agent.v1.RollbackResponse
+	29, // 62: panther.agent.v1.AgentService.ListGenerations:output_type -> panther.agent.v1.ListGenerationsResponse
+	31, // 63: panther.agent.v1.AgentService.Status:output_type -> panther.agent.v1.StatusResponse
+	35, // 64: panther.agent.v1.AgentService.ListDeployments:output_type -> panther.agent.v1.ListDeploymentsResponse
+	37, // 65: panther.agent.v1.AgentService.Logs:output_type -> panther.agent.v1.LogsResponse
+	39, // 66: panther.agent.v1.AgentService.Watch:output_type -> panther.agent.v1.WatchResponse
+	41, // 67: panther.agent.v1.AgentService.HasInputs:output_type -> panther.agent.v1.HasInputsResponse
+	43, // 68: panther.agent.v1.AgentService.UploadInput:output_type -> panther.agent.v1.UploadInputResponse
+	57, // [57:69] is the sub-list for method output_type
+	45, // [45:57] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_panther_agent_v1_agent_proto_init() }
@@ -3145,11 +3566,11 @@ func file_panther_agent_v1_agent_proto_init() {
 	if File_panther_agent_v1_agent_proto != nil {
 		return
 	}
-	file_panther_agent_v1_agent_proto_msgTypes[4].OneofWrappers = []any{
+	file_panther_agent_v1_agent_proto_msgTypes[5].OneofWrappers = []any{
 		(*UploadSourceRequest_Envelope)(nil),
 		(*UploadSourceRequest_Chunk)(nil),
 	}
-	file_panther_agent_v1_agent_proto_msgTypes[8].OneofWrappers = []any{
+	file_panther_agent_v1_agent_proto_msgTypes[9].OneofWrappers = []any{
 		(*DeployEvent_PhaseStarted)(nil),
 		(*DeployEvent_PhaseFinished)(nil),
 		(*DeployEvent_Log)(nil),
@@ -3160,13 +3581,17 @@ func file_panther_agent_v1_agent_proto_init() {
 		(*DeployEvent_Result)(nil),
 		(*DeployEvent_Heartbeat)(nil),
 	}
+	file_panther_agent_v1_agent_proto_msgTypes[39].OneofWrappers = []any{
+		(*UploadInputRequest_Envelope)(nil),
+		(*UploadInputRequest_Chunk)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_panther_agent_v1_agent_proto_rawDesc), len(file_panther_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   36,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
