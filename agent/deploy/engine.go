@@ -299,6 +299,7 @@ func (e *Engine) Submit(ctx context.Context, req Request) (*Subscription, error)
 		CriticalUnits: req.ExtraCritical, InstallBootloader: req.InstallBootloader,
 		BootToken: e.bootToken, // tells a power cut before the switch from an agent restart
 	}
+	req.Source.record(rec)
 	e.mu.Lock()
 	if e.ctx.Err() != nil {
 		e.mu.Unlock()

@@ -64,6 +64,9 @@ type Request struct {
 	// Force deploys a configuration that would stop or remove the agent's
 	// own unit (refused otherwise).
 	Force bool
+	// Source is where the flake source came from and which locked inputs
+	// came with it (inputs.go).
+	Source SourceInfo
 }
 
 // EventKind says which fields of an Event are set.
