@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/pantheros/panther/controller/client"
+	"github.com/pantheros/panther/controller/inputs"
 	"github.com/pantheros/panther/controller/inventory"
 	"github.com/pantheros/panther/internal/archive"
 	"github.com/pantheros/panther/internal/nix"
@@ -40,6 +41,7 @@ type deployOpts struct {
 	confirmTimeout time.Duration
 	critical       string
 	logDir         string
+	inputs         string
 }
 
 func (c *CLI) deployCmd() *command {
@@ -76,6 +78,7 @@ they were confirmed. Tags and per-host settings come from panther.json at the fl
 			fs.IntVar(&o.canary, "canary", 0, "deploy this many hosts first; the rest only if they were confirmed")
 			fs.DurationVar(&o.confirmTimeout, "confirm-timeout", 0, "confirmation window, counted from the end of the health checks after the switch (default: the inventory's, else the agent's 60s)")
 			fs.StringVar(&o.critical, "critical-units", "", "comma-separated units that must be active after the switch")
+			fs.StringVar(&o.inputs, "inputs", inputs.Ship, inputsFlagUsage)
 			fs.StringVar(&o.logDir, "log-dir", "logs", "where the controller-side logs go (logs/deploy/<mode>-<host>-<time>.log)")
 		},
 		run: func(ctx context.Context, args []string) error {
@@ -237,6 +240,11 @@ func (c *CLI) deploy(ctx context.Context, args []string, o *deployOpts) error {
 		return err
 	}
 	defer src.Close()
+	inp, err := c.prepareInputs(ctx, o.flake, o.inputs)
+	if err != nil {
+		return err
+	}
+	defer inp.Close()
 	for _, u := range packed.Untracked {
 		fmt.Fprintf(c.io.Stderr, "warning: %s is not tracked by git; nix ignores it (git add it to include it)\n", u)
 	}
@@ -255,7 +263,7 @@ func (c *CLI) deploy(ctx context.Context, args []string, o *deployOpts) error {
 		defer hr.close()
 	}
 
-	b := &batch{c: c, n: n, s: s, o: o, src: src, packed: packed}
+	b := &batch{c: c, n: n, s: s, o: o, src: src, packed: packed, inputs: inp}
 	if o.mode() == "switch" || o.mode() == "boot" {
 		if !o.yes {
 			if !c.io.IsTerminal() {
@@ -359,6 +367,7 @@ type batch struct {
 	o      *deployOpts
 	src    *os.File
 	packed archive.Packed
+	inputs *inputs.Set
 
 	mu      sync.Mutex
 	stopped bool
@@ -448,7 +457,7 @@ func (b *batch) connect(ctx context.Context, hr *hostRun) error {
 	} else {
 		hr.r.lineOnceAccepted("    upload done in %s (%d bytes)", time.Since(t0).Round(time.Millisecond), sent)
 	}
-	return nil
+	return b.uploadInputs(ctx, hr)
 }
 
 func shortDigest(d string) string {
@@ -469,6 +478,9 @@ func (b *batch) intent(hr *hostRun, a agentv1.Action, expected string) *agentv1.
 	}
 	if w := b.window(hr); w > 0 {
 		in.ConfirmTimeout = durationpb.New(w)
+	}
+	if b.inputs != nil {
+		b.inputs.Apply(in)
 	}
 	return in
 }

@@ -101,6 +101,7 @@ func (c *CLI) printGenerations(host string, gens []*agentv1.Generation) {
 				"host": host, "number": g.Number, "created": g.Created.AsTime(), "current": g.Current,
 				"storePath": g.StorePath, "nixosVersion": g.NixosVersion, "deploymentId": g.DeploymentId,
 				"result": g.Result, "reason": g.Reason, "failed": g.Failed,
+				"sourceRev": g.SourceRev, "sourceDirty": g.SourceDirty,
 			})
 		}
 		return
@@ -108,7 +109,7 @@ func (c *CLI) printGenerations(host string, gens []*agentv1.Generation) {
 	w := c.io.Stdout
 	tbl := newTable(column{title: "GEN"}, column{title: "DATE"}, column{title: "CUR"}, column{title: "FAILED"},
 		column{title: "NIXOS VERSION", max: 40}, column{title: "DEPLOYMENT", max: 40}, column{title: "RESULT", max: 24},
-		column{title: "STORE PATH"})
+		column{title: "REVISION"}, column{title: "STORE PATH"})
 	for _, g := range gens {
 		cur, failed := "", ""
 		if g.Current {
@@ -118,7 +119,7 @@ func (c *CLI) printGenerations(host string, gens []*agentv1.Generation) {
 			failed = "x"
 		}
 		tbl.add(fmt.Sprint(g.Number), g.Created.AsTime().Local().Format(time.DateTime), cur, failed,
-			orDash(g.NixosVersion), orDash(g.DeploymentId), orDash(g.Result), g.StorePath)
+			orDash(g.NixosVersion), orDash(g.DeploymentId), orDash(g.Result), revision(g.SourceRev, g.SourceDirty), g.StorePath)
 	}
 	tbl.write(w)
 }

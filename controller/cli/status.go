@@ -92,6 +92,9 @@ unreachable hosts are reported, not fatal (the exit code is 1 when any was).`,
 				last := "-"
 				if l := st.LastDeployment; l != nil {
 					last = l.DeploymentId + " " + outcomeName(l.Outcome)
+					if r := revision(l.SourceRev, l.SourceDirty); r != "-" {
+						last += " @" + r
+					}
 				}
 				tbl.add(r.name, fmt.Sprintf("yes %dms", r.rtt.Milliseconds()),
 					fmt.Sprint(st.CurrentGeneration), orDash(st.NixosVersion), orDash(st.SystemState), failed, pending, last)
@@ -147,6 +150,7 @@ func (c *CLI) printStatus(st *agentv1.StatusResponse) {
 		if l.KeyId != "" {
 			row("signed by key", l.KeyId)
 		}
+		row("revision", revision(l.SourceRev, l.SourceDirty))
 	}
 }
 
