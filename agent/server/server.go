@@ -66,7 +66,7 @@ type Config struct {
 	// flake.lock lacks a declared input. Default nil: no check.
 	LockCheck flakeinputs.Evaluator
 	Log       hclog.Logger
-	Now     func() time.Time // default time.Now
+	Now       func() time.Time // default time.Now
 }
 
 // Server implements agentv1.AgentServiceServer.
