@@ -81,7 +81,7 @@ func Prepare(ctx context.Context, n *nix.Nix, dir, mode string) (*Set, error) {
 	if err := flakeinputs.CheckLock(ctx, n, abs); err != nil {
 		return nil, err
 	}
-	if mode == Fetch {
+	if mode == Fetch || !lockHasInputs(abs) {
 		return s, nil
 	}
 	s.Inputs, err = flakeinputs.Collect(ctx, n, "path:"+abs)
