@@ -11,7 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -154,9 +154,9 @@ func lockDep(t testing.TB, dir string) string {
 	return p
 }
 
-// forget removes a store path from a host's store (the sandbox sees the
-// machine's store through its lower layer; the deletion stays in the
-// host's upper layer) and checks the host lacks it.
+// forget removes a store path and nix's fetcher cache from a host (the
+// sandbox sees the machine's store and /root through its lower layer; the
+// deletion stays in the host's upper layer) and checks the host lacks it.
 func forget(t testing.TB, h *fleettest.Host, path string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -164,6 +164,11 @@ func forget(t testing.TB, h *fleettest.Host, path string) {
 	cmd := h.SB.Command(ctx, "nix-store", "--delete", path)
 	cmd.Env = append(cmd.Env, "NIX_CONFIG=build-users-group =")
 	cmd.CombinedOutput() // fails when it is not valid there: fine
+	// nix's fetcher cache (shared through the lower layer too) remembers
+	// the downloaded tarball: a host that never fetched it has none.
+	if _, err := h.SB.Exec(ctx, "rm", "-rf", "/root/.cache/nix"); err != nil {
+		t.Fatal(err)
+	}
 	if hasPath(t, h, path) {
 		t.Fatalf("%s: %s still in the host's store", h.Name, path)
 	}
@@ -236,7 +241,7 @@ func TestInputsShippedHostCannotFetch(t *testing.T) {
 	if env := derivationEnv(t, alpha); !strings.HasPrefix(env["depMsg"], "shipped by the controller") {
 		t.Fatalf("the system does not hold the input's content: depMsg = %q", env["depMsg"])
 	}
-	id := deploymentID(t, r.Stdout)
+	id := latestDeployment(t, alpha)
 	rec := alpha.Record(t, id)
 	if ins, _ := rec["inputs"].([]any); len(ins) != 1 || ins[0] != dep {
 		t.Errorf("journal record inputs = %v, want [%s]", rec["inputs"], dep)
@@ -249,15 +254,16 @@ func TestInputsShippedHostCannotFetch(t *testing.T) {
 	}
 }
 
-var deploymentIDRE = regexp.MustCompile(`\b(\d{8}T\d{6}Z-[0-9a-f]{6})\b`)
-
-func deploymentID(t testing.TB, out string) string {
+// latestDeployment is the id of the host's newest deployment (ids sort by
+// time).
+func latestDeployment(t testing.TB, h *fleettest.Host) string {
 	t.Helper()
-	m := deploymentIDRE.FindAllStringSubmatch(out, -1)
-	if len(m) == 0 {
-		t.Fatalf("no deployment id in:\n%s", out)
+	dirs, _ := filepath.Glob(h.SB.Path("/var/lib/panther-agent/deployments/*"))
+	if len(dirs) == 0 {
+		t.Fatalf("%s: no deployments", h.Name)
 	}
-	return m[len(m)-1][1]
+	sort.Strings(dirs)
+	return filepath.Base(dirs[len(dirs)-1])
 }
 
 // TestInputsRevisionAndReadOnlySource: a deploy from a clean git checkout
@@ -286,11 +292,11 @@ func TestInputsRevisionAndReadOnlySource(t *testing.T) {
 	git("commit", "-q", "-m", "lab flake")
 	rev := git("rev-parse", "HEAD")
 
-	r := f.MustCtl(0, "deploy", "alpha", "--yes", "--flake", f.Flake)
+	f.MustCtl(0, "deploy", "alpha", "--yes", "--flake", f.Flake)
 	if env := derivationEnv(t, alpha); env["configurationRevision"] != rev {
 		t.Errorf("system.configurationRevision on the host = %q, want the commit %s", env["configurationRevision"], rev)
 	}
-	id := deploymentID(t, r.Stdout)
+	id := latestDeployment(t, alpha)
 	if rec := alpha.Record(t, id); rec["sourceRev"] != rev {
 		t.Errorf("journal record sourceRev = %v, want %s", rec["sourceRev"], rev)
 	}
@@ -315,7 +321,7 @@ func TestInputsRevisionAndReadOnlySource(t *testing.T) {
 
 	// An uncommitted change: dirty, and self.rev unset.
 	f.SetVariant("alpha", "good-v2")
-	r = f.MustCtl(0, "deploy", "alpha", "--yes", "--flake", f.Flake)
+	f.MustCtl(0, "deploy", "alpha", "--yes", "--flake", f.Flake)
 	if env := derivationEnv(t, alpha); env["configurationRevision"] != "dirty" {
 		t.Errorf("dirty checkout: configurationRevision = %q, want dirty", env["configurationRevision"])
 	}
