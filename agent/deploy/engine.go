@@ -303,6 +303,7 @@ func (e *Engine) Submit(ctx context.Context, req Request) (*Subscription, error)
 		AwaitApproval: req.AwaitApproval,
 		BootToken:     e.bootToken, // tells a power cut before the switch from an agent restart
 	}
+	req.Source.record(rec)
 	e.mu.Lock()
 	if e.ctx.Err() != nil {
 		e.mu.Unlock()

@@ -72,6 +72,9 @@ type Request struct {
 	// Approve (or Decline, or ApprovalTimeout) decides (approve.go).
 	AwaitApproval   bool
 	ApprovalTimeout time.Duration // required with AwaitApproval
+	// Source is where the flake source came from and which locked inputs
+	// came with it (inputs.go).
+	Source SourceInfo
 }
 
 // EventKind says which fields of an Event are set.

@@ -72,6 +72,15 @@ type Record struct {
 	SourceDigest string `json:"sourceDigest,omitempty"`
 	RequestedBy  string `json:"requestedBy,omitempty"`
 	KeyID        string `json:"keyId,omitempty"`
+	// SourceRev is the git revision of the controller's checkout the
+	// source was packed from ("" = unknown); SourceDirty: it had
+	// uncommitted changes.
+	SourceRev   string `json:"sourceRev,omitempty"`
+	SourceDirty bool   `json:"sourceDirty,omitempty"`
+	// Inputs are the store paths of the locked flake inputs the controller
+	// shipped; FetchInputs: none were, the agent's nix fetched them.
+	Inputs      []string `json:"inputs,omitempty"`
+	FetchInputs bool     `json:"fetchInputs,omitempty"`
 
 	State  State  `json:"state"`
 	Phase  string `json:"phase,omitempty"`  // current phase, or where it failed

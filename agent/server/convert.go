@@ -104,7 +104,7 @@ func recordToProto(r *journal.Record) *agentv1.DeploymentInfo {
 	info := &agentv1.DeploymentInfo{
 		DeploymentId: r.ID, Action: action, Outcome: outcomeToProto[r.State], Message: r.Reason,
 		StorePath: r.NewPath, PreviousStorePath: r.PreviousPath, Started: timestamppb.New(r.Started),
-		RequestedBy: r.RequestedBy, KeyId: r.KeyID,
+		RequestedBy: r.RequestedBy, KeyId: r.KeyID, SourceRev: r.SourceRev, SourceDirty: r.SourceDirty,
 	}
 	if !r.Finished.IsZero() {
 		info.Finished = timestamppb.New(r.Finished)

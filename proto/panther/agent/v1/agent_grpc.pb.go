@@ -39,6 +39,8 @@ const (
 	AgentService_Watch_FullMethodName           = "/panther.agent.v1.AgentService/Watch"
 	AgentService_Approve_FullMethodName         = "/panther.agent.v1.AgentService/Approve"
 	AgentService_Decline_FullMethodName         = "/panther.agent.v1.AgentService/Decline"
+	AgentService_HasInputs_FullMethodName       = "/panther.agent.v1.AgentService/HasInputs"
+	AgentService_UploadInput_FullMethodName     = "/panther.agent.v1.AgentService/UploadInput"
 )
 
 // AgentServiceClient is the client API for AgentService service.
@@ -90,6 +92,16 @@ type AgentServiceClient interface {
 	// Decline ends a deployment that awaits approval with nothing changed
 	// (outcome NOT_APPROVED). It must be signed like Approve.
 	Decline(ctx context.Context, in *DeclineRequest, opts ...grpc.CallOption) (*DeclineResponse, error)
+	// HasInputs tells which of the given locked flake inputs (store paths)
+	// the agent's nix store lacks, so each input is uploaded only to the
+	// agents that need it.
+	HasInputs(ctx context.Context, in *HasInputsRequest, opts ...grpc.CallOption) (*HasInputsResponse, error)
+	// UploadInput streams one locked flake input as a NAR (nix-store --dump).
+	// The first message carries a signed ACTION_UPLOAD intent whose inputs
+	// name exactly this input (store path, NAR hash and size); the agent adds
+	// it to its nix store only when the bytes hash to that NAR hash and the
+	// resulting store path is the signed one.
+	UploadInput(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[UploadInputRequest, UploadInputResponse], error)
 }
 
 type agentServiceClient struct {
@@ -259,6 +271,29 @@ func (c *agentServiceClient) Decline(ctx context.Context, in *DeclineRequest, op
 	return out, nil
 }
 
+func (c *agentServiceClient) HasInputs(ctx context.Context, in *HasInputsRequest, opts ...grpc.CallOption) (*HasInputsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HasInputsResponse)
+	err := c.cc.Invoke(ctx, AgentService_HasInputs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentServiceClient) UploadInput(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[UploadInputRequest, UploadInputResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AgentService_ServiceDesc.Streams[5], AgentService_UploadInput_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[UploadInputRequest, UploadInputResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_UploadInputClient = grpc.ClientStreamingClient[UploadInputRequest, UploadInputResponse]
+
 // AgentServiceServer is the server API for AgentService service.
 // All implementations must embed UnimplementedAgentServiceServer
 // for forward compatibility.
@@ -308,6 +343,16 @@ type AgentServiceServer interface {
 	// Decline ends a deployment that awaits approval with nothing changed
 	// (outcome NOT_APPROVED). It must be signed like Approve.
 	Decline(context.Context, *DeclineRequest) (*DeclineResponse, error)
+	// HasInputs tells which of the given locked flake inputs (store paths)
+	// the agent's nix store lacks, so each input is uploaded only to the
+	// agents that need it.
+	HasInputs(context.Context, *HasInputsRequest) (*HasInputsResponse, error)
+	// UploadInput streams one locked flake input as a NAR (nix-store --dump).
+	// The first message carries a signed ACTION_UPLOAD intent whose inputs
+	// name exactly this input (store path, NAR hash and size); the agent adds
+	// it to its nix store only when the bytes hash to that NAR hash and the
+	// resulting store path is the signed one.
+	UploadInput(grpc.ClientStreamingServer[UploadInputRequest, UploadInputResponse]) error
 	mustEmbedUnimplementedAgentServiceServer()
 }
 
@@ -353,6 +398,12 @@ func (UnimplementedAgentServiceServer) Approve(context.Context, *ApproveRequest)
 }
 func (UnimplementedAgentServiceServer) Decline(context.Context, *DeclineRequest) (*DeclineResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Decline not implemented")
+}
+func (UnimplementedAgentServiceServer) HasInputs(context.Context, *HasInputsRequest) (*HasInputsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method HasInputs not implemented")
+}
+func (UnimplementedAgentServiceServer) UploadInput(grpc.ClientStreamingServer[UploadInputRequest, UploadInputResponse]) error {
+	return status.Error(codes.Unimplemented, "method UploadInput not implemented")
 }
 func (UnimplementedAgentServiceServer) mustEmbedUnimplementedAgentServiceServer() {}
 func (UnimplementedAgentServiceServer) testEmbeddedByValue()                      {}
@@ -552,6 +603,31 @@ func _AgentService_Decline_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AgentService_HasInputs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HasInputsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).HasInputs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_HasInputs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).HasInputs(ctx, req.(*HasInputsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AgentService_UploadInput_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(AgentServiceServer).UploadInput(&grpc.GenericServerStream[UploadInputRequest, UploadInputResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_UploadInputServer = grpc.ClientStreamingServer[UploadInputRequest, UploadInputResponse]
+
 // AgentService_ServiceDesc is the grpc.ServiceDesc for AgentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -587,6 +663,10 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Decline",
 			Handler:    _AgentService_Decline_Handler,
 		},
+		{
+			MethodName: "HasInputs",
+			Handler:    _AgentService_HasInputs_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -613,6 +693,11 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Watch",
 			Handler:       _AgentService_Watch_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "UploadInput",
+			Handler:       _AgentService_UploadInput_Handler,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "panther/agent/v1/agent.proto",
