@@ -64,6 +64,10 @@ type Request struct {
 	// Force deploys a configuration that would stop or remove the agent's
 	// own unit (refused otherwise).
 	Force bool
+	// RolloutID and BuildPeers: build once per closure (see cache.go). ""
+	// / none: the agent builds by itself.
+	RolloutID  string
+	BuildPeers []string
 }
 
 // EventKind says which fields of an Event are set.

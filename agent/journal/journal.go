@@ -68,6 +68,9 @@ type Record struct {
 	SourceDigest string `json:"sourceDigest,omitempty"`
 	RequestedBy  string `json:"requestedBy,omitempty"`
 	KeyID        string `json:"keyId,omitempty"`
+	// SubstitutedFrom names the build peer the new system was substituted
+	// from over the fleet cache ("" = built here, or no fleet cache).
+	SubstitutedFrom string `json:"substitutedFrom,omitempty"`
 
 	State  State  `json:"state"`
 	Phase  string `json:"phase,omitempty"`  // current phase, or where it failed

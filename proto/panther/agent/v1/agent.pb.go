@@ -352,7 +352,18 @@ type Intent struct {
 	InstallBootloader bool `protobuf:"varint,15,opt,name=install_bootloader,json=installBootloader,proto3" json:"install_bootloader,omitempty"`
 	// Deploy a configuration that would stop or remove the agent's own unit
 	// (refused otherwise: nothing could confirm or roll it back).
-	Force         bool `protobuf:"varint,16,opt,name=force,proto3" json:"force,omitempty"`
+	Force bool `protobuf:"varint,16,opt,name=force,proto3" json:"force,omitempty"`
+	// Build once per closure: the rollout this deployment belongs to (one id
+	// for every host of one pantherctl run; "" = no fleet cache, the agent
+	// builds by itself).
+	RolloutId string `protobuf:"bytes,17,opt,name=rollout_id,json=rolloutId,proto3" json:"rollout_id,omitempty"`
+	// Build once per closure: the tailnet names of the rollout's build peers
+	// in rollout order. The agent asks the peers before its own name (all of
+	// them if it is not in the list) for its store path over their tailnet
+	// binary cache and substitutes it from the first that has or builds it;
+	// it builds by itself when none does. --build-on <host> sends that host
+	// alone.
+	BuildPeers    []string `protobuf:"bytes,18,rep,name=build_peers,json=buildPeers,proto3" json:"build_peers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -497,6 +508,20 @@ func (x *Intent) GetForce() bool {
 		return x.Force
 	}
 	return false
+}
+
+func (x *Intent) GetRolloutId() string {
+	if x != nil {
+		return x.RolloutId
+	}
+	return ""
+}
+
+func (x *Intent) GetBuildPeers() []string {
+	if x != nil {
+		return x.BuildPeers
+	}
+	return nil
 }
 
 type HasSourceRequest struct {
@@ -2780,7 +2805,7 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\x0eSignedEnvelope\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x16\n" +
 	"\x06intent\x18\x02 \x01(\fR\x06intent\x12\x1c\n" +
-	"\tsignature\x18\x03 \x01(\fR\tsignature\"\x9b\x05\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\"\xdb\x05\n" +
 	"\x06Intent\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x120\n" +
 	"\x06action\x18\x02 \x01(\x0e2\x18.panther.agent.v1.ActionR\x06action\x12#\n" +
@@ -2802,7 +2827,11 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"generation\x18\x0e \x01(\x03R\n" +
 	"generation\x12-\n" +
 	"\x12install_bootloader\x18\x0f \x01(\bR\x11installBootloader\x12\x14\n" +
-	"\x05force\x18\x10 \x01(\bR\x05force\"*\n" +
+	"\x05force\x18\x10 \x01(\bR\x05force\x12\x1d\n" +
+	"\n" +
+	"rollout_id\x18\x11 \x01(\tR\trolloutId\x12\x1f\n" +
+	"\vbuild_peers\x18\x12 \x03(\tR\n" +
+	"buildPeers\"*\n" +
 	"\x10HasSourceRequest\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\"-\n" +
 	"\x11HasSourceResponse\x12\x18\n" +
