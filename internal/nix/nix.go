@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"strings"
@@ -164,6 +165,13 @@ func (e *Error) Summary() string {
 // stderr lines go to onLine (may be nil), the debug log at trace level, and
 // the tail kept for *Error.
 func (n *Nix) run(ctx context.Context, argv []string, onLine func(string)) ([]byte, error) {
+	var stdout bytes.Buffer
+	err := n.runTo(ctx, argv, onLine, &stdout)
+	return stdout.Bytes(), err
+}
+
+// runTo is run with stdout streamed to w.
+func (n *Nix) runTo(ctx context.Context, argv []string, onLine func(string), stdout io.Writer) error {
 	log := n.log.With("argv", strings.Join(argv, " "))
 	log.Debug("running")
 	start := time.Now()
@@ -176,8 +184,7 @@ func (n *Nix) run(ctx context.Context, argv []string, onLine func(string)) ([]by
 			onLine(line)
 		}
 	}}
-	var stdout bytes.Buffer
-	err := n.runner.Run(ctx, Cmd{Argv: argv, Env: n.env, Stdout: &stdout, Stderr: lw})
+	err := n.runner.Run(ctx, Cmd{Argv: argv, Env: n.env, Stdout: stdout, Stderr: lw})
 	lw.flush()
 	if err != nil {
 		code := -1
@@ -190,10 +197,10 @@ func (n *Nix) run(ctx context.Context, argv []string, onLine func(string)) ([]by
 		}
 		e := &Error{Argv: argv, ExitCode: code, StderrTail: tail.String(), Err: err}
 		log.Debug("failed", "duration", time.Since(start), "exit_code", code, "error", err)
-		return stdout.Bytes(), e
+		return e
 	}
 	log.Debug("done", "duration", time.Since(start))
-	return stdout.Bytes(), nil
+	return nil
 }
 
 // maxLine bounds one stderr line kept in memory; longer ones are cut.
