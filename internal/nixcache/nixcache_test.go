@@ -2,10 +2,10 @@ package nixcache
 
 import (
 	"context"
-	"errors"
-	"net"
 	"crypto/ed25519"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
