@@ -273,6 +273,7 @@ func (c *Config) ApplyDefaults() {
 		c.HealthChecks[i].applyDefaults()
 	}
 	c.applyObservabilityDefaults()
+	c.applyFleetCacheDefaults()
 }
 
 func (h *HealthCheck) applyDefaults() {

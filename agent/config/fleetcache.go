@@ -39,14 +39,16 @@ func (f FleetCache) Serves() bool { return f.SecretKeyFile != "" }
 // Fetches reports whether the agent substitutes from peers.
 func (f FleetCache) Fetches() bool { return len(f.TrustedKeys) > 0 }
 
-func (c *Config) validateFleetCache(v *validator) {
+func (c *Config) applyFleetCacheDefaults() {
 	f := &c.FleetCache
 	if f.Port == 0 {
 		f.Port = DefaultFleetCachePort
 	}
-	if f.StartWait.Duration == 0 {
-		f.StartWait.Duration = DefaultFleetCacheStartWait
-	}
+	setDuration(&f.StartWait, DefaultFleetCacheStartWait)
+}
+
+func (c *Config) validateFleetCache(v *validator) {
+	f := c.FleetCache
 	if f.Port < 0 || f.Port > 65535 {
 		v.add("fleetCache.port", fmt.Sprintf("must be between 1 and 65535, got %d", f.Port))
 	} else if f.Port == c.Port || f.Port == c.Metrics.Port {
