@@ -44,7 +44,9 @@ func peersBefore(peers []string, host string) []string {
 // publishes the build's outcome to the peers after this host.
 func (d *deployment) fromPeers(ctx context.Context, req Request, installable string) func(string, error) {
 	c := d.e.cache
-	if c == nil || req.RolloutID == "" || len(req.BuildPeers) == 0 {
+	// A request that names its path follows this host's own dry-activate
+	// of it: the path is here already.
+	if c == nil || req.RolloutID == "" || len(req.BuildPeers) == 0 || req.ExpectedPath != "" {
 		return func(string, error) {}
 	}
 	rollout := req.RolloutID

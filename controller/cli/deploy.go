@@ -15,6 +15,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/pantheros/panther/controller/buildplan"
 	"github.com/pantheros/panther/controller/client"
 	"github.com/pantheros/panther/controller/inventory"
 	"github.com/pantheros/panther/internal/archive"
@@ -40,6 +41,7 @@ type deployOpts struct {
 	confirmTimeout time.Duration
 	critical       string
 	logDir         string
+	buildOn        string // buildonce.go
 }
 
 func (c *CLI) deployCmd() *command {
@@ -76,6 +78,7 @@ they were confirmed. Tags and per-host settings come from panther.json at the fl
 			fs.IntVar(&o.canary, "canary", 0, "deploy this many hosts first; the rest only if they were confirmed")
 			fs.DurationVar(&o.confirmTimeout, "confirm-timeout", 0, "confirmation window, counted from the end of the health checks after the switch (default: the inventory's, else the agent's 60s)")
 			fs.StringVar(&o.critical, "critical-units", "", "comma-separated units that must be active after the switch")
+			buildOnceFlags(fs, o)
 			fs.StringVar(&o.logDir, "log-dir", "logs", "where the controller-side logs go (logs/deploy/<mode>-<host>-<time>.log)")
 		},
 		run: func(ctx context.Context, args []string) error {
@@ -246,6 +249,10 @@ func (c *CLI) deploy(ctx context.Context, args []string, o *deployOpts) error {
 	}
 	defer n.close()
 
+	plan, hosts, err := planBuilds(o, hosts)
+	if err != nil {
+		return exitf(ExitUsage, "%v", err)
+	}
 	runs := make([]*hostRun, len(hosts))
 	for i, h := range hosts {
 		hr := &hostRun{host: h}
@@ -255,7 +262,7 @@ func (c *CLI) deploy(ctx context.Context, args []string, o *deployOpts) error {
 		defer hr.close()
 	}
 
-	b := &batch{c: c, n: n, s: s, o: o, src: src, packed: packed}
+	b := &batch{c: c, n: n, s: s, o: o, src: src, packed: packed, plan: plan}
 	if o.mode() == "switch" || o.mode() == "boot" {
 		if !o.yes {
 			if !c.io.IsTerminal() {
@@ -359,6 +366,7 @@ type batch struct {
 	o      *deployOpts
 	src    *os.File
 	packed archive.Packed
+	plan   buildplan.Plan // buildonce.go
 
 	mu      sync.Mutex
 	stopped bool
@@ -470,7 +478,7 @@ func (b *batch) intent(hr *hostRun, a agentv1.Action, expected string) *agentv1.
 	if w := b.window(hr); w > 0 {
 		in.ConfirmTimeout = durationpb.New(w)
 	}
-	return in
+	return withBuildPlan(in, b.plan)
 }
 
 func (b *batch) window(hr *hostRun) time.Duration {

@@ -1,0 +1,43 @@
+package cli
+
+import (
+	"flag"
+	"slices"
+	"time"
+
+	"github.com/pantheros/panther/controller/buildplan"
+	"github.com/pantheros/panther/controller/client"
+	"github.com/pantheros/panther/controller/inventory"
+	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
+)
+
+// buildOnceFlags registers deploy's build once per closure flags.
+func buildOnceFlags(fs *flag.FlagSet, o *deployOpts) {
+	fs.StringVar(&o.buildOn, "build-on", "", "who builds: a host of the deploy (it builds first, the others substitute from it over the tailnet), "+
+		"\"none\" (every host builds by itself); default: the first host of each distinct system builds it and the others substitute it "+
+		"(agents with fleetCache set)")
+}
+
+// planBuilds returns the run's build plan and hosts in rollout order (the
+// --build-on host first).
+func planBuilds(o *deployOpts, hosts []inventory.Host) (buildplan.Plan, []inventory.Host, error) {
+	names := make([]string, len(hosts))
+	for i, h := range hosts {
+		names[i] = h.Addr()
+	}
+	p, err := buildplan.New(client.NewDeploymentID(time.Now()), names, o.buildOn)
+	if err != nil {
+		return p, hosts, err
+	}
+	if p.First != "" {
+		i := slices.IndexFunc(hosts, func(h inventory.Host) bool { return h.Addr() == p.First })
+		hosts = append([]inventory.Host{hosts[i]}, slices.Delete(slices.Clone(hosts), i, i+1)...)
+	}
+	return p, hosts, nil
+}
+
+// withBuildPlan puts the plan into an intent.
+func withBuildPlan(in *agentv1.Intent, p buildplan.Plan) *agentv1.Intent {
+	in.RolloutId, in.BuildPeers = p.RolloutID, p.Peers
+	return in
+}
