@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pantheros/panther/agent/journal"
 	"github.com/pantheros/panther/internal/nixcache"
 	"github.com/pantheros/panther/internal/tailnet"
 	"github.com/pantheros/panther/lab/fleettest"
@@ -118,7 +119,7 @@ func cacheDeploy(t *testing.T, f *fleettest.Fleet, flake string, hosts []string,
 	t.Logf("pantherctl: %v", r.Elapsed)
 	logs := map[string]string{}
 	for _, h := range hosts {
-		rec := f.Hosts[h].WaitDeployment(t, known[h], time.Minute)
+		rec := f.Hosts[h].WaitDeployment(t, known[h], time.Minute, journal.StateBuilt, journal.StateFailed)
 		logs[h] = f.Hosts[h].DeploymentLog(t, rec.ID)
 	}
 	return logs
