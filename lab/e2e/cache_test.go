@@ -32,8 +32,9 @@ const cacheBuildMarker = "panther-cache-test: building the shared system"
 // cacheFlake writes a flake whose hosts share systems: systems maps host to
 // the name of its system; hosts with the same name get the same store path.
 // Each system is NixOS-shaped enough for --build-only (nixos-version) and
-// its build burns cpuSeconds of CPU.
-func cacheFlake(t *testing.T, salt string, cpuSeconds int, systems map[string]string) string {
+// its build burns CPU: loops iterations of a shell loop (1M ≈ 1 s of CPU
+// on the lab machine).
+func cacheFlake(t testing.TB, salt string, loops int, systems map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
 	var attrs strings.Builder
@@ -48,8 +49,8 @@ func cacheFlake(t *testing.T, salt string, cpuSeconds int, systems map[string]st
       builder = "/bin/sh";
       args = [ "-c" ''
         echo "%s ${name}" >&2
-        end=$(( $(date +%%s) + %d ))
-        while [ "$(date +%%s)" -lt "$end" ]; do :; done
+        i=0
+        while [ $i -lt %d ]; do i=$((i+1)); done
         mkdir -p $out
         echo 26.05.cache > $out/nixos-version
         echo %s > $out/salt
@@ -61,7 +62,7 @@ func cacheFlake(t *testing.T, salt string, cpuSeconds int, systems map[string]st
 %s    };
   };
 }
-`, cacheSystem(), cacheBuildMarker, cpuSeconds, salt, attrs.String())
+`, cacheSystem(), cacheBuildMarker, loops, salt, attrs.String())
 	if err := os.WriteFile(filepath.Join(dir, "flake.nix"), []byte(flake), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +77,13 @@ func cacheSystem() string {
 }
 
 // cacheFleet boots hosts whose agents share a fleet cache key.
-func cacheFleet(t *testing.T, hosts []string) (*fleettest.Fleet, nixcache.SecretKey) {
+func cacheFleet(t testing.TB, hosts []string) (*fleettest.Fleet, nixcache.SecretKey) {
+	t.Helper()
+	return cacheFleetWith(t, hosts, 0)
+}
+
+// cacheFleetWith is cacheFleet with a boot timeout (0: fleettest's).
+func cacheFleetWith(t testing.TB, hosts []string, boot time.Duration) (*fleettest.Fleet, nixcache.SecretKey) {
 	t.Helper()
 	env := nixtest.Env(t)
 	cmd := exec.Command("nix", "key", "generate-secret", "--key-name", "panther-fleet-test-1")
@@ -94,8 +101,9 @@ func cacheFleet(t *testing.T, hosts []string) (*fleettest.Fleet, nixcache.Secret
 		vs[h] = nixtest.Good
 	}
 	f := fleettest.New(t, fleettest.Options{
-		Hosts: vs,
-		Files: map[string]string{"/etc/panther/fleet-cache.key": string(out)},
+		Hosts:       vs,
+		BootTimeout: boot,
+		Files:       map[string]string{"/etc/panther/fleet-cache.key": string(out)},
 		AgentConfig: map[string]any{"fleetCache": map[string]any{
 			"secretKeyFile": "/etc/panther/fleet-cache.key",
 			"trustedKeys":   []string{key.Public().String()},
@@ -107,7 +115,7 @@ func cacheFleet(t *testing.T, hosts []string) (*fleettest.Fleet, nixcache.Secret
 
 // buildLogs runs a --build-only deploy of hosts and returns each host's
 // deployment log.
-func cacheDeploy(t *testing.T, f *fleettest.Fleet, flake string, hosts []string, extra ...string) map[string]string {
+func cacheDeploy(t testing.TB, f *fleettest.Fleet, flake string, hosts []string, extra ...string) map[string]string {
 	t.Helper()
 	known := map[string][]string{}
 	for _, h := range hosts {
@@ -133,7 +141,7 @@ func TestFleetCache(t *testing.T) {
 
 	t.Run("SameSystemBuildsOnce", func(t *testing.T) {
 		salt := fmt.Sprintf("once-%d", time.Now().UnixNano())
-		flake := cacheFlake(t, salt, 2, map[string]string{"alpha": "shared", "beta": "shared", "gamma": "shared"})
+		flake := cacheFlake(t, salt, 500000, map[string]string{"alpha": "shared", "beta": "shared", "gamma": "shared"})
 		logs := cacheDeploy(t, f, flake, hosts)
 		builds := 0
 		for _, h := range hosts {
@@ -158,7 +166,7 @@ func TestFleetCache(t *testing.T) {
 		// alpha builds a system of its own: beta asks it, hears "other",
 		// and builds; gamma substitutes from beta.
 		salt := fmt.Sprintf("other-%d", time.Now().UnixNano())
-		flake := cacheFlake(t, salt, 1, map[string]string{"alpha": "own", "beta": "shared", "gamma": "shared"})
+		flake := cacheFlake(t, salt, 200000, map[string]string{"alpha": "own", "beta": "shared", "gamma": "shared"})
 		logs := cacheDeploy(t, f, flake, hosts)
 		if !built(logs["alpha"]) || !built(logs["beta"]) || built(logs["gamma"]) {
 			for h, l := range logs {
@@ -173,7 +181,7 @@ func TestFleetCache(t *testing.T) {
 
 	t.Run("BuildOnNamesTheBuilder", func(t *testing.T) {
 		salt := fmt.Sprintf("on-%d", time.Now().UnixNano())
-		flake := cacheFlake(t, salt, 1, map[string]string{"alpha": "shared", "beta": "shared", "gamma": "shared"})
+		flake := cacheFlake(t, salt, 200000, map[string]string{"alpha": "shared", "beta": "shared", "gamma": "shared"})
 		logs := cacheDeploy(t, f, flake, hosts, "--build-on", "gamma")
 		if built(logs["alpha"]) || built(logs["beta"]) || !built(logs["gamma"]) {
 			t.Fatalf("built: alpha %v beta %v gamma %v; want gamma only", built(logs["alpha"]), built(logs["beta"]), built(logs["gamma"]))
