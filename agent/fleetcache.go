@@ -111,3 +111,8 @@ func asFleetCache(c *fleetCache) deploy.FleetCache {
 	}
 	return c
 }
+
+// CopyTo lets the engine push a closure it built (--push-to).
+func (a nixAdapter) CopyTo(ctx context.Context, uri, storePath string, onLine func(string)) error {
+	return a.n.CopyTo(ctx, uri, storePath, onLine)
+}

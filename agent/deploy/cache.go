@@ -4,6 +4,10 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
+	"unicode"
+
+	"github.com/pantheros/panther/agent/journal"
 )
 
 // FleetCache is build once per closure (internal/nixcache behind it, wired
@@ -37,12 +41,67 @@ func peersBefore(peers []string, host string) []string {
 	return peers
 }
 
-// fromPeers runs before the build: with a fleet cache and a rollout it
+// pusher is the optional part of Nix that copies a closure to another store.
+type pusher interface {
+	CopyTo(ctx context.Context, uri, storePath string, onLine func(string)) error
+}
+
+// validateFleetCache refuses build peers and a push target that nix would
+// read as something else (an option, several arguments).
+func validateFleetCache(req *Request) error {
+	bad := func(s string) bool {
+		return s == "" || strings.HasPrefix(s, "-") || len(s) > 1024 ||
+			strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0
+	}
+	if req.PushTo != "" && bad(req.PushTo) {
+		return fmt.Errorf("%w: push target %q is not a Nix store URI", ErrInvalidRequest, req.PushTo)
+	}
+	for _, p := range req.BuildPeers {
+		if bad(p) || strings.ContainsAny(p, "/:?#@") {
+			return fmt.Errorf("%w: build peer %q is not a tailnet host name", ErrInvalidRequest, p)
+		}
+	}
+	if len(req.BuildPeers) > 0 && req.RolloutID == "" {
+		return fmt.Errorf("%w: build peers without a rollout id", ErrInvalidRequest)
+	}
+	if req.RolloutID != "" && !journal.ValidID(req.RolloutID) {
+		return fmt.Errorf("%w: rollout id %q (letters, digits, . _ - only)", ErrInvalidRequest, req.RolloutID)
+	}
+	return nil
+}
+
+// fromPeers runs before the build and returns what runs after it: the
+// fleet cache (beforeBuild), then, when this host built the system itself,
+// the push to the request's store (--push-to).
+func (d *deployment) fromPeers(ctx context.Context, req Request, installable string) func(string, error) {
+	finish := d.beforeBuild(ctx, req, installable)
+	return func(p string, err error) {
+		finish(p, err)
+		if err != nil || req.PushTo == "" || d.rec.SubstitutedFrom != "" {
+			return
+		}
+		pu, ok := d.e.nix.(pusher)
+		if !ok {
+			d.emit(Event{Kind: EventWarning, Line: "--push-to: this agent's nix cannot copy to another store"})
+			return
+		}
+		onLine := func(l string) { d.emit(Event{Kind: EventLog, Phase: PhaseBuild, Line: l}) }
+		if err := pu.CopyTo(ctx, req.PushTo, p, onLine); err != nil {
+			// The system is built and valid here: the deployment goes on,
+			// the operator sees that the cache did not get it.
+			d.emit(Event{Kind: EventWarning, Line: fmt.Sprintf("pushing %s to %s failed: %v", p, req.PushTo, err)})
+			return
+		}
+		d.logf(PhaseBuild, "pushed %s to %s", p, req.PushTo)
+	}
+}
+
+// beforeBuild runs before the build: with a fleet cache and a rollout it
 // substitutes the system from the first build peer that has or builds it,
 // so that the build that follows finds it valid and builds nothing. Any
 // failure here only means this host builds by itself. The returned func
 // publishes the build's outcome to the peers after this host.
-func (d *deployment) fromPeers(ctx context.Context, req Request, installable string) func(string, error) {
+func (d *deployment) beforeBuild(ctx context.Context, req Request, installable string) func(string, error) {
 	c := d.e.cache
 	// A request that names its path follows this host's own dry-activate
 	// of it: the path is here already.

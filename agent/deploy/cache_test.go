@@ -120,3 +120,80 @@ func TestFleetCacheHook(t *testing.T) {
 		})
 	}
 }
+
+// pushNix is fakeNix that can copy to another store.
+type pushNix struct {
+	*fakeNix
+	mu     sync.Mutex
+	pushed []string
+	err    error
+}
+
+func (p *pushNix) CopyTo(_ context.Context, uri, storePath string, _ func(string)) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pushed = append(p.pushed, uri+" "+storePath)
+	return p.err
+}
+
+func TestPushTo(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		peer       string // the fleet cache's choice ("" = build here)
+		err        error
+		wantPushed bool
+		wantWarn   string
+	}{
+		{"the builder pushes", "", nil, true, ""},
+		{"a substituting host does not", "a", nil, false, ""},
+		{"a failed push is a warning", "", errors.New("no such bucket"), true, "no such bucket"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newBareHarness(t)
+			h.nix.seed(h.old)
+			h.link(h.old)
+			pn := &pushNix{fakeNix: h.nix, err: tc.err}
+			c := &fakeCache{out: h.new, peer: tc.peer}
+			h.startWith(func(d *Deps) { d.Nix, d.Cache = pn, c })
+			req := switchReq("d1")
+			req.Action = ActionBuild
+			req.RolloutID, req.BuildPeers, req.PushTo = "r", []string{"a", testHost}, "s3://fleet-cache"
+			w := h.submit(req)
+			wantOutcome(t, w.result(), journal.StateBuilt)
+			if got := len(pn.pushed) > 0; got != tc.wantPushed {
+				t.Errorf("pushed %v, want %v", pn.pushed, tc.wantPushed)
+			}
+			if tc.wantPushed && pn.pushed[0] != "s3://fleet-cache "+h.new {
+				t.Errorf("pushed %v", pn.pushed)
+			}
+			warns := strings.Join(w.warnings(), "\n")
+			if (tc.wantWarn == "") != (warns == "") || !strings.Contains(warns, tc.wantWarn) {
+				t.Errorf("warnings %q, want %q", warns, tc.wantWarn)
+			}
+		})
+	}
+}
+
+func TestValidateFleetCache(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		req  Request
+		ok   bool
+	}{
+		{"none", Request{}, true},
+		{"peers", Request{RolloutID: "20261208T000000Z-abc", BuildPeers: []string{"web1", "web-2"}}, true},
+		{"push", Request{PushTo: "s3://bucket?region=eu-west-1"}, true},
+		{"push option", Request{PushTo: "--option"}, false},
+		{"push with space", Request{PushTo: "s3://a b"}, false},
+		{"peer with port", Request{RolloutID: "r", BuildPeers: []string{"web1:80"}}, false},
+		{"peer option", Request{RolloutID: "r", BuildPeers: []string{"-x"}}, false},
+		{"peers without rollout", Request{BuildPeers: []string{"a"}}, false},
+		{"rollout with slash", Request{RolloutID: "a/b", BuildPeers: []string{"a"}}, false},
+	} {
+		if err := validateFleetCache(&tc.req); (err == nil) != tc.ok {
+			t.Errorf("%s: %v, want ok %v", tc.name, err, tc.ok)
+		}
+	}
+}

@@ -380,7 +380,7 @@ func (e *Engine) validate(req *Request) error {
 			return fmt.Errorf("%w: critical unit name %q", ErrInvalidRequest, u)
 		}
 	}
-	return nil
+	return validateFleetCache(req) // cache.go
 }
 
 // validAttr accepts what a nixosConfigurations attribute can safely be

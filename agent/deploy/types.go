@@ -68,6 +68,9 @@ type Request struct {
 	// / none: the agent builds by itself.
 	RolloutID  string
 	BuildPeers []string
+	// PushTo is a Nix store URI the closure is copied to when this host
+	// built it ("" = none; see cache.go).
+	PushTo string
 }
 
 // EventKind says which fields of an Event are set.

@@ -251,7 +251,7 @@ func (s *Server) request(ctx context.Context, in *agentv1.Intent, ref, keyID str
 		ConfirmTimeout: in.ConfirmTimeout.AsDuration(), FailOnWarnings: in.FailOnWarnings,
 		ExtraCritical: in.ExtraCriticalUnits, Generation: in.Generation, RequestedBy: requestedBy(ctx),
 		InstallBootloader: in.InstallBootloader, Force: in.Force,
-		RolloutID: in.RolloutId, BuildPeers: in.BuildPeers,
+		RolloutID: in.RolloutId, BuildPeers: in.BuildPeers, PushTo: in.PushTo,
 		KeyID: keyID,
 	}
 }

@@ -16,6 +16,8 @@ func buildOnceFlags(fs *flag.FlagSet, o *deployOpts) {
 	fs.StringVar(&o.buildOn, "build-on", "", "who builds: a host of the deploy (it builds first, the others substitute from it over the tailnet), "+
 		"\"none\" (every host builds by itself); default: the first host of each distinct system builds it and the others substitute it "+
 		"(agents with fleetCache set)")
+	fs.StringVar(&o.pushTo, "push-to", "", "a Nix store URI (s3://..., ssh://..., file:///...) the host that builds a system copies its closure to (nix copy --to), "+
+		"for a cache the fleet already uses")
 }
 
 // planBuilds returns the run's build plan and hosts in rollout order (the
@@ -36,8 +38,8 @@ func planBuilds(o *deployOpts, hosts []inventory.Host) (buildplan.Plan, []invent
 	return p, hosts, nil
 }
 
-// withBuildPlan puts the plan into an intent.
-func withBuildPlan(in *agentv1.Intent, p buildplan.Plan) *agentv1.Intent {
-	in.RolloutId, in.BuildPeers = p.RolloutID, p.Peers
+// withBuildPlan puts the plan and the push target into an intent.
+func withBuildPlan(in *agentv1.Intent, p buildplan.Plan, pushTo string) *agentv1.Intent {
+	in.RolloutId, in.BuildPeers, in.PushTo = p.RolloutID, p.Peers, pushTo
 	return in
 }

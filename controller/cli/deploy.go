@@ -42,6 +42,7 @@ type deployOpts struct {
 	critical       string
 	logDir         string
 	buildOn        string // buildonce.go
+	pushTo         string // buildonce.go
 }
 
 func (c *CLI) deployCmd() *command {
@@ -478,7 +479,7 @@ func (b *batch) intent(hr *hostRun, a agentv1.Action, expected string) *agentv1.
 	if w := b.window(hr); w > 0 {
 		in.ConfirmTimeout = durationpb.New(w)
 	}
-	return withBuildPlan(in, b.plan)
+	return withBuildPlan(in, b.plan, b.o.pushTo)
 }
 
 func (b *batch) window(hr *hostRun) time.Duration {

@@ -363,7 +363,11 @@ type Intent struct {
 	// binary cache and substitutes it from the first that has or builds it;
 	// it builds by itself when none does. --build-on <host> sends that host
 	// alone.
-	BuildPeers    []string `protobuf:"bytes,18,rep,name=build_peers,json=buildPeers,proto3" json:"build_peers,omitempty"`
+	BuildPeers []string `protobuf:"bytes,18,rep,name=build_peers,json=buildPeers,proto3" json:"build_peers,omitempty"`
+	// A Nix store URI (e.g. s3://bucket, ssh://cache-host, file:///srv/cache)
+	// the agent copies the new system's closure to with `nix copy --to` when
+	// it built the system itself ("" = none). Substituting hosts do not push.
+	PushTo        string `protobuf:"bytes,19,opt,name=push_to,json=pushTo,proto3" json:"push_to,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -522,6 +526,13 @@ func (x *Intent) GetBuildPeers() []string {
 		return x.BuildPeers
 	}
 	return nil
+}
+
+func (x *Intent) GetPushTo() string {
+	if x != nil {
+		return x.PushTo
+	}
+	return ""
 }
 
 type HasSourceRequest struct {
@@ -2805,7 +2816,7 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\x0eSignedEnvelope\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x16\n" +
 	"\x06intent\x18\x02 \x01(\fR\x06intent\x12\x1c\n" +
-	"\tsignature\x18\x03 \x01(\fR\tsignature\"\xdb\x05\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\"\xf4\x05\n" +
 	"\x06Intent\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x120\n" +
 	"\x06action\x18\x02 \x01(\x0e2\x18.panther.agent.v1.ActionR\x06action\x12#\n" +
@@ -2831,7 +2842,8 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"rollout_id\x18\x11 \x01(\tR\trolloutId\x12\x1f\n" +
 	"\vbuild_peers\x18\x12 \x03(\tR\n" +
-	"buildPeers\"*\n" +
+	"buildPeers\x12\x17\n" +
+	"\apush_to\x18\x13 \x01(\tR\x06pushTo\"*\n" +
 	"\x10HasSourceRequest\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\"-\n" +
 	"\x11HasSourceResponse\x12\x18\n" +
