@@ -1,10 +1,12 @@
 package nixcache
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -31,6 +33,36 @@ type Server struct {
 	States *Coordinator
 	// Log; default (nil): none.
 	Log hclog.Logger
+
+	// known remembers the path info of valid paths (immutable while the
+	// path is valid): a substituting peer asks for a path's narinfo, then
+	// its NAR, and its build state many times.
+	mu    sync.Mutex
+	known map[string]PathInfo
+}
+
+// maxKnown bounds the path infos the server remembers.
+const maxKnown = 65536
+
+// pathInfo is Store.PathInfo, remembered when found.
+func (s *Server) pathInfo(ctx context.Context, hash string) (PathInfo, error) {
+	s.mu.Lock()
+	pi, ok := s.known[hash]
+	s.mu.Unlock()
+	if ok {
+		return pi, nil
+	}
+	pi, err := s.Store.PathInfo(ctx, hash)
+	if err != nil {
+		return pi, err
+	}
+	s.mu.Lock()
+	if s.known == nil || len(s.known) >= maxKnown {
+		s.known = map[string]PathInfo{}
+	}
+	s.known[hash] = pi
+	s.mu.Unlock()
+	return pi, nil
 }
 
 func (s *Server) log() hclog.Logger {
@@ -67,7 +99,7 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request, hash string) (Pa
 		http.Error(w, "not a store path hash", http.StatusBadRequest)
 		return PathInfo{}, false
 	}
-	pi, err := s.Store.PathInfo(r.Context(), hash)
+	pi, err := s.pathInfo(r.Context(), hash)
 	if errors.Is(err, ErrNotFound) {
 		http.Error(w, "not found", http.StatusNotFound)
 		return PathInfo{}, false
@@ -109,6 +141,9 @@ func (s *Server) nar(w http.ResponseWriter, r *http.Request, hash string) {
 		// The status line is out already: the client sees a short NAR,
 		// which nix refuses (its hash does not match the narinfo's).
 		s.log().Warn("dump", "path", pi.Path, "error", err)
+		s.mu.Lock()
+		delete(s.known, hash) // collected since, say: ask the store again next time
+		s.mu.Unlock()
 		panic(http.ErrAbortHandler)
 	}
 }
@@ -124,7 +159,7 @@ func (s *Server) buildState(w http.ResponseWriter, r *http.Request, rest string)
 		http.Error(w, "want /panther/build-state/<rollout>/<hash>", http.StatusBadRequest)
 		return
 	}
-	_, err := s.Store.PathInfo(r.Context(), hash)
+	_, err := s.pathInfo(r.Context(), hash)
 	have := err == nil
 	st := StateUnknown
 	if s.States != nil {
