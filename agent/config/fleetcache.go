@@ -7,7 +7,7 @@ import (
 )
 
 // DefaultFleetCachePort is the fleet cache's tailnet port.
-const DefaultFleetCachePort = 7444
+const DefaultFleetCachePort = nixcache.DefaultPort
 
 // FleetCache configures build once per closure: the agent serves its store
 // read-only as a Nix binary cache on the tailnet (to peers carrying one of

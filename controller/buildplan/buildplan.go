@@ -18,7 +18,8 @@ const (
 	Fleet = ""
 	// None: every host builds by itself (no rollout id, no peers).
 	None = "none"
-	// Local: pantherctl builds and serves its own store (not available yet).
+	// Local: pantherctl builds with its own nix and serves its store from
+	// its tailnet node; the caller sets Peers to its own tailnet name.
 	Local = "local"
 )
 
@@ -33,6 +34,8 @@ type Plan struct {
 	Peers []string
 	// First is the host to deploy first ("" = keep the order).
 	First string
+	// Local: pantherctl builds every system and serves them (--build-on local).
+	Local bool
 }
 
 // New plans a rollout of hosts (tailnet names, in rollout order).
@@ -46,7 +49,7 @@ func New(rolloutID string, hosts []string, buildOn string) (Plan, error) {
 		}
 		return Plan{RolloutID: rolloutID, Peers: slices.Clone(hosts)}, nil
 	case Local:
-		return Plan{}, fmt.Errorf("%w: --build-on local is not available yet; use --build-on <host> or --push-to from a host", ErrBuildOn)
+		return Plan{RolloutID: rolloutID, Local: true}, nil
 	}
 	if !slices.Contains(hosts, buildOn) {
 		return Plan{}, fmt.Errorf("%w: %q is not one of the hosts deployed (%v); the builder must be deployed too", ErrBuildOn, buildOn, hosts)

@@ -20,7 +20,7 @@ func TestNew(t *testing.T) {
 		{"none", hosts, None, Plan{}, nil},
 		{"on a host", hosts, "c", Plan{RolloutID: "r", Peers: []string{"c"}, First: "c"}, nil},
 		{"on a stranger", hosts, "x", Plan{}, ErrBuildOn},
-		{"local", hosts, Local, Plan{}, ErrBuildOn},
+		{"local", hosts, Local, Plan{RolloutID: "r", Local: true}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := New("r", tc.hosts, tc.buildOn)

@@ -14,8 +14,11 @@ import (
 // buildOnceFlags registers deploy's build once per closure flags.
 func buildOnceFlags(fs *flag.FlagSet, o *deployOpts) {
 	fs.StringVar(&o.buildOn, "build-on", "", "who builds: a host of the deploy (it builds first, the others substitute from it over the tailnet), "+
+		"\"local\" (pantherctl builds with its own nix and serves the systems from its tailnet node; needs --cache-key), "+
 		"\"none\" (every host builds by itself); default: the first host of each distinct system builds it and the others substitute it "+
 		"(agents with fleetCache set)")
+	fs.StringVar(&o.cacheKey, "cache-key", "", "with --build-on local: the fleet's nix signing key file (nix key generate-secret), which the agents trust")
+	fs.StringVar(&o.cachePeerTag, "cache-peer-tag", "tag:panther-agent", "with --build-on local: the tag of the tailnet nodes pantherctl's cache serves")
 	fs.StringVar(&o.pushTo, "push-to", "", "a Nix store URI (s3://..., ssh://..., file:///...) the host that builds a system copies its closure to (nix copy --to), "+
 		"for a cache the fleet already uses")
 }

@@ -43,6 +43,8 @@ type deployOpts struct {
 	logDir         string
 	buildOn        string // buildonce.go
 	pushTo         string // buildonce.go
+	cacheKey       string // buildonce.go
+	cachePeerTag   string // buildonce.go
 }
 
 func (c *CLI) deployCmd() *command {
@@ -253,6 +255,13 @@ func (c *CLI) deploy(ctx context.Context, args []string, o *deployOpts) error {
 	plan, hosts, err := planBuilds(o, hosts)
 	if err != nil {
 		return exitf(ExitUsage, "%v", err)
+	}
+	if plan.Local {
+		stop, err := c.buildLocal(ctx, o, n, hosts, &plan) // buildlocal.go
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	runs := make([]*hostRun, len(hosts))
 	for i, h := range hosts {

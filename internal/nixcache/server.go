@@ -16,6 +16,10 @@ import (
 // is lower priority, so it comes after the peers).
 const CacheInfo = "StoreDir: /nix/store\nWantMassQuery: 0\nPriority: 30\n"
 
+// DefaultPort is the fleet cache's tailnet port on agents and on a
+// pantherctl that builds (--build-on local).
+const DefaultPort = 7444
+
 // BuildStatePrefix is the path of the build-state endpoint.
 const BuildStatePrefix = "/panther/build-state/"
 

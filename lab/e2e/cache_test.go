@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
@@ -137,7 +138,7 @@ func built(log string) bool { return strings.Contains(log, cacheBuildMarker) }
 
 func TestFleetCache(t *testing.T) {
 	hosts := []string{"alpha", "beta", "gamma"}
-	f, _ := cacheFleet(t, hosts)
+	f, key := cacheFleet(t, hosts)
 
 	t.Run("SameSystemBuildsOnce", func(t *testing.T) {
 		salt := fmt.Sprintf("once-%d", time.Now().UnixNano())
@@ -185,6 +186,24 @@ func TestFleetCache(t *testing.T) {
 		logs := cacheDeploy(t, f, flake, hosts, "--build-on", "gamma")
 		if built(logs["alpha"]) || built(logs["beta"]) || !built(logs["gamma"]) {
 			t.Fatalf("built: alpha %v beta %v gamma %v; want gamma only", built(logs["alpha"]), built(logs["beta"]), built(logs["gamma"]))
+		}
+	})
+
+	t.Run("BuildOnLocal", func(t *testing.T) {
+		// pantherctl builds with its own nix (the test's settings) and
+		// serves the system from its tailnet node: no host builds.
+		t.Setenv("NIX_CONFIG", "extra-experimental-features = nix-command flakes\nsandbox = false\nsubstituters =\nbuild-users-group =")
+		keyFile := filepath.Join(t.TempDir(), "fleet.key")
+		if err := os.WriteFile(keyFile, []byte(key.Name+":"+base64.StdEncoding.EncodeToString(key.Key)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		salt := fmt.Sprintf("local-%d", time.Now().UnixNano())
+		flake := cacheFlake(t, salt, 200000, map[string]string{"alpha": "shared", "beta": "shared", "gamma": "shared"})
+		logs := cacheDeploy(t, f, flake, hosts, "--build-on", "local", "--cache-key", keyFile)
+		for _, h := range hosts {
+			if built(logs[h]) || !strings.Contains(logs[h], "from ctl") {
+				t.Errorf("%s built %v; want it substituted from ctl:\n%s", h, built(logs[h]), logs[h])
+			}
 		}
 	})
 
