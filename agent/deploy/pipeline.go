@@ -285,6 +285,7 @@ func (d *deployment) dryActivate(ctx context.Context, newPath string, warnings [
 			}
 			sum.Changes = ch
 		}
+		e.closureSizes(ctx, sum)
 		return nil
 	})
 	if err != nil {
