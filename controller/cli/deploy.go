@@ -40,6 +40,7 @@ type deployOpts struct {
 	confirmTimeout time.Duration
 	critical       string
 	logDir         string
+	diff           string // --diff: none, summary or full (fleetdiff.go)
 }
 
 func (c *CLI) deployCmd() *command {
@@ -76,6 +77,7 @@ they were confirmed. Tags and per-host settings come from panther.json at the fl
 			fs.IntVar(&o.canary, "canary", 0, "deploy this many hosts first; the rest only if they were confirmed")
 			fs.DurationVar(&o.confirmTimeout, "confirm-timeout", 0, "confirmation window, counted from the end of the health checks after the switch (default: the inventory's, else the agent's 60s)")
 			fs.StringVar(&o.critical, "critical-units", "", "comma-separated units that must be active after the switch")
+			fs.StringVar(&o.diff, "diff", diffSummary, "before the prompt, show the change across the batch: none, summary, or full (with each host's)")
 			fs.StringVar(&o.logDir, "log-dir", "logs", "where the controller-side logs go (logs/deploy/<mode>-<host>-<time>.log)")
 		},
 		run: func(ctx context.Context, args []string) error {
@@ -90,6 +92,9 @@ they were confirmed. Tags and per-host settings come from panther.json at the fl
 			}
 			if o.detach && !o.noConfirm {
 				return exitf(ExitUsage, "--detach goes with --no-confirm (a detached pantherctl cannot confirm)")
+			}
+			if !validDiff(o.diff) {
+				return exitf(ExitUsage, "--diff must be none, summary or full")
 			}
 			if o.jobs < 1 {
 				return exitf(ExitUsage, "--jobs must be at least 1")
@@ -279,6 +284,7 @@ func (c *CLI) deploy(ctx context.Context, args []string, o *deployOpts) error {
 			for _, note := range rebootNotes(ready, o.boot) {
 				fmt.Fprintln(c.io.Stderr, note)
 			}
+			c.showFleetDiff(ready, o.diff)
 			if !c.ask(fmt.Sprintf("%s %d host(s) (%s)? [y/N] ", verb, len(ready), hostNames(hostsOf(ready)))) {
 				return exitf(ExitFailed, "not switched (you said no); nothing changed")
 			}

@@ -115,17 +115,17 @@ func groupUnits(units []Unit) []unitGroup {
 }
 
 func hostLines(h HostDiff) []string {
-	head := h.Name + ":"
+	var parts []string
 	if h.CurrentVersion != "" || h.NewVersion != "" {
-		head += fmt.Sprintf(" %s → %s", orDash(h.CurrentVersion), orDash(h.NewVersion))
+		parts = append(parts, fmt.Sprintf("%s → %s", orDash(h.CurrentVersion), orDash(h.NewVersion)))
 	}
 	switch {
 	case h.Unchanged:
-		head += ", runs the new system already"
+		parts = append(parts, "runs the new system already")
 	case h.ClosureKnown:
-		head += ", closure " + Size(h.ClosureDelta)
+		parts = append(parts, "closure "+Size(h.ClosureDelta))
 	}
-	out := []string{head}
+	out := []string{strings.TrimRight(h.Name+": "+strings.Join(parts, ", "), " ")}
 	for _, c := range h.Changes {
 		line := "    " + c.Name
 		if c.Old != "" || c.New != "" {
