@@ -16,8 +16,8 @@ func fleetRun(name, old string) *hostRun {
 		CurrentStorePath: "/nix/store/old-" + name, NewStorePath: "/nix/store/new",
 		ClosureChanges:     []*agentv1.ClosureChange{{Name: "linux", OldVersion: old, NewVersion: "6.18.17", SizeDelta: "+2560.0 KiB", SizeDeltaBytes: 2560 << 10}},
 		CurrentClosureSize: 1 << 30, NewClosureSize: 1<<30 + 2560<<10,
-		WouldRestart:       []string{"nginx.service"},
-		RebootRequired:     []string{"kernel"},
+		WouldRestart:   []string{"nginx.service"},
+		RebootRequired: []string{"kernel"},
 	}}
 }
 
