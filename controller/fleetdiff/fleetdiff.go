@@ -176,6 +176,7 @@ func Aggregate(hosts []Host, opts Options) Diff {
 			d.Unchanged = append(d.Unchanged, h.Name)
 		}
 		for _, c := range s.Changes {
+			c.Name = systemName(c.Name, h.Name)
 			k := pkey{c.Name, c.Old, c.New}
 			p := pkgs[k]
 			if p == nil {
@@ -264,6 +265,19 @@ func Aggregate(hosts []Host, opts Options) Diff {
 	})
 	slices.SortFunc(d.PerHost, func(a, b HostDiff) int { return cmp.Compare(a.Name, b.Name) })
 	return d
+}
+
+// SystemPackage is the name a host's own system toplevel
+// ("nixos-system-<host>-<version>", which diff-closures names
+// "nixos-system-<host>") gets in the diff, so that its change adds up
+// across hosts like any package's.
+const SystemPackage = "nixos-system"
+
+func systemName(name, host string) string {
+	if name == SystemPackage+"-"+host {
+		return SystemPackage
+	}
+	return name
 }
 
 // closureDelta is new - current closure size, if both are known. A host

@@ -142,6 +142,23 @@ func TestMixedBatch(t *testing.T) {
 	}
 }
 
+// Each host's own toplevel (nixos-system-<host>) counts as one package.
+func TestSystemPackage(t *testing.T) {
+	var hosts []Host
+	for _, n := range []string{"web1", "web2", "db1"} {
+		h := web(n)
+		h.Summary.Changes = append(h.Summary.Changes, Change{Name: "nixos-system-" + n, Old: "26.05.1", New: "26.05.2"})
+		hosts = append(hosts, h)
+	}
+	hosts[2].Summary.Changes = append(hosts[2].Summary.Changes, Change{Name: "nixos-system-web1", Old: "1", New: "2"})
+	got := strings.Join(Render(Aggregate(hosts, Options{})), "\n")
+	for _, want := range []string{"all 3 hosts get nixos-system 26.05.2 (was 26.05.1)", "1 host (db1) gets nixos-system-web1 2 (was 1)"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("render lacks %q:\n%s", want, got)
+		}
+	}
+}
+
 func TestPerHost(t *testing.T) {
 	a := web("a")
 	c := Host{Name: "c", Summary: Summary{CurrentPath: "/nix/store/new", NewPath: "/nix/store/new", CurrentVersion: "26.05.2", NewVersion: "26.05.2"}}
