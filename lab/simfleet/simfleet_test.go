@@ -65,6 +65,9 @@ func TestSimFleetProcess(t *testing.T) {
 	if r := w.Deploy(t.Context(), &Dialer{Addrs: p.Addrs}, hosts, "--jobs", "5"); r.Code != 0 {
 		t.Fatalf("want exit 0: %s", r)
 	}
+	if p.CPU() <= 0 {
+		t.Errorf("the child's CPU time reads %v", p.CPU())
+	}
 }
 
 func TestModel(t *testing.T) {
