@@ -34,3 +34,21 @@ func TestSummaryClosureSizesUnknown(t *testing.T) {
 	}
 	w.awaiting()
 }
+
+// A deploy of the running system asks nix for no sizes (nor a diff): a
+// no-op deploy pays for no extra nix call.
+func TestNoopDeployReadsNoClosureSizes(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.nix.scriptBuild(testRef, testHost, h.old)
+	w := h.submit(switchReq("d1"))
+	sum := w.until("the summary", func(ev Event) bool { return ev.Kind == EventSummary }).Summary
+	if sum.CurrentPath != sum.NewPath || sum.NewClosureSize != 0 {
+		t.Errorf("summary = %+v", *sum)
+	}
+	h.nix.mu.Lock()
+	defer h.nix.mu.Unlock()
+	if h.nix.sizeCalls != 0 {
+		t.Errorf("ClosureSizes called %d times for a no-op", h.nix.sizeCalls)
+	}
+}

@@ -33,6 +33,7 @@ type fakeNix struct {
 	diff        []ClosureChange
 	sizes       map[string]int64 // closure sizes by path (ClosureSizes)
 	sizesErr    error
+	sizeCalls   int
 	setErr      error
 	setErrPath  string // when set, setErr only fails SetProfile of this path
 	profileName string // the profile the engine must use
@@ -120,6 +121,7 @@ func (n *fakeNix) DiffClosures(ctx context.Context, oldPath, newPath string) ([]
 func (n *fakeNix) ClosureSizes(ctx context.Context, paths ...string) (map[string]int64, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.sizeCalls++
 	if n.sizesErr != nil {
 		return nil, n.sizesErr
 	}
