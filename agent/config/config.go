@@ -13,19 +13,21 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/pantheros/panther/internal/defaults"
 )
 
 // Defaults applied by [Config.ApplyDefaults] to fields left unset.
 const (
 	DefaultStateDir          = "/var/lib/panther-agent"
-	DefaultPort              = 7443
+	DefaultPort              = defaults.AgentPort
 	DefaultProfile           = "/nix/var/nix/profiles/system"
 	DefaultCurrentSystem     = "/run/current-system"
 	DefaultRuntimeDir        = "/run/panther-agent"
-	DefaultConfirmTimeout    = 60 * time.Second
-	DefaultMaxConfirmTimeout = 15 * time.Minute
+	DefaultConfirmTimeout    = defaults.ConfirmTimeout
+	DefaultMaxConfirmTimeout = defaults.MaxConfirmTimeout
 	DefaultHealthSettle      = 5 * time.Second
-	DefaultSwitchTimeout     = 10 * time.Minute
+	DefaultSwitchTimeout     = defaults.SwitchTimeout
 	DefaultLogRetention      = 50
 	DefaultMaxUploadBytes    = int64(1) << 30
 	DefaultLogLevel          = "info"

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/pantheros/panther/agent/journal"
+	"github.com/pantheros/panther/internal/defaults"
 )
 
 // Options configure an Engine. Zero values take the defaults given.
@@ -64,10 +65,10 @@ func (o *Options) setDefaults() {
 		o.RuntimeDir = "/run/panther-agent"
 	}
 	if o.DefaultConfirm == 0 {
-		o.DefaultConfirm = 60 * time.Second
+		o.DefaultConfirm = defaults.ConfirmTimeout
 	}
 	if o.MaxConfirm == 0 {
-		o.MaxConfirm = 15 * time.Minute
+		o.MaxConfirm = defaults.MaxConfirmTimeout
 	}
 	if o.Retention == 0 {
 		o.Retention = 50
@@ -98,7 +99,7 @@ func (o *Options) setDefaults() {
 // DefaultSwitchTimeout is the default Options.SwitchTimeout: generous, as a
 // switch that restarts many services can take minutes, yet bounded so that a
 // switch waiting forever cannot keep the dead-man from rolling back.
-const DefaultSwitchTimeout = 10 * time.Minute
+const DefaultSwitchTimeout = defaults.SwitchTimeout
 
 // Deps are the engine's collaborators.
 type Deps struct {
@@ -455,7 +456,7 @@ func (e *Engine) Confirm(id, by string) (*Result, error) {
 		d.bootConfirmed(e.ctx)
 		rec.Reason += bootPendingNote(rec)
 		if err := e.j.Update(rec); err != nil {
-			e.log.Error("journal update", "id", id, "error", err)
+			e.log.Error("journal update", "deployment", id, "error", err)
 		}
 	} else {
 		e.dropRoots(id)
@@ -472,7 +473,7 @@ func (e *Engine) Confirm(id, by string) (*Result, error) {
 	if r != nil {
 		r.append(ev)
 	}
-	e.log.Info("deployment confirmed", "id", id, "by", by, "path", rec.NewPath)
+	e.log.Info("deployment confirmed", "deployment", id, "by", by, "path", rec.NewPath)
 	e.observeFinal(rec, res)
 	e.prune()
 	if e.onConf != nil {
@@ -513,7 +514,7 @@ func (e *Engine) prune() {
 func (e *Engine) appendLog(id, line string) {
 	f, err := e.j.OpenLog(id)
 	if err != nil {
-		e.log.Error("deployment log", "id", id, "error", err)
+		e.log.Error("deployment log", "deployment", id, "error", err)
 		return
 	}
 	fmt.Fprintf(f, "%s %s\n", e.now().UTC().Format(time.RFC3339Nano), line)
@@ -548,7 +549,7 @@ func (e *Engine) expire(id string) {
 	rec.State = journal.StateRollingBack
 	rec.Reason = fmt.Sprintf("not confirmed within %v (deadline %s)", rec.ConfirmTimeout, rec.Deadline.UTC().Format(time.RFC3339))
 	if err := e.j.Update(rec); err != nil {
-		e.log.Error("journal update before rollback", "id", id, "error", err)
+		e.log.Error("journal update before rollback", "deployment", id, "error", err)
 	}
 	r := e.runs[id]
 	if r == nil {
@@ -556,7 +557,7 @@ func (e *Engine) expire(id string) {
 		e.runs[id] = r
 	}
 	e.mu.Unlock()
-	e.log.Warn("confirmation deadline passed: rolling back", "id", id, "previous", rec.PreviousPath)
+	e.log.Warn("confirmation deadline passed: rolling back", "deployment", id, "previous", rec.PreviousPath)
 	d := e.newDeployment(rec, r)
 	e.wg.Add(1)
 	go func() {
@@ -575,7 +576,7 @@ func (e *Engine) resume(rec *journal.Record) {
 	d := e.newDeployment(rec, r)
 	d.resumed = true
 	rebooted := rec.BootToken != "" && rec.BootToken != e.bootToken
-	e.log.Info("resuming deployment", "id", rec.ID, "state", rec.State, "rebooted", rebooted)
+	e.log.Info("resuming deployment", "deployment", rec.ID, "state", rec.State, "rebooted", rebooted)
 	d.logf(PhaseConfirm, "agent started: resuming deployment in state %s", rec.State)
 
 	e.wg.Add(1)

@@ -105,7 +105,7 @@ func (d *deployment) phase(p Phase, f func() error) error {
 		// phase it stopped in (and a host that lost power during health, one
 		// that says "switch").
 		if err := d.e.j.Update(d.rec); err != nil {
-			d.e.log.Warn("journal update", "id", d.rec.ID, "phase", p, "error", err)
+			d.e.log.Warn("journal update", "deployment", d.rec.ID, "phase", p, "error", err)
 		}
 	}
 	d.emit(Event{Kind: EventPhaseStarted, Phase: p})
@@ -128,7 +128,7 @@ func (d *deployment) finish(state journal.State, reason string) {
 	ev := Event{Kind: EventResult, Result: d.e.resultOf(d.rec), DeploymentID: d.rec.ID, Time: d.e.now()}
 	d.e.appendLog(d.rec.ID, formatEvent(ev))
 	if err := d.e.j.Update(d.rec); err != nil {
-		d.e.log.Error("journal update", "id", d.rec.ID, "error", err)
+		d.e.log.Error("journal update", "deployment", d.rec.ID, "error", err)
 	}
 	d.clearDeadman(d.e.ctx) // the outcome is recorded: the dead-man has nothing left to do
 	d.e.mu.Lock()
@@ -137,7 +137,7 @@ func (d *deployment) finish(state journal.State, reason string) {
 	d.e.dropRoots(d.rec.ID)
 	d.publish(ev, false)
 	d.e.observeFinal(d.rec, ev.Result)
-	d.e.log.Info("deployment finished", "id", d.rec.ID, "state", state, "reason", reason)
+	d.e.log.Info("deployment finished", "deployment", d.rec.ID, "state", state, "reason", reason)
 	d.e.prune()
 	d.restartIntoCurrentAgent()
 }
@@ -477,7 +477,7 @@ func (d *deployment) switchExit(ctx context.Context) (int, error) {
 	}
 	rec.SwitchExitCode = &code
 	if err := e.j.Update(rec); err != nil {
-		e.log.Error("journal update", "id", rec.ID, "error", err)
+		e.log.Error("journal update", "deployment", rec.ID, "error", err)
 		return code, nil // keep the unit: its record is the only one
 	}
 	d.clearUnit(ctx, rec.SwitchUnit)
@@ -633,7 +633,7 @@ func (d *deployment) rollback(ctx context.Context, reason string) {
 	rec.State = journal.StateRollingBack
 	rec.Reason = reason
 	if err := e.j.Update(rec); err != nil {
-		e.log.Error("journal update", "id", rec.ID, "error", err)
+		e.log.Error("journal update", "deployment", rec.ID, "error", err)
 	}
 	d.emit(Event{Kind: EventWarning, Line: "rolling back: " + reason})
 	if rec.SwitchUnit != "" {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/pantheros/panther/controller/fleetdiff"
-	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
+	"github.com/pantheros/panther/controller/rollout"
 )
 
 // Values of deploy's --diff.
@@ -22,13 +22,15 @@ func validDiff(mode string) bool {
 // showFleetDiff shows, before the batch's one prompt, what the switch would
 // change across the ready hosts (controller/fleetdiff): on stderr beside
 // the question, or as one {"fleetDiff": …} line on stdout with --json.
-func (c *CLI) showFleetDiff(ready []*hostRun, mode string) {
+func (c *CLI) showFleetDiff(ready []*rollout.HostReport, mode string) {
 	if mode == diffNone {
 		return
 	}
 	hosts := make([]fleetdiff.Host, 0, len(ready))
 	for _, hr := range ready {
-		hosts = append(hosts, fleetdiff.Host{Name: hr.host.Name, Summary: fleetSummary(hr.summary)})
+		if hr.Summary != nil {
+			hosts = append(hosts, fleetdiff.Host{Name: hr.Host.Name, Summary: fleetSummary(hr.Summary)})
+		}
 	}
 	d := fleetdiff.Aggregate(hosts, fleetdiff.Options{PerHost: mode == diffFull})
 	if c.g.json {
@@ -45,17 +47,17 @@ func (c *CLI) showFleetDiff(ready []*hostRun, mode string) {
 	}
 }
 
-// fleetSummary converts an agent's summary for the fleet diff.
-func fleetSummary(s *agentv1.Summary) fleetdiff.Summary {
+// fleetSummary converts a host's dry-activation summary for the fleet diff.
+func fleetSummary(s *rollout.Summary) fleetdiff.Summary {
 	fs := fleetdiff.Summary{
-		CurrentPath: s.GetCurrentStorePath(), NewPath: s.GetNewStorePath(),
-		CurrentVersion: s.GetCurrentVersion(), NewVersion: s.GetNewVersion(),
-		CurrentClosureSize: s.GetCurrentClosureSize(), NewClosureSize: s.GetNewClosureSize(),
-		Stop: s.GetWouldStop(), Restart: s.GetWouldRestart(), Reload: s.GetWouldReload(), Start: s.GetWouldStart(),
-		RestartSystemd: s.GetWouldRestartSystemd(), RebootRequired: s.GetRebootRequired(), NotActivatable: s.GetNotActivatable(),
+		CurrentPath: s.CurrentStorePath, NewPath: s.NewStorePath,
+		CurrentVersion: s.CurrentVersion, NewVersion: s.NewVersion,
+		CurrentClosureSize: s.CurrentClosureSize, NewClosureSize: s.NewClosureSize,
+		Stop: s.WouldStop, Restart: s.WouldRestart, Reload: s.WouldReload, Start: s.WouldStart,
+		RestartSystemd: s.WouldRestartSystemd, RebootRequired: s.RebootRequired, NotActivatable: s.NotActivatable,
 	}
-	for _, ch := range s.GetClosureChanges() {
-		fs.Changes = append(fs.Changes, fleetdiff.Change{Name: ch.Name, Old: ch.OldVersion, New: ch.NewVersion, SizeBytes: ch.SizeDeltaBytes})
+	for _, ch := range s.ClosureChanges {
+		fs.Changes = append(fs.Changes, fleetdiff.Change{Name: ch.Name, Old: ch.OldVersion, New: ch.NewVersion, SizeBytes: ch.SizeBytes})
 	}
 	return fs
 }

@@ -7,14 +7,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pantheros/panther/controller/inventory"
-	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
+	"github.com/pantheros/panther/controller/rollout"
 )
 
-func fleetRun(name, old string) *hostRun {
-	return &hostRun{host: inventory.Host{Name: name}, summary: &agentv1.Summary{
+func fleetRun(name, old string) *rollout.HostReport {
+	return &rollout.HostReport{Host: rollout.Host{Name: name}, Summary: &rollout.Summary{
 		CurrentStorePath: "/nix/store/old-" + name, NewStorePath: "/nix/store/new",
-		ClosureChanges:     []*agentv1.ClosureChange{{Name: "linux", OldVersion: old, NewVersion: "6.18.17", SizeDelta: "+2560.0 KiB", SizeDeltaBytes: 2560 << 10}},
+		ClosureChanges:     []rollout.ClosureChange{{Name: "linux", OldVersion: old, NewVersion: "6.18.17", SizeDelta: "+2560.0 KiB", SizeBytes: 2560 << 10}},
 		CurrentClosureSize: 1 << 30, NewClosureSize: 1<<30 + 2560<<10,
 		WouldRestart:   []string{"nginx.service"},
 		RebootRequired: []string{"kernel"},
@@ -23,7 +22,7 @@ func fleetRun(name, old string) *hostRun {
 
 // The hook before the batch's prompt: the agents' summaries, aggregated.
 func TestShowFleetDiff(t *testing.T) {
-	runs := []*hostRun{fleetRun("web1", "6.18.16"), fleetRun("web2", "6.18.16"), fleetRun("web3", "6.18.15")}
+	runs := []*rollout.HostReport{fleetRun("web1", "6.18.16"), fleetRun("web2", "6.18.16"), fleetRun("web3", "6.18.15")}
 	for _, tc := range []struct {
 		mode, want, not string
 	}{

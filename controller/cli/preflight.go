@@ -5,10 +5,11 @@ import (
 	"flag"
 	"time"
 
+	"github.com/pantheros/panther/controller/client"
 	"github.com/pantheros/panther/controller/inventory"
 	"github.com/pantheros/panther/controller/preflight"
+	"github.com/pantheros/panther/controller/rollout"
 	"github.com/pantheros/panther/internal/nix"
-	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
 )
 
 func (c *CLI) preflightCmd() *command {
@@ -81,25 +82,22 @@ func (p *statusPinger) Ping(ctx context.Context, addr string) (preflight.Pong, e
 	if p.err != nil {
 		return preflight.Pong{}, p.err
 	}
-	conn, err := p.c.dial(ctx, p.n, addr)
+	// A connection of its own: the first call pays for the connection, a
+	// second one over it is the round trip itself.
+	fl := p.c.fleet(p.n, client.Signer{})
+	defer fl.Close()
+	h := rollout.Host{Name: addr}
+	first, err := fl.Status(ctx, h, statusTimeout)
 	if err != nil {
-		return preflight.Pong{}, err
+		return preflight.Pong{}, agentExit(addr, err)
 	}
-	defer conn.Close()
-	t0 := time.Now()
-	st, err := conn.API.Status(ctx, &agentv1.StatusRequest{})
+	second, err := fl.Status(ctx, h, statusTimeout)
 	if err != nil {
-		return preflight.Pong{}, rpcError(addr, err)
-	}
-	first := time.Since(t0)
-	// A second call over the open connection is the round trip itself.
-	t1 := time.Now()
-	if _, err := conn.API.Status(ctx, &agentv1.StatusRequest{}); err != nil {
-		return preflight.Pong{}, rpcError(addr, err)
+		return preflight.Pong{}, agentExit(addr, err)
 	}
 	return preflight.Pong{
-		RTT: time.Since(t1), Connect: first, AgentVersion: st.AgentVersion,
-		System: st.CurrentStorePath, Generation: st.CurrentGeneration, SystemState: st.SystemState,
+		RTT: second.RTT, Connect: first.RTT, AgentVersion: first.AgentVersion,
+		System: first.CurrentStorePath, Generation: first.CurrentGeneration, SystemState: first.SystemState,
 	}, nil
 }
 

@@ -39,7 +39,7 @@ type freshNode struct {
 // yet; nil with --via system, where pantherctl has no node of its own to
 // clone (the confirm then goes over the machine's tailscaled).
 func (c *CLI) newFreshNode() *freshNode {
-	if c.g.via != "tsnet" || c.io.Dialer != nil {
+	if c.g.via != "tsnet" {
 		return nil
 	}
 	return &freshNode{c: c, done: make(chan struct{})}
