@@ -26,8 +26,9 @@ var benchJobs = []int{25, 100, 250, 1000}
 //   - the latency model ceil(N/jobs) × h, and
 //   - the full model max(ceil(N/jobs) × h, N × c / cores), where c is the
 //     CPU time one host costs this machine (pantherctl's and the fake
-//     agents', measured in the same run): with many jobs the cores, not
-//     the hosts, set the pace;
+//     agents', measured in the same run) and cores are the cores other
+//     processes left free during the run (the machine is shared; from
+//     /proc/stat): with many jobs the cores, not the hosts, set the pace;
 //
 // the resident memory pantherctl adds per host at its peak, and its CPU per
 // host. PANTHER_SIMFLEET_HOSTS overrides N (default 1000). One iteration is
@@ -51,7 +52,7 @@ func BenchmarkSimFleet(b *testing.B) {
 	cores := float64(runtime.NumCPU())
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	latency, full, walls := map[int][]float64{}, map[int][]float64{}, map[int][]float64{}
-	var hs, rssPerHost, ctlCPU, cpuPerHost []float64
+	var hs, rssPerHost, ctlCPU, cpuPerHost, availCores []float64
 	var peak float64
 	for range b.N {
 		var one []float64
@@ -65,15 +66,19 @@ func BenchmarkSimFleet(b *testing.B) {
 		h := median(one)
 		hs = append(hs, h)
 		for _, jobs := range benchJobs {
-			child0 := p.CPU()
+			child0, busy0 := p.CPU(), machineBusy()
 			r := w.Deploy(b.Context(), d, hosts, "--jobs", strconv.Itoa(jobs))
 			if r.Code != 0 {
 				b.Fatalf("%d hosts, --jobs %d: %s", n, jobs, r)
 			}
-			c := (ms(r.CPU) + ms(p.CPU()-child0)) / float64(n) // ms of CPU per host, both sides
+			ours := ms(r.CPU) + ms(p.CPU()-child0)
+			c := ours / float64(n) // ms of CPU per host, both sides
 			wall := ms(r.Wall)
+			// The cores other processes left us: the machine is shared.
+			others := max(0, ms(machineBusy()-busy0)-ours)
+			avail := max(0.25, cores-others/wall)
 			lat := ms(Model(n, jobs, time.Duration(h*float64(time.Millisecond))))
-			cpuBound := float64(n) * c / cores
+			cpuBound := float64(n) * c / avail
 			walls[jobs] = append(walls[jobs], wall)
 			latency[jobs] = append(latency[jobs], wall/lat)
 			full[jobs] = append(full[jobs], wall/max(lat, cpuBound))
@@ -81,8 +86,9 @@ func BenchmarkSimFleet(b *testing.B) {
 			ctlCPU = append(ctlCPU, ms(r.CPU)/float64(n))
 			cpuPerHost = append(cpuPerHost, c)
 			peak = max(peak, float64(r.Added())/1e6)
-			b.Logf("%d hosts --jobs %d: wall %.0f ms; latency model %.0f ms (%.2fx); CPU bound %.0f ms (%.2f ms/host, pantherctl %.2f); RSS +%.1f MB (%.0f KB/host)",
-				n, jobs, wall, lat, wall/lat, cpuBound, c, ms(r.CPU)/float64(n), float64(r.Added())/1e6, float64(r.Added())/float64(n)/1e3)
+			availCores = append(availCores, avail)
+			b.Logf("%d hosts --jobs %d: wall %.0f ms; latency model %.0f ms (%.2fx); CPU bound %.0f ms (%.2f ms/host, pantherctl %.2f, on %.2f of %.0f cores left by others); RSS +%.1f MB (%.0f KB/host)",
+				n, jobs, wall, lat, wall/lat, cpuBound, c, ms(r.CPU)/float64(n), avail, cores, float64(r.Added())/1e6, float64(r.Added())/float64(n)/1e3)
 		}
 	}
 	b.ReportMetric(float64(n), "hosts")
@@ -103,8 +109,32 @@ func BenchmarkSimFleet(b *testing.B) {
 	b.ReportMetric(peak, "MB/peak-rss-added-max")
 	b.ReportMetric(median(ctlCPU), "ms-cpu-ctl/host")
 	b.ReportMetric(median(cpuPerHost), "ms-cpu/host")
+	b.ReportMetric(median(availCores), "cores-left")
 	b.ReportMetric(load1(), "load1")
 	b.ReportMetric(0, "ns/op")
+}
+
+// machineBusy is the CPU time all processes of the machine have used
+// (/proc/stat: everything but idle and iowait), 0 if unknown.
+func machineBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0
+	}
+	var busy int64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		busy += n
+	}
+	return time.Duration(busy) * 10 * time.Millisecond // USER_HZ = 100
 }
 
 // load1 is the one-minute load average (0 if unknown): the machine is

@@ -691,13 +691,16 @@ func (r *results) simFleet(b *strings.Builder) {
 	n, _ := r.get(bench, "hosts")
 	h, _ := r.get(bench, "ms/host")
 	fmt.Fprintf(b, "## 12.6 Controller scale: %.0f simulated agents\n\n", n)
-	b.WriteString("lab/simfleet: the real `pantherctl deploy --yes` orchestration runs in the benchmark's process against fake agents served by a child process, one gRPC server per host on loopback (scripted phases of 350 ms per host in all, no nix, no tailnet, no signature checks), reached through `cli.IO.Dialer`; the confirm goes over the same dialer. One host's deploy time h is a one-host deploy (median of 5). The latency model is ceil(N/jobs) × h: hosts are the bottleneck. When many hosts run at once the machine's cores are: every host costs c of CPU (pantherctl's and the fake agents', both on this machine), so the wall cannot drop below N × c / cores; the full model is the larger of the two. Medians over the runs.\n\n")
+	b.WriteString("lab/simfleet: the real `pantherctl deploy --yes` orchestration runs in the benchmark's process against fake agents served by a child process, one gRPC server per host on loopback (scripted phases of 350 ms per host in all, no nix, no tailnet, no signature checks), reached through `cli.IO.Dialer`; the confirm goes over the same dialer. One host's deploy time h is a one-host deploy (median of 5). The latency model is ceil(N/jobs) × h: hosts are the bottleneck. When many hosts run at once the machine's cores are: every host costs c of CPU (pantherctl's and the fake agents', both on this machine), so the wall cannot drop below N × c / cores, cores being those other processes left free during the run (the machine is shared; from /proc/stat); the full model is the larger of the two. Medians over the runs.\n\n")
 	fmt.Fprintf(b, "h = %.0f ms", h)
 	if c, ok := r.get(bench, "ms-cpu/host"); ok {
 		fmt.Fprintf(b, "; c = %.2f ms of CPU per host", c)
 		if ctl, ok := r.get(bench, "ms-cpu-ctl/host"); ok {
 			fmt.Fprintf(b, " (pantherctl %.2f ms)", ctl)
 		}
+	}
+	if v, ok := r.get(bench, "cores-left"); ok {
+		fmt.Fprintf(b, "; %.2f cores left by other processes", v)
 	}
 	if l, ok := r.get(bench, "load1"); ok {
 		fmt.Fprintf(b, "; load average %.1f at the end", l)
