@@ -191,6 +191,7 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 		Host: cfg.HostName, Verifier: verifier, Policy: signing.Policy{Host: cfg.HostName}, Replay: replay,
 		Engine: engine, Journal: j, Sources: sources,
 		Limits: archive.Limits{MaxBytes: cfg.MaxUploadBytes}, System: sys, Control: node, Log: log,
+		Inputs: newInputStore(cfg, nixRunner, log), LockCheck: nixRunner.n,
 	}))
 	log.Info("serving on the tailnet", "port", cfg.Port, "allowedTags", cfg.AllowedTags, "allowedUsers", cfg.AllowedUsers, "limits", limits.String())
 	errc := make(chan error, 1)

@@ -157,6 +157,8 @@ type Engine struct {
 	active string // deployment holding the lock, "" if none
 	runs   map[string]*run
 	timers map[string]*time.Timer
+	// approvals are the deployments awaiting approval (approve.go).
+	approvals map[string]*approval
 }
 
 // New builds an engine. Call Start to resume unfinished deployments.
@@ -179,7 +181,7 @@ func New(opts Options, deps Deps) (*Engine, error) {
 		opts: opts, nix: deps.Nix, act: deps.Activator, health: deps.Health, j: deps.Journal,
 		log: deps.Log.Named("deploy"), now: deps.Now, onConf: deps.OnConfirmed,
 		ctx: ctx, cancel: cancel, onResult: deps.OnResult, host: deps.Host,
-		runs: map[string]*run{}, timers: map[string]*time.Timer{},
+		runs: map[string]*run{}, timers: map[string]*time.Timer{}, approvals: map[string]*approval{},
 		agent: deps.Agent, instance: randomHex(8),
 	}, nil
 }
@@ -298,8 +300,10 @@ func (e *Engine) Submit(ctx context.Context, req Request) (*Subscription, error)
 		SourceDigest: req.SourceDigest, RequestedBy: req.RequestedBy, KeyID: req.KeyID,
 		State: journal.StateRunning, ConfirmTimeout: req.ConfirmTimeout,
 		CriticalUnits: req.ExtraCritical, InstallBootloader: req.InstallBootloader,
-		BootToken: e.bootToken, // tells a power cut before the switch from an agent restart
+		AwaitApproval: req.AwaitApproval,
+		BootToken:     e.bootToken, // tells a power cut before the switch from an agent restart
 	}
+	req.Source.record(rec)
 	e.mu.Lock()
 	if e.ctx.Err() != nil {
 		e.mu.Unlock()
@@ -360,6 +364,14 @@ func (e *Engine) validate(req *Request) error {
 		}
 	default:
 		return fmt.Errorf("%w: unknown action %q", ErrInvalidRequest, req.Action)
+	}
+	if req.AwaitApproval {
+		if req.Action != ActionSwitch && req.Action != ActionBoot {
+			return fmt.Errorf("%w: only a switch or boot awaits approval, not %s", ErrInvalidRequest, req.Action)
+		}
+		if req.ApprovalTimeout <= 0 || req.ApprovalTimeout > e.opts.MaxConfirm {
+			return fmt.Errorf("%w: approval timeout %v (must be > 0 and at most %v)", ErrInvalidRequest, req.ApprovalTimeout, e.opts.MaxConfirm)
+		}
 	}
 	if req.ConfirmTimeout < 0 {
 		return fmt.Errorf("%w: negative confirm timeout", ErrInvalidRequest)
@@ -589,6 +601,10 @@ func (e *Engine) resume(rec *journal.Record) {
 		case journal.StateRunning:
 			d.clearUnit(e.ctx, e.dryActivateUnit(rec.ID)) // left by a dry-activate cut short
 			d.clearUnit(e.ctx, e.checkUnit(rec.ID))       // or by its switch inhibitors' check
+			if rec.Phase == string(PhaseApprove) {
+				d.approvalInterrupted(rebooted)
+				return
+			}
 			if rebooted {
 				// A power cut: nothing told the agent (a clean reboot is
 				// decided in resumeAfterShutdown).

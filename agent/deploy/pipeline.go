@@ -74,6 +74,8 @@ func formatEvent(ev Event) string {
 			return fmt.Sprintf("[confirm] awaiting confirmation until %s (the confirm makes it the system profile and the boot default)", ev.Awaiting.Deadline.UTC().Format(time.RFC3339))
 		}
 		return fmt.Sprintf("[confirm] awaiting confirmation until %s (generation %d)", ev.Awaiting.Deadline.UTC().Format(time.RFC3339), ev.Awaiting.NewGeneration)
+	case EventAwaitingApproval:
+		return fmt.Sprintf("[approve] awaiting approval of %s until %s; nothing changes before it", ev.Approval.NewPath, ev.Approval.Deadline.UTC().Format(time.RFC3339))
 	case EventResult:
 		r := ev.Result
 		line := fmt.Sprintf("[result] %s", r.Outcome)
@@ -158,10 +160,17 @@ func (d *deployment) pipeline(ctx context.Context, stopLink func() bool, req Req
 	}
 	var newPath string
 	var warnings []string
+	var eval *Evaluation // evalonce.go: the one evaluation, when the port has it
 	err := d.phase(PhaseValidate, func() error {
 		var hosts []string
 		var err error
-		if hi, ok := e.nix.(hostInspector); ok {
+		var one bool
+		if eval, one, err = d.evaluate(ctx, req); one {
+			if err != nil {
+				return err
+			}
+			warnings = eval.Warnings
+		} else if hi, ok := e.nix.(hostInspector); ok {
 			// One evaluation for both: it is most of this phase's time.
 			if hosts, warnings, err = hi.HostInfo(ctx, req.FlakeRef, req.FlakeAttr); err != nil {
 				return fmt.Errorf("evaluating the flake: %w", err)
@@ -169,10 +178,10 @@ func (d *deployment) pipeline(ctx context.Context, stopLink func() bool, req Req
 		} else if hosts, err = e.nix.Hosts(ctx, req.FlakeRef); err != nil {
 			return fmt.Errorf("evaluating the flake: %w", err)
 		}
-		if !slices.Contains(hosts, req.FlakeAttr) {
+		if eval == nil && !slices.Contains(hosts, req.FlakeAttr) {
 			return fmt.Errorf("%w: %q is not in nixosConfigurations (hosts: %s)", ErrUnknownHost, req.FlakeAttr, strings.Join(hosts, ", "))
 		}
-		if _, ok := e.nix.(hostInspector); !ok {
+		if _, ok := e.nix.(hostInspector); !ok && eval == nil {
 			if warnings, err = e.nix.Warnings(ctx, req.FlakeRef, req.FlakeAttr); err != nil {
 				return fmt.Errorf("evaluating config.warnings: %w", err)
 			}
@@ -190,8 +199,7 @@ func (d *deployment) pipeline(ctx context.Context, stopLink func() bool, req Req
 		return
 	}
 	err = d.phase(PhaseBuild, func() error {
-		installable := req.FlakeRef + "#nixosConfigurations." + req.FlakeAttr + ".config.system.build.toplevel"
-		p, err := e.nix.Build(ctx, installable, func(l string) { d.emit(Event{Kind: EventLog, Phase: PhaseBuild, Line: l}) })
+		p, err := d.build(ctx, req, eval, func(l string) { d.emit(Event{Kind: EventLog, Phase: PhaseBuild, Line: l}) })
 		if err != nil {
 			return err
 		}
@@ -232,6 +240,9 @@ func (d *deployment) pipeline(ctx context.Context, stopLink func() bool, req Req
 	}
 	// From here on the deployment belongs to the agent, not to the caller.
 	stopLink()
+	if req.AwaitApproval && !d.awaitApproval(e.ctx, active, req.ApprovalTimeout) {
+		return
+	}
 	d.switchTo(e.ctx, active, d.switchMode(req.Action, sum), req.ConfirmTimeout)
 }
 

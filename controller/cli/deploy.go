@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pantheros/panther/controller/client"
+	"github.com/pantheros/panther/controller/inputs"
 	"github.com/pantheros/panther/controller/inventory"
 	"github.com/pantheros/panther/controller/rollout"
 	"github.com/pantheros/panther/internal/archive"
@@ -42,6 +43,8 @@ type deployOpts struct {
 	pause          time.Duration
 	waves          rollout.Waves
 	confirmTimeout time.Duration
+	approveTimeout time.Duration // how long the agents hold a prompted deployment for your answer
+	inputs         string        // --inputs ship|fetch (inputs.go)
 	critical       string
 	logDir         string
 	diff           string // --diff: none, summary or full (fleetdiff.go)
@@ -87,6 +90,8 @@ Tags and per-host settings come from panther.json at the flake root.`,
 			fs.IntVar(&o.maxUnhealthy, "max-unhealthy", 0, "hosts of a wave that may fail before the rollout halts (the rest skipped)")
 			fs.DurationVar(&o.pause, "pause", 0, "wait between waves")
 			fs.DurationVar(&o.confirmTimeout, "confirm-timeout", 0, fmt.Sprintf("confirmation window, counted from the end of the health checks after the switch (default: the inventory's, else the agent's, %v unless its confirmTimeout says otherwise)", defaults.ConfirmTimeout))
+			fs.DurationVar(&o.approveTimeout, "approval-timeout", defaults.ApprovalTimeout, "without --yes: how long the agents wait for your answer after their dry-activate; past it they end the deployment with nothing changed")
+			fs.StringVar(&o.inputs, "inputs", inputs.Ship, inputsFlagUsage)
 			fs.StringVar(&o.critical, "critical-units", "", "comma-separated units that must be active after the switch")
 			fs.StringVar(&o.diff, "diff", diffSummary, "before the prompt, show the change across the batch: none, summary, or full (with each host's)")
 			fs.StringVar(&o.logDir, "log-dir", "logs", "where the controller-side logs go (logs/deploy/<mode>-<host>-<time>.log)")
@@ -271,6 +276,11 @@ func (c *CLI) deploy(ctx context.Context, args []string, o *deployOpts) error {
 		return err
 	}
 	defer src.Close()
+	inp, err := c.prepareInputs(ctx, o.flake, o.inputs)
+	if err != nil {
+		return err
+	}
+	defer inp.Close()
 	for _, u := range packed.Untracked {
 		fmt.Fprintf(c.io.Stderr, "warning: %s is not tracked by git; nix ignores it (git add it to include it)\n", u)
 	}
@@ -298,11 +308,15 @@ func (c *CLI) deploy(ctx context.Context, args []string, o *deployOpts) error {
 	defer fl.Close()
 	upload := &client.Upload{Fleet: fl, Digest: packed.Digest, Subdir: packed.Subdir, Files: packed.Files, Bytes: packed.Bytes,
 		Open: func() io.Reader { return newSectionReader(src, packed.Bytes) }}
+	withInputs(fl, upload, inp)
 	ro := o.rolloutOptions()
 	if (o.mode() == "switch" || o.mode() == "boot") && !o.yes {
 		ro.Approver = rollout.ApproverFunc(func(ready, _ []*rollout.HostReport) (bool, error) {
 			return c.approve(ready, o.boot, o.diff), nil
 		})
+		// One deployment per host: the agents hold it after their dry
+		// activation until the answer.
+		ro.HoldForApproval, ro.ApprovalTimeout = true, o.approveTimeout
 	}
 	rep, err := rollout.New(fl, upload, rd, ro, c.log).Run(ctx, targets)
 	if err != nil {

@@ -22,6 +22,7 @@ func (c *CLI) preflightCmd() *command {
 		name: "preflight", usage: "preflight [host|@tag...] [--all] [--flake DIR]",
 		short: "Check before deploying: flake evaluates, hosts exist, agents answer, git tree, warnings.",
 		long: `Runs the pre-deployment checklist and prints one row per check:
+  flake.lock complete  every input flake.nix declares is locked (else: run nix flake lock)
   flake evaluates   the flake's nixosConfigurations list evaluates
   git tree clean    uncommitted changes under the flake (listed; a warning only)
   in flake          each selected host is one of nixosConfigurations
@@ -52,7 +53,7 @@ Exit status 0 when no check FAILs, 3 otherwise.`,
 			defer p.close()
 			cl := preflight.New(nix.New(nix.Options{}, c.log), p, preflight.ExecGit{},
 				preflight.Options{PingTimeout: timeout}, c.log)
-			rep := cl.Run(ctx, preflight.Input{FlakeDir: dir, FlakeRef: dir, Inventory: inv, Selectors: args, All: all})
+			rep := cl.Run(ctx, preflight.Input{FlakeDir: dir, FlakeRef: dir, Inventory: inv, Selectors: args, All: all, Lock: c.lockCheck(dir)})
 			code := ExitOK
 			if !rep.OK() {
 				code = ExitFailed

@@ -238,6 +238,8 @@ func (r *reporter) event(ev rollout.Event) {
 			break
 		}
 		r.line("==> switched to generation %d; confirming before %s", a.NewGeneration, a.Deadline.Local().Format(time.TimeOnly))
+	case rollout.EventAwaitingApproval:
+		r.line("    awaiting approval until %s (nothing changes before it)", ev.Approval.Deadline.Local().Format(time.TimeOnly))
 	case rollout.EventResult:
 		res := ev.Result
 		msg := res.Outcome.String()

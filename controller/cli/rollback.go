@@ -98,6 +98,7 @@ func (c *CLI) printGenerations(host string, gens []client.Generation) {
 				"host": host, "number": g.Number, "created": g.Created, "current": g.Current,
 				"storePath": g.StorePath, "nixosVersion": g.NixosVersion, "deploymentId": g.DeploymentID,
 				"result": g.Result, "reason": g.Reason, "failed": g.Failed,
+				"sourceRev": g.SourceRev, "sourceDirty": g.SourceDirty,
 			})
 		}
 		return
@@ -105,7 +106,7 @@ func (c *CLI) printGenerations(host string, gens []client.Generation) {
 	w := c.io.Stdout
 	tbl := newTable(column{title: "GEN"}, column{title: "DATE"}, column{title: "CUR"}, column{title: "FAILED"},
 		column{title: "NIXOS VERSION", max: 40}, column{title: "DEPLOYMENT", max: 40}, column{title: "RESULT", max: 24},
-		column{title: "STORE PATH"})
+		column{title: "REVISION"}, column{title: "STORE PATH"})
 	for _, g := range gens {
 		cur, failed := "", ""
 		if g.Current {
@@ -115,7 +116,7 @@ func (c *CLI) printGenerations(host string, gens []client.Generation) {
 			failed = "x"
 		}
 		tbl.add(fmt.Sprint(g.Number), g.Created.Local().Format(time.DateTime), cur, failed,
-			orDash(g.NixosVersion), orDash(g.DeploymentID), orDash(g.Result), g.StorePath)
+			orDash(g.NixosVersion), orDash(g.DeploymentID), orDash(g.Result), revision(g.SourceRev, g.SourceDirty), g.StorePath)
 	}
 	tbl.write(w)
 }

@@ -93,6 +93,9 @@ unreachable hosts are reported, not fatal (the exit code is 1 when any was).`,
 				last := "-"
 				if l := st.Last; l != nil {
 					last = l.DeploymentID + " " + l.Outcome.String()
+					if r := revision(l.SourceRev, l.SourceDirty); r != "-" {
+						last += " @" + r
+					}
 				}
 				tbl.add(r.name, fmt.Sprintf("yes %dms", st.RTT.Milliseconds()),
 					fmt.Sprint(st.CurrentGeneration), orDash(st.NixosVersion), orDash(st.SystemState), failed, pending, last)
@@ -138,6 +141,7 @@ func (c *CLI) printStatus(st *client.HostStatus) {
 		if l.KeyID != "" {
 			row("signed by key", l.KeyID)
 		}
+		row("revision", revision(l.SourceRev, l.SourceDirty))
 	}
 }
 

@@ -37,6 +37,9 @@ func IntentToProto(host string, in rollout.Intent) *agentv1.Intent {
 	if in.ConfirmTimeout > 0 {
 		out.ConfirmTimeout = durationpb.New(in.ConfirmTimeout)
 	}
+	if in.AwaitApproval {
+		AwaitApproval(out, in.ApprovalTimeout)
+	}
 	return out
 }
 
@@ -115,6 +118,10 @@ func EventFromProto(ev *agentv1.DeployEvent) (rollout.Event, bool) {
 		out.Awaiting = &rollout.Awaiting{Deadline: timeOf(a.GetDeadline(), a.GetDeadline() != nil), NewStorePath: a.GetNewStorePath(), NewGeneration: a.GetNewGeneration()}
 	case *agentv1.DeployEvent_Result:
 		out.Kind, out.Result = rollout.EventResult, ResultFromProto(e.Result)
+	case *agentv1.DeployEvent_AwaitingApproval:
+		a := e.AwaitingApproval
+		out.Kind = rollout.EventAwaitingApproval
+		out.Approval = &rollout.AwaitingApproval{Deadline: timeOf(a.GetDeadline(), a.GetDeadline() != nil), NewStorePath: a.GetNewStorePath()}
 	default:
 		return out, false
 	}
@@ -203,6 +210,12 @@ func EventToProto(ev rollout.Event) *agentv1.DeployEvent {
 		out.Event = &agentv1.DeployEvent_AwaitingConfirmation{AwaitingConfirmation: a}
 	case rollout.EventResult:
 		out.Event = &agentv1.DeployEvent_Result{Result: ResultToProto(ev.Result)}
+	case rollout.EventAwaitingApproval:
+		a := &agentv1.AwaitingApproval{NewStorePath: ev.Approval.NewStorePath}
+		if !ev.Approval.Deadline.IsZero() {
+			a.Deadline = timestamppb.New(ev.Approval.Deadline)
+		}
+		out.Event = &agentv1.DeployEvent_AwaitingApproval{AwaitingApproval: a}
 	}
 	return out
 }

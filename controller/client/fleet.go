@@ -11,6 +11,7 @@ import (
 
 	"github.com/pantheros/panther/controller/rollout"
 	"github.com/pantheros/panther/internal/tailnet"
+	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
 )
 
 // Fleet is the agents of a fleet, reached over a tailnet: it implements
@@ -31,6 +32,10 @@ type Fleet struct {
 	ConfirmVia func(host rollout.Host) ConfirmDialer
 	// Log is the logger; default none.
 	Log hclog.Logger
+	// Decorate, if set, adds to each deploy intent before it is signed
+	// what other packages ship with it (the flake's locked inputs and
+	// git revision, controller/inputs); default nil.
+	Decorate func(*agentv1.Intent)
 
 	mu    sync.Mutex
 	conns map[string]*Conn
@@ -110,7 +115,11 @@ func (f *Fleet) Deploy(ctx context.Context, host rollout.Host, in rollout.Intent
 	if err != nil {
 		return nil, err
 	}
-	st, err := c.Deploy(ctx, f.Signer, IntentToProto(host.Address(), in))
+	pin := IntentToProto(host.Address(), in)
+	if f.Decorate != nil {
+		f.Decorate(pin)
+	}
+	st, err := c.Deploy(ctx, f.Signer, pin)
 	if err != nil {
 		return nil, AgentError(host.Name, err)
 	}
@@ -145,15 +154,29 @@ func (f *Fleet) Watch(ctx context.Context, host rollout.Host, id string) (rollou
 	return &events{host: host.Name, st: st, closer: c}, nil
 }
 
-// Approve implements rollout.Agent. This agent API has no approval yet:
-// the core falls back to a second deployment.
-func (f *Fleet) Approve(ctx context.Context, host rollout.Host, id, storePath string) (rollout.Events, error) {
-	return nil, &rollout.AgentError{Host: host.Name, Kind: rollout.ErrUnsupported}
+// Approve implements rollout.Agent: a signed Approve of the exact store
+// path; the deployment's events go on on its Deploy stream. The agent's
+// refusals stay testable as ErrApprovalPathMismatch and
+// ErrNotAwaitingApproval besides their rollout kind (ErrPrecondition).
+func (f *Fleet) Approve(ctx context.Context, host rollout.Host, id, storePath string) error {
+	c, err := f.conn(ctx, host)
+	if err != nil {
+		return err
+	}
+	return AgentError(host.Name, c.Approve(ctx, f.Signer, id, storePath))
 }
 
-// Decline implements rollout.Agent (see Approve).
-func (f *Fleet) Decline(ctx context.Context, host rollout.Host, id string) error {
-	return &rollout.AgentError{Host: host.Name, Kind: rollout.ErrUnsupported}
+// Decline implements rollout.Agent.
+func (f *Fleet) Decline(ctx context.Context, host rollout.Host, id string) (*rollout.Result, error) {
+	c, err := f.conn(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.Decline(ctx, f.Signer, id)
+	if err != nil {
+		return nil, AgentError(host.Name, err)
+	}
+	return ResultFromProto(res), nil
 }
 
 // ConfirmRoute implements rollout.Agent: over ConfirmVia's new node when
@@ -223,6 +246,9 @@ type Upload struct {
 	Subdir string
 	Files  int
 	Bytes  int64
+	// Then, if set, runs after the source reached the host, over the same
+	// connection (uploading the flake's locked inputs); default nil.
+	Then func(ctx context.Context, conn *Conn, s Signer, note func(rollout.Note)) error
 }
 
 var _ rollout.Source = (*Upload)(nil)
@@ -247,6 +273,11 @@ func (u *Upload) Prepare(ctx context.Context, host rollout.Host, note func(rollo
 		note(rollout.Note{OnceAccepted: true, Text: "    the agent already has this source; nothing sent"})
 	} else {
 		note(rollout.Note{OnceAccepted: true, Text: "    upload done in " + time.Since(t0).Round(time.Millisecond).String() + " (" + itoa(sent) + " bytes)"})
+	}
+	if u.Then != nil {
+		if err := u.Then(ctx, c, u.Fleet.Signer, note); err != nil {
+			return rollout.SourceRef{}, AgentError(host.Name, err)
+		}
 	}
 	return rollout.SourceRef{Digest: u.Digest, Subdir: u.Subdir}, nil
 }

@@ -56,6 +56,10 @@ type Deployment struct {
 	Finished     time.Time
 	RequestedBy  string
 	KeyID        string
+	// SourceRev is the git revision the source was packed from ("" =
+	// unknown); SourceDirty: the checkout had uncommitted changes.
+	SourceRev   string
+	SourceDirty bool
 }
 
 // Generation is one system generation of a host.
@@ -69,6 +73,8 @@ type Generation struct {
 	Result       string    `json:"result"`
 	Reason       string    `json:"reason"`
 	Failed       bool      `json:"failed"`
+	SourceRev    string    `json:"sourceRev"`
+	SourceDirty  bool      `json:"sourceDirty"`
 }
 
 func deploymentFromProto(d *agentv1.DeploymentInfo) *Deployment {
@@ -79,6 +85,7 @@ func deploymentFromProto(d *agentv1.DeploymentInfo) *Deployment {
 		DeploymentID: d.GetDeploymentId(), Action: ActionName(d.GetAction()), Outcome: OutcomeFromProto(d.GetOutcome()),
 		Message: d.GetMessage(), StorePath: d.GetStorePath(), Started: timeOf(d.GetStarted(), d.GetStarted() != nil),
 		Finished: timeOf(d.GetFinished(), d.GetFinished() != nil), RequestedBy: d.GetRequestedBy(), KeyID: d.GetKeyId(),
+		SourceRev: d.GetSourceRev(), SourceDirty: d.GetSourceDirty(),
 	}
 }
 
@@ -124,6 +131,7 @@ func (f *Fleet) Generations(ctx context.Context, host rollout.Host) ([]Generatio
 			Number: g.GetNumber(), Created: timeOf(g.GetCreated(), g.GetCreated() != nil), Current: g.GetCurrent(),
 			StorePath: g.GetStorePath(), NixosVersion: g.GetNixosVersion(), DeploymentID: g.GetDeploymentId(),
 			Result: g.GetResult(), Reason: g.GetReason(), Failed: g.GetFailed(),
+			SourceRev: g.GetSourceRev(), SourceDirty: g.GetSourceDirty(),
 		})
 	}
 	return out, nil

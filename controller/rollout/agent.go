@@ -19,13 +19,14 @@ type Agent interface {
 	// newcomer can still reach the switched host). The core opens it when
 	// the host starts its health checks, after the switch ended.
 	ConfirmRoute(host Host, id string) ConfirmRoute
-	// Approve continues a deployment that awaits approval after its dry
-	// activation, switching exactly storePath; its events follow.
-	// ErrUnsupported when the agent cannot hold a deployment for
-	// approval: the core then starts a second deployment.
-	Approve(ctx context.Context, host Host, id, storePath string) (Events, error)
-	// Decline ends a deployment that awaits approval, changing nothing.
-	Decline(ctx context.Context, host Host, id string) error
+	// Approve lets a deployment that awaits approval after its dry
+	// activation (Intent.AwaitApproval) go on, switching exactly
+	// storePath; its events go on on the deployment's stream. An
+	// ErrPrecondition when it no longer awaits approval.
+	Approve(ctx context.Context, host Host, id, storePath string) error
+	// Decline ends a deployment that awaits approval, changing nothing,
+	// and returns its result.
+	Decline(ctx context.Context, host Host, id string) (*Result, error)
 }
 
 // Events is a deployment's event stream. Next returns io.EOF once the

@@ -34,6 +34,13 @@ type Options struct {
 	// Approver, if set, is asked once every host dry-activated whether to
 	// switch (or set the boot default); default nil: no question (--yes).
 	Approver Approver
+	// HoldForApproval: with an Approver, each host's switch is one
+	// deployment that the agent holds after its dry activation until it is
+	// approved or declined (at most ApprovalTimeout; 0 = the agent's
+	// default); default false: a dry-activate deployment, then a second
+	// one that switches exactly the dry-activated system.
+	HoldForApproval bool
+	ApprovalTimeout time.Duration
 	// NoConfirm: do not confirm; wait for the agent's rollback (Detach:
 	// return as soon as the confirmation window is open).
 	NoConfirm, Detach bool
@@ -151,9 +158,10 @@ type HostReport struct {
 	// through to it after the switch: the last confirm error.
 	Unreached string
 
-	source   *SourceRef
-	approval bool // the deployment awaits approval on the agent
-	started  time.Time
+	source *SourceRef
+	// held is the stream of a deployment the agent holds for approval.
+	held    *heldDeployment
+	started time.Time
 	// seen is the time of the newest event passed on. A stream reattached
 	// with Watch replays the deployment from its start: what was passed on
 	// already is not passed on again.
@@ -186,6 +194,8 @@ func (h *HostReport) Verdict() Verdict {
 			return VerdictRefused
 		}
 		return VerdictError
+	case h.Result == nil && h.held != nil:
+		return VerdictOK // dry-activated, awaiting approval
 	case h.Result == nil:
 		return VerdictError
 	}
@@ -204,7 +214,7 @@ func OutcomeVerdict(o Outcome) Verdict {
 	case OutcomeRebootRequired:
 		return VerdictRebootRequired
 	}
-	return VerdictFailed
+	return VerdictFailed // failed, not approved, unknown
 }
 
 // OK reports whether the host's part succeeded.
@@ -226,7 +236,7 @@ func (r *Rollout) Run(ctx context.Context, hosts []Host) (*Report, error) {
 		r.step(ctx, Step{Kind: StepPrepare}, rep.Hosts, r.prepare, true, 0)
 		var ready, failed []*HostReport
 		for _, hr := range rep.Hosts {
-			if hr.Err == nil && hr.Result != nil && hr.Result.Outcome == OutcomeDryActivated {
+			if hr.Err == nil && (hr.held != nil || hr.Result != nil && hr.Result.Outcome == OutcomeDryActivated) {
 				ready = append(ready, hr)
 			} else {
 				failed = append(failed, hr)
@@ -245,7 +255,7 @@ func (r *Rollout) Run(ctx context.Context, hosts []Host) (*Report, error) {
 			switch {
 			case hr.Result != nil && hr.Result.Outcome == OutcomeDryActivated:
 				hr.Result = nil // to be switched
-			case hr.Err == nil && hr.Result == nil:
+			case hr.Err == nil && hr.Result == nil && hr.held == nil:
 				hr.Skipped = true
 			}
 		}
@@ -289,6 +299,8 @@ func (r *Rollout) Run(ctx context.Context, hosts []Host) (*Report, error) {
 			break
 		}
 	}
+	// Deployments still held (their wave never came) end unchanged.
+	r.declineAll(ctx, rep.Hosts)
 	return rep, nil
 }
 
@@ -324,12 +336,17 @@ func joinNames(s []string) string {
 // declineAll ends the deployments that await approval (nothing changed).
 func (r *Rollout) declineAll(ctx context.Context, hrs []*HostReport) {
 	for _, hr := range hrs {
-		if !hr.approval {
+		if hr.held == nil {
 			continue
 		}
-		if err := r.agent.Decline(ctx, hr.Host, hr.DeploymentID); err != nil {
-			hr.log.Warn("could not decline", "deployment", hr.DeploymentID, "error", err)
+		res, err := r.agent.Decline(ctx, hr.Host, hr.DeploymentID)
+		if err != nil {
+			// Nothing changed either way: past its deadline the agent
+			// ends it by itself.
+			hr.log.Warn("could not decline", "error", err)
+			continue
 		}
+		hr.Result, hr.held = res, nil
 	}
 }
 
@@ -416,12 +433,73 @@ func (r *Rollout) window(h Host) time.Duration {
 }
 
 // prepare brings the source and dry-activates (the step before the
-// approval).
+// approval): with HoldForApproval as a switch the agent holds after its
+// dry activation, else as a deployment of its own.
 func (r *Rollout) prepare(ctx context.Context, hr *HostReport) {
 	if !r.source(ctx, hr) {
 		return
 	}
-	r.run(ctx, hr, r.intent(hr, ActionDryActivate, ""))
+	if !r.o.HoldForApproval {
+		r.run(ctx, hr, r.intent(hr, ActionDryActivate, ""))
+		return
+	}
+	in := r.intent(hr, r.switchAction(), "")
+	in.AwaitApproval, in.ApprovalTimeout = true, r.o.ApprovalTimeout
+	hr.log.Info("deploying, to be held for approval", "action", in.Action)
+	ev, err := r.agent.Deploy(ctx, hr.Host, in)
+	if err != nil {
+		hr.Err = err
+		return
+	}
+	f := &followed{stopAtApproval: true}
+	if err := r.follow(hr, ev, f, nil); err != nil {
+		hr.Err = err
+		return
+	}
+	hr.Summary = f.summary
+	if f.approval != nil && f.result == nil {
+		hr.held = &heldDeployment{id: in.DeploymentID, events: ev, approval: f.approval}
+		return
+	}
+	hr.Result = f.result
+}
+
+// heldDeployment is a deployment the agent holds for approval.
+type heldDeployment struct {
+	id       string
+	events   Events
+	approval *AwaitingApproval
+}
+
+func (r *Rollout) switchAction() Action {
+	if r.o.Mode == ModeBoot {
+		return ActionBoot
+	}
+	return ActionSwitch
+}
+
+// approveHeld approves the host's held deployment with the store path it
+// dry-activated and returns its stream, which goes on to the switch. When
+// the agent no longer holds it (its approval window passed), ok is false
+// and the caller deploys exactly that store path anew.
+func (r *Rollout) approveHeld(ctx context.Context, hr *HostReport) (id string, ev Events, ok bool) {
+	h := hr.held
+	hr.held = nil
+	r.note(hr, false, "==> approving %s", h.approval.NewStorePath)
+	err := r.agent.Approve(ctx, hr.Host, h.id, h.approval.NewStorePath)
+	if err == nil {
+		return h.id, h.events, true
+	}
+	if errors.Is(err, ErrPrecondition) {
+		r.note(hr, false, "the agent no longer holds deployment %s (%s); deploying %s anew", h.id, ShortError(err), h.approval.NewStorePath)
+		if hr.Summary == nil {
+			hr.Summary = &Summary{}
+		}
+		hr.Summary.NewStorePath = h.approval.NewStorePath
+		return "", nil, false
+	}
+	hr.Err = err
+	return "", nil, false
 }
 
 // run sends one deploy request and follows it to its result.
@@ -454,20 +532,29 @@ func (r *Rollout) apply(ctx context.Context, hr *HostReport) {
 		r.run(ctx, hr, r.intent(hr, ActionDryActivate, ""))
 		return
 	}
-	action := ActionSwitch
-	if r.o.Mode == ModeBoot {
-		action = ActionBoot
+	var (
+		id string
+		ev Events
+	)
+	if hr.held != nil {
+		var ok bool
+		if id, ev, ok = r.approveHeld(ctx, hr); !ok && hr.Err != nil {
+			return
+		}
 	}
-	expected := ""
-	if hr.Summary != nil {
-		expected = hr.Summary.NewStorePath
-	}
-	in := r.intent(hr, action, expected)
-	hr.log.Info("deploying", "action", in.Action, "expected", expected)
-	ev, err := r.agent.Deploy(ctx, hr.Host, in)
-	if err != nil {
-		hr.Err = err
-		return
+	if ev == nil {
+		expected := ""
+		if hr.Summary != nil {
+			expected = hr.Summary.NewStorePath
+		}
+		in := r.intent(hr, r.switchAction(), expected)
+		hr.log.Info("deploying", "action", in.Action, "expected", expected)
+		var err error
+		if ev, err = r.agent.Deploy(ctx, hr.Host, in); err != nil {
+			hr.Err = err
+			return
+		}
+		id = in.DeploymentID
 	}
 	if r.o.Mode == ModeBoot {
 		f := &followed{}
@@ -478,7 +565,7 @@ func (r *Rollout) apply(ctx context.Context, hr *HostReport) {
 		hr.Result = f.result
 		return
 	}
-	hr.Result, hr.Err = r.finishSwitch(ctx, hr, in.DeploymentID, ev, r.window(hr.Host))
+	hr.Result, hr.Err = r.finishSwitch(ctx, hr, id, ev, r.window(hr.Host))
 }
 
 // Rollback switches host back to generation gen (0: the previous good
@@ -505,7 +592,11 @@ func (r *Rollout) Rollback(ctx context.Context, host Host, gen int64) *HostRepor
 type followed struct {
 	summary  *Summary
 	awaiting *Awaiting
+	approval *AwaitingApproval
 	result   *Result
+	// stopAtApproval: return once the deployment awaits approval (its
+	// stream stays open: the rest follows the approval).
+	stopAtApproval bool
 }
 
 // follow reads events until the deployment awaits confirmation or ends;
@@ -540,6 +631,11 @@ func (r *Rollout) follow(hr *HostReport, ev Events, f *followed, onHealth func()
 			f.awaiting = e.Awaiting
 		case EventResult:
 			f.result = e.Result
+		case EventAwaitingApproval:
+			f.approval = e.Approval
+			if f.stopAtApproval {
+				return nil
+			}
 		}
 	}
 }

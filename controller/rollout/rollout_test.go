@@ -18,12 +18,13 @@ import (
 type behaviour int
 
 const (
-	good          behaviour = iota
-	failBuild               // the build fails: nothing changes
-	refuse                  // the agent refuses every request
-	dropStream              // the stream breaks once the switch starts; Watch finds it awaiting
-	controlDown             // the first confirm is refused with ErrControlDown, then it goes through
-	neverConfirms           // every confirm fails as unreachable; the agent rolls back
+	good            behaviour = iota
+	failBuild                 // the build fails: nothing changes
+	refuse                    // the agent refuses every request
+	dropStream                // the stream breaks once the switch starts; Watch finds it awaiting
+	controlDown               // the first confirm is refused with ErrControlDown, then it goes through
+	neverConfirms             // every confirm fails as unreachable; the agent rolls back
+	approvalExpired           // the agent no longer holds a deployment when it is approved
 )
 
 // fakeAgent is an in-memory fleet: every host follows its behaviour.
@@ -37,19 +38,32 @@ type fakeAgent struct {
 	running  int
 	maxRun   int
 	routes   int
+	approved map[string]bool
 }
 
 func newFake(hosts map[string]behaviour) *fakeAgent {
-	return &fakeAgent{hosts: hosts, deps: map[string][]rollout.Event{}, confirms: map[string]int{}}
+	return &fakeAgent{hosts: hosts, deps: map[string][]rollout.Event{}, confirms: map[string]int{}, approved: map[string]bool{}}
 }
 
 type list struct {
 	evs []rollout.Event
 	err error // after the events
 	end func()
+	// more, if set, is called once the events ran out: the rest of a
+	// deployment held for approval.
+	more func() ([]rollout.Event, error)
 }
 
 func (l *list) Next() (rollout.Event, error) {
+	if len(l.evs) == 0 && l.more != nil {
+		more := l.more
+		l.more = nil
+		evs, err := more()
+		if err != nil {
+			return rollout.Event{}, err
+		}
+		l.evs = evs
+	}
 	if len(l.evs) == 0 {
 		if l.end != nil {
 			l.end()
@@ -79,7 +93,14 @@ func (f *fakeAgent) ev(id string, e rollout.Event) rollout.Event {
 func (f *fakeAgent) Deploy(ctx context.Context, h rollout.Host, in rollout.Intent) (rollout.Events, error) {
 	f.mu.Lock()
 	b := f.hosts[h.Name]
-	f.calls = append(f.calls, h.Name+" "+string(in.Action))
+	call := h.Name + " " + string(in.Action)
+	if in.AwaitApproval {
+		call += " (held)"
+	}
+	if in.ExpectedStorePath != "" {
+		call += " " + in.ExpectedStorePath
+	}
+	f.calls = append(f.calls, call)
 	f.running++
 	f.maxRun = max(f.maxRun, f.running)
 	f.mu.Unlock()
@@ -105,6 +126,41 @@ func (f *fakeAgent) Deploy(ctx context.Context, h rollout.Host, in rollout.Inten
 	case rollout.ActionDryActivate:
 		l.evs = append(l.evs, f.ev(id, rollout.Event{Kind: rollout.EventSummary, Summary: &rollout.Summary{NewStorePath: "/nix/store/x-" + h.Name}}))
 		l.evs = append(l.evs, f.ev(id, rollout.Event{Kind: rollout.EventResult, Result: &rollout.Result{Outcome: rollout.OutcomeDryActivated}}))
+	}
+	if in.AwaitApproval {
+		path := "/nix/store/x-" + h.Name
+		l.evs = append(l.evs, f.ev(id, rollout.Event{Kind: rollout.EventSummary, Summary: &rollout.Summary{NewStorePath: path}}))
+		l.evs = append(l.evs, f.ev(id, rollout.Event{Kind: rollout.EventAwaitingApproval, Approval: &rollout.AwaitingApproval{NewStorePath: path, Deadline: time.Now().Add(time.Minute)}}))
+		l.more = func() ([]rollout.Event, error) {
+			f.mu.Lock()
+			ok := f.approved[id]
+			f.mu.Unlock()
+			if !ok {
+				return nil, io.EOF
+			}
+			in.AwaitApproval = false
+			rest, err := f.Deploy(ctx, h, in)
+			if err != nil {
+				return nil, err
+			}
+			f.mu.Lock()
+			f.calls = f.calls[:len(f.calls)-1] // the same deployment, not a new one
+			f.mu.Unlock()
+			var evs []rollout.Event
+			for {
+				e, err := rest.Next()
+				if err != nil {
+					return evs, nil
+				}
+				if e.Kind != rollout.EventPhaseStarted || e.Phase != rollout.PhaseBuild {
+					e.DeploymentID = id
+					evs = append(evs, e)
+				}
+			}
+		}
+		return l, nil
+	}
+	switch in.Action {
 	case rollout.ActionBoot:
 		l.evs = append(l.evs, f.ev(id, rollout.Event{Kind: rollout.EventResult, Result: &rollout.Result{Outcome: rollout.OutcomeBootScheduled}}))
 	case rollout.ActionSwitch:
@@ -148,12 +204,22 @@ func (f *fakeAgent) ConfirmRoute(h rollout.Host, id string) rollout.ConfirmRoute
 	return &fakeRoute{f: f, host: h.Name, id: id}
 }
 
-func (f *fakeAgent) Approve(ctx context.Context, h rollout.Host, id, storePath string) (rollout.Events, error) {
-	return nil, &rollout.AgentError{Host: h.Name, Kind: rollout.ErrUnsupported}
+func (f *fakeAgent) Approve(ctx context.Context, h rollout.Host, id, storePath string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, h.Name+" approve "+storePath)
+	if f.hosts[h.Name] == approvalExpired {
+		return &rollout.AgentError{Host: h.Name, Kind: rollout.ErrPrecondition, Message: "not awaiting approval"}
+	}
+	f.approved[id] = true
+	return nil
 }
 
-func (f *fakeAgent) Decline(ctx context.Context, h rollout.Host, id string) error {
-	return &rollout.AgentError{Host: h.Name, Kind: rollout.ErrUnsupported}
+func (f *fakeAgent) Decline(ctx context.Context, h rollout.Host, id string) (*rollout.Result, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, h.Name+" decline")
+	return &rollout.Result{Outcome: rollout.OutcomeNotApproved}, nil
 }
 
 type fakeRoute struct {
@@ -561,5 +627,75 @@ func TestConfirmRouteOpensWhenHealthStarts(t *testing.T) {
 	i, j, k := strings.Index(got, "==> switch"), strings.Index(got, "==> health"), strings.Index(got, "OPEN CONFIRM ROUTE")
 	if i < 0 || j < 0 || k < 0 || !(i < j && j < k) || strings.Count(got, "OPEN CONFIRM ROUTE") != 1 {
 		t.Errorf("the confirm route must open once, as health starts:\n%s", got)
+	}
+}
+
+// With HoldForApproval a prompted deploy is one deployment per host: held
+// after its dry activation, approved with the exact store path, then
+// switched and confirmed on the same stream; no second deployment.
+func TestHeldForApprovalIsOneDeployment(t *testing.T) {
+	yes := rollout.ApproverFunc(func(ready, failed []*rollout.HostReport) (bool, error) { return true, nil })
+	no := rollout.ApproverFunc(func(ready, failed []*rollout.HostReport) (bool, error) { return false, nil })
+	tests := []struct {
+		name     string
+		hosts    map[string]behaviour
+		approver rollout.Approver
+		o        rollout.Options
+		want     map[string]string
+		calls    []string
+	}{
+		{
+			name:     "approved",
+			hosts:    map[string]behaviour{"a": good},
+			approver: yes,
+			want:     map[string]string{"a": "confirmed"},
+			calls:    []string{"a switch (held)", "a approve /nix/store/x-a", "a confirm"},
+		},
+		{
+			name:     "declined: nothing changes",
+			hosts:    map[string]behaviour{"a": good},
+			approver: no,
+			want:     map[string]string{"a": "not approved"},
+			calls:    []string{"a switch (held)", "a decline"},
+		},
+		{
+			name:     "the agent no longer holds it: the exact path is deployed anew",
+			hosts:    map[string]behaviour{"a": approvalExpired},
+			approver: yes,
+			want:     map[string]string{"a": "confirmed"},
+			calls:    []string{"a switch (held)", "a approve /nix/store/x-a", "a switch /nix/store/x-a", "a confirm"},
+		},
+		{
+			name:     "a halted rollout declines the deployments it still holds",
+			hosts:    map[string]behaviour{"a": failBuild, "b": good},
+			approver: yes,
+			o:        rollout.Options{Canary: 1},
+			want:     map[string]string{"a": "failed", "b": "skipped: canary a was not confirmed"},
+			calls:    []string{"a switch (held)", "b switch (held)", "b decline"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fa := newFake(tc.hosts)
+			tc.o.Sleep, tc.o.Approver, tc.o.HoldForApproval = noSleep, tc.approver, true
+			var names []string
+			for h := range tc.hosts {
+				names = append(names, h)
+			}
+			slices.Sort(names)
+			rep, err := rollout.New(fa, nil, nil, tc.o, nil).Run(context.Background(), hostsOf(names...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := outcomes(rep)
+			for h, w := range tc.want {
+				if got[h] != w {
+					t.Errorf("%s: %q, want %q", h, got[h], w)
+				}
+			}
+			if !slices.Equal(fa.calls, tc.calls) {
+				t.Errorf("calls = %q, want %q", fa.calls, tc.calls)
+			}
+		})
 	}
 }

@@ -34,6 +34,7 @@ const (
 	PhaseHealth      Phase = "health"
 	PhaseConfirm     Phase = "confirm"
 	PhaseRollback    Phase = "rollback"
+	PhaseApprove     Phase = "approve"
 )
 
 // String is the phase's name for people; "unspecified" when unknown.
@@ -60,6 +61,7 @@ const (
 	OutcomeManualIntervention   Outcome = "manual intervention"
 	OutcomeRunning              Outcome = "running"
 	OutcomeRebootRequired       Outcome = "reboot required"
+	OutcomeNotApproved          Outcome = "not approved"
 )
 
 // String is the outcome's words; "unspecified" when unknown.
@@ -115,6 +117,11 @@ type Intent struct {
 	CriticalUnits     []string
 	// Generation is a rollback's target; 0 = the previous good one.
 	Generation int64
+	// AwaitApproval: a switch or boot stops after its dry activation and
+	// waits for Approve or Decline (one deployment per host for a prompted
+	// deploy), at most ApprovalTimeout (0 = the agent's default).
+	AwaitApproval   bool
+	ApprovalTimeout time.Duration
 }
 
 // EventKind says which field of an Event is set.
@@ -130,6 +137,7 @@ const (
 	EventSummary
 	EventAwaiting
 	EventResult
+	EventAwaitingApproval
 )
 
 // Event is one thing an agent reported about a deployment.
@@ -149,6 +157,14 @@ type Event struct {
 	Summary  *Summary
 	Awaiting *Awaiting
 	Result   *Result
+	Approval *AwaitingApproval
+}
+
+// AwaitingApproval is a deployment held after its dry activation until it
+// is approved (switching exactly NewStorePath) or declined.
+type AwaitingApproval struct {
+	Deadline     time.Time
+	NewStorePath string
 }
 
 // HealthCheck is one health check's verdict after a switch.

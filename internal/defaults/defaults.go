@@ -19,6 +19,11 @@ const (
 	SwitchTimeout = 10 * time.Minute
 	// IntentLifetime is how long a signed intent stays valid.
 	IntentLifetime = 5 * time.Minute
+	// ApprovalTimeout is how long an agent holds a prompted deployment
+	// after its dry activation for Approve or Decline when the intent sets
+	// no approval timeout; past it the deployment ends NOT_APPROVED with
+	// nothing changed.
+	ApprovalTimeout = 5 * time.Minute
 	// ConfirmCallTimeout bounds one confirm call from the controller.
 	ConfirmCallTimeout = 15 * time.Second
 )

@@ -106,6 +106,10 @@ func (n *Nix) evalJSON(ctx context.Context, v any, installable string, args ...s
 	if err != nil {
 		return err
 	}
+	return jsonUnmarshal(out, v)
+}
+
+func jsonUnmarshal(out []byte, v any) error {
 	if err := json.Unmarshal(out, v); err != nil {
 		return fmt.Errorf("%w: eval json: %v", ErrParse, err)
 	}

@@ -74,6 +74,15 @@ const (
 	RebootSwitch = "reboot-switch"
 )
 
+// Traced is as good-v2, and every evaluation of its host prints
+// TraceLine + the host name on nix's stderr (builtins.trace): a test counts
+// the evaluations of a deploy in the agent's deployment log. Variants does
+// not list it.
+const (
+	Traced    = "traced"
+	TraceLine = "trace: panther-lab: evaluating "
+)
+
 // Agent variants: as good, with the agent unit of the flake (SetAgentUnit)
 // run with arguments added to its ExecStart, so that a switch changes the
 // agent's unit and the new agent runs another command line. Variants does

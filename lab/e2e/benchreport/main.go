@@ -199,6 +199,13 @@ func goals() []goal {
 			metric: "MB/rss-max", max: 80, unit: "MB"},
 		{num: "6", what: "agent idle CPU over 60 s", bench: "BenchmarkAgentIdle",
 			metric: "%cpu", max: 1, unit: "%"},
+		// Issue 12 item 3 and issue 13 item 8 (lab/e2e/approve_bench_test.go).
+		{num: "12.3", what: "flake evaluations per `deploy --yes` (largest run)", bench: "BenchmarkPromptedDeploy",
+			metric: "evals/yes-deploy-max", max: 1},
+		{num: "12.3", what: "flake evaluations per prompted deploy, answered y (largest run)", bench: "BenchmarkPromptedDeploy",
+			metric: "evals/prompted-deploy-max", max: 1},
+		{num: "13.8", what: "prompted deploy: \"y\" → switched, over the switch step alone (a `--yes` deploy's dry-activate summary → switched; difference of medians)", bench: "BenchmarkPromptedDeploy",
+			metric: "ms-over-switch", max: 200, unit: "ms", measured: "ms/y-to-switched", basis: "ms/switch-alone"},
 		{num: "12.6", what: "1,000 simulated agents: pantherctl peak RSS added per host (largest of every --jobs)", bench: "BenchmarkSimFleet",
 			metric: "MB/rss-per-host-max", max: 1, unit: "MB", note: func(r *results) string {
 				if v, ok := r.get("BenchmarkSimFleet", "MB/peak-rss-added-max"); ok {

@@ -43,6 +43,9 @@
       variants = {
         good = { units = base; };
         good-v2 = { units = [ helloV2 greeter ]; };
+        # As good-v2; every evaluation of the host prints TraceLine on
+        # stderr (builtins.trace), so a test counts the evaluations.
+        traced = { units = [ helloV2 greeter ]; trace = true; };
         no-restart = { units = [ helloV3 greeter ]; };
         build-fail = { units = base; failBuild = true; };
         eval-error = { units = base; evalError = true; };
@@ -135,8 +138,9 @@
           variant = if salted == null then spec else builtins.elemAt salted 0;
           salt = if salted == null then "" else builtins.elemAt salted 1;
           v = variants.${variant} or (throw "panther lab: host ${name} has unknown variant ${variant}");
+          traced = x: if v.trace or false then builtins.trace "panther-lab: evaluating ${name}" x else x;
         in
-        {
+        traced {
           config = {
             networking.hostName = name;
             system.nixos.version = "26.05.lab-${variant}";
