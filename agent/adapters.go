@@ -93,10 +93,16 @@ func (a nixAdapter) DiffClosures(ctx context.Context, oldPath, newPath string) (
 		d := deploy.ClosureChange{Name: c.Name, OldVersion: strings.Join(c.Old, ", "), NewVersion: strings.Join(c.New, ", ")}
 		if c.SizeDelta != 0 {
 			d.SizeDelta = fmt.Sprintf("%+.1f KiB", float64(c.SizeDelta)/1024)
+			d.SizeBytes = c.SizeDelta
 		}
 		out = append(out, d)
 	}
 	return out, err
+}
+
+// ClosureSizes implements the engine's optional closureSizer.
+func (a nixAdapter) ClosureSizes(ctx context.Context, paths ...string) (map[string]int64, error) {
+	return a.n.ClosureSizes(ctx, paths...)
 }
 
 func (a nixAdapter) Generations(ctx context.Context, profile string) ([]deploy.Generation, error) {

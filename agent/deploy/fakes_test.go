@@ -32,6 +32,9 @@ type fakeNix struct {
 	buildErr    error
 	buildGate   chan struct{} // when set, Build waits for it (or ctx)
 	diff        []ClosureChange
+	sizes       map[string]int64 // closure sizes by path (ClosureSizes)
+	sizesErr    error
+	sizeCalls   int
 	setErr      error
 	setErrPath  string // when set, setErr only fails SetProfile of this path
 	profileName string // the profile the engine must use
@@ -152,6 +155,23 @@ func (n *fakeNix) DiffClosures(ctx context.Context, oldPath, newPath string) ([]
 	defer n.mu.Unlock()
 	n.record("diff-closures %s %s", oldPath, newPath)
 	return slices.Clone(n.diff), nil
+}
+
+// ClosureSizes answers from n.sizes; it is not recorded in calls.
+func (n *fakeNix) ClosureSizes(ctx context.Context, paths ...string) (map[string]int64, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.sizeCalls++
+	if n.sizesErr != nil {
+		return nil, n.sizesErr
+	}
+	out := map[string]int64{}
+	for _, p := range paths {
+		if s, ok := n.sizes[p]; ok {
+			out[p] = s
+		}
+	}
+	return out, nil
 }
 
 // SetProfile behaves like nix-env --set: a new generation unless the newest

@@ -293,11 +293,13 @@ func (d *deployment) dryActivate(ctx context.Context, newPath string, warnings [
 		sum.RebootRequired = rebootRequired(e.opts.BootedSystem, newPath)
 		sum.StopsAgent = e.stopsAgent(sum, newPath)
 		if sum.CurrentPath != "" && sum.CurrentPath != newPath {
+			sized := e.closureSizes(ctx, sum) // alongside diff-closures
 			ch, err := e.nix.DiffClosures(ctx, sum.CurrentPath, newPath)
 			if err != nil {
 				d.emit(Event{Kind: EventWarning, Line: "could not compare closures: " + err.Error()})
 			}
 			sum.Changes = ch
+			<-sized
 		}
 		return nil
 	})

@@ -146,11 +146,16 @@ type Summary struct {
 	// StopsAgent says why the new system would stop or remove the agent's
 	// own unit ("" = it does not); such a deploy needs Force.
 	StopsAgent string
+	// CurrentClosureSize and NewClosureSize are the closure sizes in bytes
+	// of the running and the new system (0 = unknown); see closuresize.go.
+	CurrentClosureSize, NewClosureSize int64
 }
 
 // ClosureChange is one package version change between two systems.
 type ClosureChange struct {
 	Name, OldVersion, NewVersion, SizeDelta string
+	// SizeBytes is SizeDelta as a number of bytes (0 when nix printed none).
+	SizeBytes int64
 }
 
 // Awaiting is sent when a switch waits for confirmation.

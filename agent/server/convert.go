@@ -67,9 +67,10 @@ func eventToProto(ev deploy.Event) *agentv1.DeployEvent {
 			Warnings:     s.Warnings,
 			WouldNotStop: s.WouldNotStop, WouldActivate: s.WouldActivate, WouldRestartSystemd: s.WouldRestartSystemd,
 			RebootRequired: s.RebootRequired, NotActivatable: s.NotActivatable, StopsAgent: s.StopsAgent,
+			CurrentClosureSize: s.CurrentClosureSize, NewClosureSize: s.NewClosureSize,
 		}
 		for _, c := range s.Changes {
-			ps.ClosureChanges = append(ps.ClosureChanges, &agentv1.ClosureChange{Name: c.Name, OldVersion: c.OldVersion, NewVersion: c.NewVersion, SizeDelta: c.SizeDelta})
+			ps.ClosureChanges = append(ps.ClosureChanges, &agentv1.ClosureChange{Name: c.Name, OldVersion: c.OldVersion, NewVersion: c.NewVersion, SizeDelta: c.SizeDelta, SizeDeltaBytes: c.SizeBytes})
 		}
 		pe.Event = &agentv1.DeployEvent_Summary{Summary: ps}
 	case deploy.EventAwaiting:

@@ -21,6 +21,7 @@ import (
 	"github.com/peterbourgon/ff/v3/ffcli"
 
 	"github.com/pantheros/panther/controller/termsafe"
+	"github.com/pantheros/panther/internal/tailnet"
 )
 
 // Exit codes of pantherctl (documented in README.md).
@@ -60,6 +61,11 @@ type IO struct {
 	// lines there, plain line-buffered output otherwise.
 	StdoutIsTerminal func() bool
 	Getenv           func(string) string
+	// Dialer, when set, is how pantherctl reaches the agents instead of
+	// joining the tailnet (--via is ignored), and it confirms over it too,
+	// not from a new tailnet node: for simulated fleets (lab/simfleet).
+	// Default nil: the tailnet.
+	Dialer tailnet.Dialer
 }
 
 // command is one subcommand: what Run hands to ffcli, and what the

@@ -51,6 +51,7 @@ type deployOpts struct {
 	cachePeerTag   string        // buildonce.go
 	critical       string
 	logDir         string
+	diff           string // --diff: none, summary or full (fleetdiff.go)
 }
 
 func (c *CLI) deployCmd() *command {
@@ -97,6 +98,7 @@ Tags and per-host settings come from panther.json at the flake root.`,
 			fs.StringVar(&o.inputs, "inputs", inputs.Ship, inputsFlagUsage)
 			buildOnceFlags(fs, o)
 			fs.StringVar(&o.critical, "critical-units", "", "comma-separated units that must be active after the switch")
+			fs.StringVar(&o.diff, "diff", diffSummary, "before the prompt, show the change across the batch: none, summary, or full (with each host's)")
 			fs.StringVar(&o.logDir, "log-dir", "logs", "where the controller-side logs go (logs/deploy/<mode>-<host>-<time>.log)")
 		},
 		run: func(ctx context.Context, args []string) error {
@@ -111,6 +113,9 @@ Tags and per-host settings come from panther.json at the flake root.`,
 			}
 			if o.detach && !o.noConfirm {
 				return exitf(ExitUsage, "--detach goes with --no-confirm (a detached pantherctl cannot confirm)")
+			}
+			if !validDiff(o.diff) {
+				return exitf(ExitUsage, "--diff must be none, summary or full")
 			}
 			if o.jobs < 1 {
 				return exitf(ExitUsage, "--jobs must be at least 1")
@@ -229,7 +234,7 @@ func resolveHost(flakeDir, name string) (rollout.Host, error) {
 // the network n, signing with s, confirming from a new tailnet node.
 func (c *CLI) fleet(n *network, s client.Signer) *client.Fleet {
 	f := &client.Fleet{Dialer: n.dialer, Port: c.g.port, Signer: s, Log: c.log}
-	if c.g.via == "tsnet" {
+	if c.g.via == "tsnet" && c.io.Dialer == nil {
 		f.ConfirmVia = func(rollout.Host) client.ConfirmDialer { return confirmNode{c.newFreshNode()} }
 	}
 	return f
@@ -324,7 +329,7 @@ func (c *CLI) deploy(ctx context.Context, args []string, o *deployOpts) error {
 	withBuildPlan(&ro, plan, o.pushTo)
 	if (o.mode() == "switch" || o.mode() == "boot") && !o.yes {
 		ro.Approver = rollout.ApproverFunc(func(ready, _ []*rollout.HostReport) (bool, error) {
-			return c.approve(ready, o.boot), nil
+			return c.approve(ready, o.boot, o.diff), nil
 		})
 		// One deployment per host: the agents hold it after their dry
 		// activation until the answer.
@@ -351,7 +356,7 @@ func (o *deployOpts) rolloutOptions() rollout.Options {
 }
 
 // approve asks once, for the whole batch, after every host dry-activated.
-func (c *CLI) approve(ready []*rollout.HostReport, boot bool) bool {
+func (c *CLI) approve(ready []*rollout.HostReport, boot bool, diff string) bool {
 	verb := "switch"
 	if boot {
 		verb = "make the boot default on"
@@ -359,6 +364,7 @@ func (c *CLI) approve(ready []*rollout.HostReport, boot bool) bool {
 	for _, note := range rebootNotes(ready, boot) {
 		fmt.Fprintln(c.io.Stderr, note)
 	}
+	c.showFleetDiff(ready, diff)
 	var names []string
 	for _, hr := range ready {
 		names = append(names, hr.Host.Name)

@@ -116,6 +116,9 @@ type network struct {
 
 // connectTailnet brings up pantherctl's tailnet access.
 func (c *CLI) connectTailnet(ctx context.Context) (*network, error) {
+	if c.io.Dialer != nil {
+		return &network{dialer: c.io.Dialer, close: func() {}}, nil
+	}
 	switch c.g.via {
 	case "system":
 		return &network{dialer: tailnet.NewSystemDialer(nil, c.log), close: func() {}}, nil

@@ -138,9 +138,10 @@ func SummaryFromProto(s *agentv1.Summary) *rollout.Summary {
 		WouldReload: s.GetWouldReload(), WouldNotStop: s.GetWouldNotStop(), Warnings: s.GetWarnings(),
 		WouldActivate: s.GetWouldActivate(), WouldRestartSystemd: s.GetWouldRestartSystemd(),
 		RebootRequired: s.GetRebootRequired(), NotActivatable: s.GetNotActivatable(), StopsAgent: s.GetStopsAgent(),
+		CurrentClosureSize: s.GetCurrentClosureSize(), NewClosureSize: s.GetNewClosureSize(),
 	}
 	for _, c := range s.GetClosureChanges() {
-		out.ClosureChanges = append(out.ClosureChanges, rollout.ClosureChange{Name: c.GetName(), OldVersion: c.GetOldVersion(), NewVersion: c.GetNewVersion(), SizeDelta: c.GetSizeDelta()})
+		out.ClosureChanges = append(out.ClosureChanges, rollout.ClosureChange{Name: c.GetName(), OldVersion: c.GetOldVersion(), NewVersion: c.GetNewVersion(), SizeDelta: c.GetSizeDelta(), SizeBytes: c.GetSizeDeltaBytes()})
 	}
 	return out
 }
@@ -155,9 +156,10 @@ func SummaryToProto(s *rollout.Summary) *agentv1.Summary {
 		WouldReload: s.WouldReload, WouldNotStop: s.WouldNotStop, Warnings: s.Warnings,
 		WouldActivate: s.WouldActivate, WouldRestartSystemd: s.WouldRestartSystemd,
 		RebootRequired: s.RebootRequired, NotActivatable: s.NotActivatable, StopsAgent: s.StopsAgent,
+		CurrentClosureSize: s.CurrentClosureSize, NewClosureSize: s.NewClosureSize,
 	}
 	for _, c := range s.ClosureChanges {
-		out.ClosureChanges = append(out.ClosureChanges, &agentv1.ClosureChange{Name: c.Name, OldVersion: c.OldVersion, NewVersion: c.NewVersion, SizeDelta: c.SizeDelta})
+		out.ClosureChanges = append(out.ClosureChanges, &agentv1.ClosureChange{Name: c.Name, OldVersion: c.OldVersion, NewVersion: c.NewVersion, SizeDelta: c.SizeDelta, SizeDeltaBytes: c.SizeBytes})
 	}
 	return out
 }

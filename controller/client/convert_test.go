@@ -44,7 +44,7 @@ func TestEventsRoundTrip(t *testing.T) {
 		{Kind: rollout.EventLog, Phase: rollout.PhaseSwitch, Line: "x"},
 		{Kind: rollout.EventWarning, Line: "w"},
 		{Kind: rollout.EventHealth, Health: &rollout.HealthCheck{Name: "n", OK: true, Detail: "d"}},
-		{Kind: rollout.EventSummary, Summary: &rollout.Summary{NewStorePath: "/nix/store/a", ClosureChanges: []rollout.ClosureChange{{Name: "linux", OldVersion: "1", NewVersion: "2", SizeDelta: "+1 KiB"}}, RebootRequired: []string{"kernel"}}},
+		{Kind: rollout.EventSummary, Summary: &rollout.Summary{NewStorePath: "/nix/store/a", ClosureChanges: []rollout.ClosureChange{{Name: "linux", OldVersion: "1", NewVersion: "2", SizeDelta: "+1 KiB", SizeBytes: 1024}}, RebootRequired: []string{"kernel"}, CurrentClosureSize: 5, NewClosureSize: 1029}},
 		{Kind: rollout.EventAwaiting, Awaiting: &rollout.Awaiting{Deadline: at, NewGeneration: 3}},
 		{Kind: rollout.EventAwaitingApproval, Approval: &rollout.AwaitingApproval{Deadline: at, NewStorePath: "/nix/store/b"}},
 		{Kind: rollout.EventResult, Result: &rollout.Result{Outcome: rollout.OutcomeFailed, FailedPhase: rollout.PhaseHealth, Message: "m", RecoveryCommands: []string{"c"}}},

@@ -182,6 +182,8 @@ type HealthCheck struct {
 // ClosureChange is one package that changes between the systems.
 type ClosureChange struct {
 	Name, OldVersion, NewVersion, SizeDelta string
+	// SizeBytes is SizeDelta in bytes (0 when nix printed none).
+	SizeBytes int64
 }
 
 // Summary is what a switch would change, from the dry activation.
@@ -206,6 +208,9 @@ type Summary struct {
 	NotActivatable string
 	// StopsAgent says how the new system stops or removes the agent.
 	StopsAgent string
+	// CurrentClosureSize and NewClosureSize are the systems' closure sizes
+	// in bytes (0 = unknown): the fleet diff adds up their difference.
+	CurrentClosureSize, NewClosureSize int64
 }
 
 // Awaiting is a switched deployment waiting for its confirmation.

@@ -146,6 +146,18 @@ const (
 	SwitchLock = "/run/nixos/switch-to-configuration.lock"
 )
 
+// Variants with a package in the closure (lab-tool): tool-v1 has
+// lab-tool ToolV1 (16 KiB), tool-v2 lab-tool ToolV2 (48 KiB) and lab-hello
+// changed, so a switch from one to the other shows a package version
+// change with its size and a restart. Variants does not list them.
+const (
+	ToolV1Variant = "tool-v1"
+	ToolV2Variant = "tool-v2"
+	ToolPackage   = "lab-tool"
+	ToolV1        = "1.0"
+	ToolV2        = "1.1"
+)
+
 // Variants returns every variant name but the slow ones, sorted.
 func Variants() []string {
 	return []string{ActivationFail, BuildFail, CutControl, CutNetwork, DryFail, EvalError, Good, GoodV2, HangSwitch,

@@ -222,6 +222,17 @@ func goals() []goal {
 				}
 				return ""
 			}},
+		{num: "12.6", what: "1,000 simulated agents: pantherctl peak RSS added per host (largest of every --jobs)", bench: "BenchmarkSimFleet",
+			metric: "MB/rss-per-host-max", max: 1, unit: "MB", note: func(r *results) string {
+				if v, ok := r.get("BenchmarkSimFleet", "MB/peak-rss-added-max"); ok {
+					return fmt.Sprintf("%.0f MB for the fleet", v)
+				}
+				return ""
+			}},
+		{num: "12.6", what: "1,000 simulated agents: wall vs the model ceil(N/jobs) × one host, --jobs 25 and 100 (worst median ratio)", bench: "BenchmarkSimFleet",
+			metric: "x-latency-model-max", max: 1.2, unit: "x"},
+		{num: "12.6", what: "1,000 simulated agents: wall vs max(ceil(N/jobs) × one host, N × CPU per host / cores), every --jobs (worst median ratio)", bench: "BenchmarkSimFleet",
+			metric: "x-model-max", max: 1.2, unit: "x"},
 	}
 }
 
@@ -348,6 +359,7 @@ func (r *results) report() string {
 	r.fanOut(&b)
 	r.upload(&b)
 	r.idle(&b)
+	r.simFleet(&b)
 	r.all(&b)
 	return b.String()
 }
@@ -691,4 +703,41 @@ func trim(v float64) string {
 		return strconv.FormatFloat(v, 'f', 0, 64)
 	}
 	return strconv.FormatFloat(v, 'g', 4, 64)
+}
+
+// simFleet is the breakdown of BenchmarkSimFleet (issue 12 item 6).
+func (r *results) simFleet(b *strings.Builder) {
+	const bench = "BenchmarkSimFleet"
+	if r.metrics[bench] == nil {
+		return
+	}
+	n, _ := r.get(bench, "hosts")
+	h, _ := r.get(bench, "ms/host")
+	fmt.Fprintf(b, "## 12.6 Controller scale: %.0f simulated agents\n\n", n)
+	b.WriteString("lab/simfleet: the real `pantherctl deploy --yes` orchestration runs in the benchmark's process against fake agents served by a child process, one gRPC server per host on loopback (scripted phases of 350 ms per host in all, no nix, no tailnet, no signature checks), reached through `cli.IO.Dialer`; the confirm goes over the same dialer. One host's deploy time h is a one-host deploy (median of 5). The latency model is ceil(N/jobs) × h: hosts are the bottleneck. When many hosts run at once the machine's cores are: every host costs c of CPU (pantherctl's and the fake agents', both on this machine), so the wall cannot drop below N × c / cores, cores being those other processes left free during the run (the machine is shared; from /proc/stat); the full model is the larger of the two. Medians over the runs.\n\n")
+	fmt.Fprintf(b, "h = %.0f ms", h)
+	if c, ok := r.get(bench, "ms-cpu/host"); ok {
+		fmt.Fprintf(b, "; c = %.2f ms of CPU per host", c)
+		if ctl, ok := r.get(bench, "ms-cpu-ctl/host"); ok {
+			fmt.Fprintf(b, " (pantherctl %.2f ms)", ctl)
+		}
+	}
+	if v, ok := r.get(bench, "cores-left"); ok {
+		fmt.Fprintf(b, "; %.2f cores left by other processes", v)
+	}
+	if l, ok := r.get(bench, "load1"); ok {
+		fmt.Fprintf(b, "; load average %.1f at the end", l)
+	}
+	b.WriteString(".\n\n| --jobs | wall | ceil(N/jobs) × h | wall / latency model | wall / full model |\n|---:|---:|---:|---:|---:|\n")
+	for _, jobs := range []int{25, 100, 250, 1000} {
+		wall, ok := r.get(bench, fmt.Sprintf("ms/jobs-%d", jobs))
+		if !ok {
+			continue
+		}
+		lat, _ := r.get(bench, fmt.Sprintf("x-latency-model-jobs-%d", jobs))
+		full, _ := r.get(bench, fmt.Sprintf("x-model-jobs-%d", jobs))
+		rounds := math.Ceil(n / float64(jobs))
+		fmt.Fprintf(b, "| %d | %.0f ms | %.0f ms | %.2f× | %.2f× |\n", jobs, wall, rounds*h, lat, full)
+	}
+	b.WriteString("\n")
 }

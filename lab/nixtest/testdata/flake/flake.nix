@@ -28,6 +28,16 @@
       extra = unit "lab-extra.service" ./units/lab-extra.service;
       base = [ hello greeter ];
 
+      # labTool <version> <KiB>: a package in the system's closure (the
+      # toplevel's sw/lab-packages refers to it), so that diff-closures
+      # shows "lab-tool: <old> → <new>" with a size change.
+      labTool = version: kib: derivation {
+        name = "lab-tool-${version}";
+        system = lab.system;
+        builder = "/bin/sh";
+        args = [ "-c" "/usr/bin/head -c ${toString (kib * 1024)} /dev/zero >$out" ];
+      };
+
       # Every variant: the units it installs plus what makes it special
       # (features: lab behaviours of switch-to-configuration.sh).
       variants = {
@@ -78,6 +88,10 @@
         slow-build = { units = base; delays.buildDelay = 8; };
         slow-dry = { units = base; delays.dryDelay = 8; };
         slow-switch = { units = base; delays.switchDelay = 4; };
+        # A package in the closure: lab-tool 1.0 (16 KiB), then 1.1 (48 KiB)
+        # with lab-hello changed (the fleet diff's packages and units).
+        tool-v1 = { units = base; packages = [ (labTool "1.0" 16) ]; };
+        tool-v2 = { units = [ helloV2 greeter ]; packages = [ (labTool "1.1" 48) ]; };
       };
 
       toplevel = host: variant: salt: v:
@@ -109,7 +123,7 @@
             specialisationUnits = v.specialisationUnits or [ ];
             agentUnit = lab.agentUnit or "";
             agentMode = v.agent or "keep";
-          } // extra);
+          } // extra // (if v ? packages then { inherit (v) packages; } else { }));
           # Print the warnings as NixOS does when the toplevel is forced
           # (foldl' is strict, so they come out in list order).
           warn = x: w: builtins.trace "warning: ${w}" x;

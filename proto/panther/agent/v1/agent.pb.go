@@ -1640,9 +1640,14 @@ type Summary struct {
 	NotActivatable string `protobuf:"bytes,16,opt,name=not_activatable,json=notActivatable,proto3" json:"not_activatable,omitempty"`
 	// Why the new system would stop or remove the agent's own unit ("" =
 	// it would not); a deploy then needs force.
-	StopsAgent    string `protobuf:"bytes,17,opt,name=stops_agent,json=stopsAgent,proto3" json:"stops_agent,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	StopsAgent string `protobuf:"bytes,17,opt,name=stops_agent,json=stopsAgent,proto3" json:"stops_agent,omitempty"`
+	// Closure sizes in bytes (`nix path-info --closure-size`) of the running
+	// and the new system; 0 when unknown (a first deploy has no running
+	// system). The fleet diff sums their difference across hosts.
+	CurrentClosureSize int64 `protobuf:"varint,18,opt,name=current_closure_size,json=currentClosureSize,proto3" json:"current_closure_size,omitempty"`
+	NewClosureSize     int64 `protobuf:"varint,19,opt,name=new_closure_size,json=newClosureSize,proto3" json:"new_closure_size,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Summary) Reset() {
@@ -1794,14 +1799,31 @@ func (x *Summary) GetStopsAgent() string {
 	return ""
 }
 
+func (x *Summary) GetCurrentClosureSize() int64 {
+	if x != nil {
+		return x.CurrentClosureSize
+	}
+	return 0
+}
+
+func (x *Summary) GetNewClosureSize() int64 {
+	if x != nil {
+		return x.NewClosureSize
+	}
+	return 0
+}
+
 type ClosureChange struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	OldVersion    string                 `protobuf:"bytes,2,opt,name=old_version,json=oldVersion,proto3" json:"old_version,omitempty"`
-	NewVersion    string                 `protobuf:"bytes,3,opt,name=new_version,json=newVersion,proto3" json:"new_version,omitempty"`
-	SizeDelta     string                 `protobuf:"bytes,4,opt,name=size_delta,json=sizeDelta,proto3" json:"size_delta,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	OldVersion string                 `protobuf:"bytes,2,opt,name=old_version,json=oldVersion,proto3" json:"old_version,omitempty"`
+	NewVersion string                 `protobuf:"bytes,3,opt,name=new_version,json=newVersion,proto3" json:"new_version,omitempty"`
+	SizeDelta  string                 `protobuf:"bytes,4,opt,name=size_delta,json=sizeDelta,proto3" json:"size_delta,omitempty"`
+	// The size change in bytes (size_delta as a number; 0 when nix printed
+	// none): the fleet diff adds it up across hosts.
+	SizeDeltaBytes int64 `protobuf:"varint,5,opt,name=size_delta_bytes,json=sizeDeltaBytes,proto3" json:"size_delta_bytes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ClosureChange) Reset() {
@@ -1860,6 +1882,13 @@ func (x *ClosureChange) GetSizeDelta() string {
 		return x.SizeDelta
 	}
 	return ""
+}
+
+func (x *ClosureChange) GetSizeDeltaBytes() int64 {
+	if x != nil {
+		return x.SizeDeltaBytes
+	}
+	return 0
 }
 
 type AwaitingConfirmation struct {
@@ -3584,7 +3613,7 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\fHealthResult\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x16\n" +
-	"\x06detail\x18\x03 \x01(\tR\x06detail\"\xb8\x05\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\"\x94\x06\n" +
 	"\aSummary\x12,\n" +
 	"\x12current_store_path\x18\x01 \x01(\tR\x10currentStorePath\x12-\n" +
 	"\x12current_generation\x18\x02 \x01(\x03R\x11currentGeneration\x12$\n" +
@@ -3607,7 +3636,9 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\x0freboot_required\x18\x0f \x03(\tR\x0erebootRequired\x12'\n" +
 	"\x0fnot_activatable\x18\x10 \x01(\tR\x0enotActivatable\x12\x1f\n" +
 	"\vstops_agent\x18\x11 \x01(\tR\n" +
-	"stopsAgent\"\x84\x01\n" +
+	"stopsAgent\x120\n" +
+	"\x14current_closure_size\x18\x12 \x01(\x03R\x12currentClosureSize\x12(\n" +
+	"\x10new_closure_size\x18\x13 \x01(\x03R\x0enewClosureSize\"\xae\x01\n" +
 	"\rClosureChange\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vold_version\x18\x02 \x01(\tR\n" +
@@ -3615,7 +3646,8 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\vnew_version\x18\x03 \x01(\tR\n" +
 	"newVersion\x12\x1d\n" +
 	"\n" +
-	"size_delta\x18\x04 \x01(\tR\tsizeDelta\"\x9b\x01\n" +
+	"size_delta\x18\x04 \x01(\tR\tsizeDelta\x12(\n" +
+	"\x10size_delta_bytes\x18\x05 \x01(\x03R\x0esizeDeltaBytes\"\x9b\x01\n" +
 	"\x14AwaitingConfirmation\x126\n" +
 	"\bdeadline\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12$\n" +
 	"\x0enew_store_path\x18\x02 \x01(\tR\fnewStorePath\x12%\n" +
