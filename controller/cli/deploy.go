@@ -504,6 +504,8 @@ func hostOutcome(hr *rollout.HostReport) (int, string) {
 	case hr.Err != nil:
 		ee := agentExit(hr.Host.Name, hr.Err).(*exitError)
 		return ee.code, "error: " + ee.msg
+	case hr.AwaitingApproval():
+		return ExitOK, "dry-activated, awaiting approval"
 	case hr.Result == nil:
 		return ExitError, "no result"
 	}

@@ -224,6 +224,10 @@ func OutcomeVerdict(o Outcome) Verdict {
 	return VerdictFailed // failed, not approved, unknown
 }
 
+// AwaitingApproval reports whether the agent holds the host's deployment
+// after its dry activation for the approval.
+func (h *HostReport) AwaitingApproval() bool { return h.held != nil && h.Result == nil && h.Err == nil }
+
 // OK reports whether the host's part succeeded.
 func (h *HostReport) OK() bool { return h.Verdict() == VerdictOK }
 
