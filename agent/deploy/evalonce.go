@@ -49,6 +49,7 @@ func (d *deployment) evaluate(ctx context.Context, req Request) (*Evaluation, bo
 		return nil, true, fmt.Errorf("%w: %q is not in nixosConfigurations (hosts: %s)", ErrUnknownHost, req.FlakeAttr, strings.Join(res.Hosts, ", "))
 	}
 	d.logf(PhaseValidate, "evaluated %s: %s", req.FlakeAttr, res.DrvPath)
+	d.eval = &res
 	return &res, true, nil
 }
 

@@ -20,6 +20,10 @@ type deployment struct {
 	r   *run
 	// resumed: the deployment was resumed by an agent start.
 	resumed bool
+	// eval is the deploy's one evaluation (evalonce.go): its derivation
+	// and out path for whatever needs them before the build (nil when the
+	// Nix port cannot evaluate once, and for rollbacks).
+	eval *Evaluation
 }
 
 func (e *Engine) newDeployment(rec *journal.Record, r *run) *deployment {

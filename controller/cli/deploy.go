@@ -60,7 +60,8 @@ func (c *CLI) deployCmd() *command {
 		name: "deploy", usage: "deploy <host|@tag>... | --all [--dry-run | --build-only | --boot] [--yes] [--force] [--jobs N] [--canary N] [--batch N|P%] [--max-unhealthy K] [--pause D]",
 		short: "Build, dry-activate and (after you agree) switch hosts to their flake configuration.",
 		long: `The agent on each host builds nixosConfigurations.<host> from the flake source you
-upload, dry-activates it and shows what would change; after you agree it switches,
+upload, dry-activates it and shows what would change, then waits; your answer approves
+(or declines) that same deployment (--approval-timeout), and after you agree it switches,
 checks health, and pantherctl confirms from a brand-new, ephemeral tailnet node (so the
 confirm proves that a node the host has never seen can still reach it). Without that
 confirmation the host rolls itself back when --confirm-timeout runs out; the window is

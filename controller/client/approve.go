@@ -32,7 +32,7 @@ func (c *Conn) Approve(ctx context.Context, s Signer, id, storePath string) erro
 		return err
 	}
 	_, err = c.API.Approve(ctx, &agentv1.ApproveRequest{Envelope: env})
-	return approvalError(err)
+	return ApprovalError(err)
 }
 
 // Decline ends deployment id, which awaits approval, with nothing changed,
@@ -44,7 +44,7 @@ func (c *Conn) Decline(ctx context.Context, s Signer, id string) (*agentv1.Resul
 	}
 	resp, err := c.API.Decline(ctx, &agentv1.DeclineRequest{Envelope: env})
 	if err != nil {
-		return nil, approvalError(err)
+		return nil, ApprovalError(err)
 	}
 	return resp.Result, nil
 }
@@ -60,9 +60,9 @@ var (
 	ErrNotAwaitingApproval = errors.New("the deployment is not awaiting approval")
 )
 
-// approvalError turns the agent's FailedPrecondition refusals with an
+// ApprovalError turns the agent's FailedPrecondition refusals with an
 // ErrorInfo reason into the typed errors above.
-func approvalError(err error) error {
+func ApprovalError(err error) error {
 	if err == nil {
 		return nil
 	}

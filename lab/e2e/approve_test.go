@@ -229,6 +229,81 @@ func TestApprove(t *testing.T) {
 		plUnchanged(t, alpha, before)
 	})
 
+	t.Run("ControllerGoneWatchReattaches", func(t *testing.T) {
+		src := upload(t)
+		conn := dial(t, ctl, "alpha")
+		ctx, cancel := context.WithCancel(t.Context())
+		in := &agentv1.Intent{Action: agentv1.Action_ACTION_SWITCH, DeploymentId: client.NewDeploymentID(time.Now()),
+			SourceDigest: src.Digest, SourceSubdir: src.Subdir, FlakeAttr: "alpha"}
+		client.AwaitApproval(in, time.Minute)
+		st, err := conn.Deploy(ctx, signer, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var aw *agentv1.AwaitingApproval
+		for aw == nil {
+			ev, err := st.Recv()
+			if err != nil || ev.GetResult() != nil {
+				t.Fatalf("before awaiting approval: %v %v", err, ev.GetResult())
+			}
+			aw = ev.GetAwaitingApproval()
+		}
+		cancel() // the controller goes away while the agent waits
+		time.Sleep(500 * time.Millisecond)
+		if rec := alpha.JournalRecord(t, in.DeploymentId); rec.State != journal.StateRunning || rec.Phase != "approve" {
+			t.Fatalf("after the controller left: %s in %s (%s), want still awaiting approval", rec.State, rec.Phase, rec.Reason)
+		}
+		conn2 := dial(t, ctl, "alpha")
+		w, err := conn2.Watch(t.Context(), in.DeploymentId)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			ev, err := w.Recv()
+			if err != nil || ev.GetResult() != nil {
+				t.Fatalf("watch before awaiting approval: %v %v", err, ev.GetResult())
+			}
+			if ev.GetAwaitingApproval() != nil {
+				break
+			}
+		}
+		if err := conn2.Approve(t.Context(), signer, in.DeploymentId, aw.NewStorePath); err != nil {
+			t.Fatalf("approve: %v", err)
+		}
+		for {
+			ev, err := w.Recv()
+			if err != nil || ev.GetResult() != nil {
+				t.Fatalf("watch before awaiting confirmation: %v %v", err, ev.GetResult())
+			}
+			if ev.GetAwaitingConfirmation() != nil {
+				break
+			}
+		}
+		if _, err := conn2.Confirm(t.Context(), signer, in.DeploymentId); err != nil {
+			t.Fatalf("confirm: %v", err)
+		}
+		if rec := alpha.WaitRecord(t, in.DeploymentId, time.Minute, journal.StateConfirmed); rec.NewPath != aw.NewStorePath {
+			t.Errorf("confirmed %s, approved %s", rec.NewPath, aw.NewStorePath)
+		}
+	})
+
+	t.Run("AgentRestartWhileAwaiting", func(t *testing.T) {
+		src := upload(t)
+		before := plStateOf(t, alpha)
+		id, _, aw := apAwaitApproval(t, dial(t, ctl, "alpha"), signer, src, time.Minute)
+		restarted := time.Now()
+		alpha.RestartAgent(t)
+		rec := alpha.WaitRecord(t, id, time.Minute, journal.StateNotApproved)
+		if !strings.Contains(rec.Reason, "the agent restarted while the deployment awaited approval; nothing was changed") {
+			t.Errorf("reason %q", rec.Reason)
+		}
+		plUnchanged(t, alpha, before)
+		conn := waitServing(t, ctl, "alpha", restarted)
+		if err := conn.Approve(t.Context(), signer, id, aw.NewStorePath); !errors.Is(err, client.ErrNotAwaitingApproval) {
+			t.Errorf("approving after the restart: want ErrNotAwaitingApproval, got %v", err)
+		}
+	})
+
 	t.Run("DeclinedAtThePrompt", func(t *testing.T) {
 		f.SetVariant("alpha", salted(nixtest.Traced))
 		before := plStateOf(t, alpha)
