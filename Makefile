@@ -100,6 +100,7 @@ bench: ## As root: measure the figures with goals (~20 min) and write docs/BENCH
 	  $(BENCH_ENV) $(GO) test -run '^$$' -bench '^Benchmark(NoopDeploy|ColdStart|Upload)$$' -benchtime 10x -timeout 30m ./lab/e2e; \
 	  $(BENCH_ENV) $(GO) test -run '^$$' -bench '^Benchmark(FanOut|DeadlineToRollback)$$' -benchtime 3x -timeout 30m ./lab/e2e; \
 	  $(BENCH_ENV) $(GO) test -run '^$$' -bench '^BenchmarkAgentIdle$$' -benchtime 1x -timeout 10m ./lab/e2e; \
+	  $(BENCH_ENV) $(GO) test -run '^$$' -bench '^BenchmarkInputs50MB$$' -benchtime 1x -timeout 10m ./lab/e2e; \
 	  $(BENCH_ENV) $(GO) test -run '^$$' -bench '^BenchmarkColdStartPersisted/tailnet$$' -benchtime 10x -timeout 10m ./internal/tailnet; \
 	  echo "bench-env: load average at end: $$(cat /proc/loadavg)"; \
 	} 2>&1 | tee $(BENCH_OUT) | grep --line-buffered -E '^(Benchmark|--- FAIL|FAIL|ok )' || true

@@ -199,6 +199,15 @@ func goals() []goal {
 			metric: "MB/rss-max", max: 80, unit: "MB"},
 		{num: "6", what: "agent idle CPU over 60 s", bench: "BenchmarkAgentIdle",
 			metric: "%cpu", max: 1, unit: "%"},
+		{num: "12", what: "flake with a 50 MB locked input, first deploy to 2 agents: input bytes per agent vs the input's NAR size (uploaded once per agent)", bench: "BenchmarkInputs50MB",
+			metric: "x-nar-first", max: 1, unit: "x", measured: "MB/agent-first", basis: "MB/nar", note: func(r *results) string {
+				if v, ok := r.get("BenchmarkInputs50MB", "uploads/agent-first-max"); ok {
+					return fmt.Sprintf("%.0f upload(s) per agent", v)
+				}
+				return ""
+			}},
+		{num: "12", what: "the same flake deployed again: input bytes sent (all agents, largest run)", bench: "BenchmarkInputs50MB",
+			metric: "bytes/second-max", max: 0, unit: "bytes"},
 	}
 }
 
