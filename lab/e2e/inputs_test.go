@@ -352,3 +352,27 @@ func TestInputsMissingLockRefusedBeforeUpload(t *testing.T) {
 		t.Fatalf("preflight: want exit 3 naming dep and nix flake lock, got %s", r)
 	}
 }
+
+// TestInputsOverLimitRefused: an input larger than the agent's
+// maxUploadBytes is refused with the limit named, and never enters the
+// host's store.
+func TestInputsOverLimitRefused(t *testing.T) {
+	inputsEnv(t)
+	const limit = 1 << 20
+	f := fleettest.New(t, fleettest.Options{Hosts: map[string]string{"alpha": "good"},
+		AgentConfig: map[string]any{"maxUploadBytes": limit}})
+	alpha := f.Hosts["alpha"]
+	url, stop := inputsServeDep(inputsDepTarball(t, "too big "+t.Name()+time.Now().String(), 2*limit))
+	inputsPatchFlake(t, f.Flake, url)
+	dep := inputsLockDep(t, f.Flake)
+	stop()
+	inputsForget(t, alpha, dep)
+
+	r := f.Ctl("deploy", "alpha", "--yes", "--flake", f.Flake)
+	if r.Code == 0 || !strings.Contains(r.Stdout+r.Stderr, "limit of 1048576 bytes") {
+		t.Fatalf("want a refusal naming the limit, got %s", r)
+	}
+	if inputsHasPath(t, alpha, dep) {
+		t.Fatalf("%s entered the host's store", dep)
+	}
+}
