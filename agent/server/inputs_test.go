@@ -2,8 +2,8 @@ package server
 
 import (
 	"bytes"
-	"io"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
