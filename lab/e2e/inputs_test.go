@@ -270,8 +270,9 @@ func inputsLatestDeployment(t testing.TB, h *fleettest.Host) string {
 // carries its commit to the host: nix gets it as self.rev (so
 // system.configurationRevision = self.rev or "dirty" is the commit), and
 // rollback --list and status show it; an uncommitted change shows as
-// dirty. nix never writes flake.lock into the stored source (the lab flake
-// has no lock file; nix without --no-write-lock-file wrote one there).
+// dirty. The stored source stays as uploaded: sealed with its content
+// record, no flake.lock in it (internal/nix TestRealNixNeverWritesTheLock
+// shows nix writing one without the lock flags).
 func TestInputsRevisionAndReadOnlySource(t *testing.T) {
 	inputsEnv(t)
 	f := fleettest.New(t, fleettest.Options{Hosts: map[string]string{"alpha": "good"}})
@@ -316,6 +317,9 @@ func TestInputsRevisionAndReadOnlySource(t *testing.T) {
 		}
 		if _, err := os.Stat(filepath.Join(s, "flake.lock")); err == nil {
 			t.Errorf("nix wrote flake.lock into the stored source %s", s)
+		}
+		if _, err := os.Stat(s + ".tree"); err != nil {
+			t.Errorf("stored source %s has no content record: %v", s, err)
 		}
 	}
 
