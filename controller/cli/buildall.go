@@ -14,6 +14,7 @@ import (
 
 	"github.com/pantheros/panther/controller/buildall"
 	"github.com/pantheros/panther/controller/client"
+	"github.com/pantheros/panther/controller/inputs"
 	"github.com/pantheros/panther/controller/inventory"
 	"github.com/pantheros/panther/controller/termsafe"
 	"github.com/pantheros/panther/internal/nix"
@@ -26,6 +27,7 @@ type buildAllOpts struct {
 	logDir   string
 	onAgents bool
 	all      bool
+	inputs   string
 }
 
 func (c *CLI) buildAllCmd() *command {
@@ -51,6 +53,7 @@ and a final {"summary":true,...}.`,
 			fs.StringVar(&o.logDir, "log-dir", "logs", "where the per-host build logs go (<log-dir>/build/<host>.log)")
 			fs.BoolVar(&o.onAgents, "on-agents", false, "build on each host's agent instead of locally")
 			fs.BoolVar(&o.all, "all", false, "every host of the flake (the default when no host is named)")
+			fs.StringVar(&o.inputs, "inputs", inputs.Ship, "with --on-agents: "+inputsFlagUsage)
 		},
 		run: func(ctx context.Context, args []string) error {
 			if o.jobs < 0 {
@@ -99,7 +102,7 @@ func (c *CLI) buildAll(ctx context.Context, selectors []string, o *buildAllOpts)
 	var b buildall.Builder
 	where := "locally"
 	if o.onAgents {
-		ab, closeFn, err := c.agentBuilder(ctx, dir, hosts)
+		ab, closeFn, err := c.agentBuilder(ctx, dir, hosts, o.inputs)
 		if err != nil {
 			return err
 		}
@@ -174,7 +177,7 @@ func nixErrLine(err error) string {
 
 // agentBuilder uploads the flake to each host's agent and has it build
 // there. The returned func closes the shared tailnet node and source.
-func (c *CLI) agentBuilder(ctx context.Context, dir string, hosts []inventory.Host) (buildall.Builder, func(), error) {
+func (c *CLI) agentBuilder(ctx context.Context, dir string, hosts []inventory.Host, inputsMode string) (buildall.Builder, func(), error) {
 	s, err := c.signer()
 	if err != nil {
 		return nil, nil, err
@@ -188,12 +191,18 @@ func (c *CLI) agentBuilder(ctx context.Context, dir string, hosts []inventory.Ho
 		src.Close()
 		return nil, nil, err
 	}
+	inp, err := c.prepareInputs(ctx, dir, inputsMode)
+	if err != nil {
+		src.Close()
+		return nil, nil, err
+	}
 	for _, u := range packed.Untracked {
 		fmt.Fprintf(c.io.Stderr, "warning: %s is not tracked by git; nix ignores it (git add it to include it)\n", u)
 	}
 	n, err := c.connectTailnet(ctx)
 	if err != nil {
 		src.Close()
+		inp.Close()
 		return nil, nil, err
 	}
 	addr := map[string]string{}
@@ -201,14 +210,14 @@ func (c *CLI) agentBuilder(ctx context.Context, dir string, hosts []inventory.Ho
 		addr[h.Name] = h.Addr()
 	}
 	b := buildall.BuilderFunc(func(ctx context.Context, host string, log io.Writer) (string, error) {
-		return c.buildOnAgent(ctx, n, s, addr[host], host, io.NewSectionReader(src, 0, st.Size()), packed.Digest, packed.Subdir, log)
+		return c.buildOnAgent(ctx, n, s, addr[host], host, io.NewSectionReader(src, 0, st.Size()), packed.Digest, packed.Subdir, inp, log)
 	})
-	return b, func() { n.close(); src.Close() }, nil
+	return b, func() { n.close(); src.Close(); inp.Close() }, nil
 }
 
 // buildOnAgent runs one signed ACTION_BUILD deployment on addr's agent and
 // writes its events to log.
-func (c *CLI) buildOnAgent(ctx context.Context, n *network, s client.Signer, addr, host string, src io.Reader, digest, subdir string, log io.Writer) (string, error) {
+func (c *CLI) buildOnAgent(ctx context.Context, n *network, s client.Signer, addr, host string, src io.Reader, digest, subdir string, inp *inputs.Set, log io.Writer) (string, error) {
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(log, "%s %s\n", time.Now().UTC().Format(time.RFC3339Nano), termsafe.Line(fmt.Sprintf(format, args...)))
 	}
@@ -223,10 +232,16 @@ func (c *CLI) buildOnAgent(ctx context.Context, n *network, s client.Signer, add
 		return "", rpcError(addr, err)
 	}
 	logf("    sent %d bytes", sent)
+	if up, err := inp.Upload(ctx, conn, s); err != nil {
+		return "", rpcError(addr, err)
+	} else if len(inp.Inputs) > 0 {
+		logf("    inputs: %d of %d sent (%d bytes)", up.Inputs, len(inp.Inputs), up.Bytes)
+	}
 	in := &agentv1.Intent{
 		Action: agentv1.Action_ACTION_BUILD, DeploymentId: client.NewDeploymentID(time.Now()),
 		SourceDigest: digest, SourceSubdir: subdir, FlakeAttr: host,
 	}
+	inp.Apply(in)
 	logf("==> build %s (deployment %s)", host, in.DeploymentId)
 	stream, err := conn.Deploy(ctx, s, in)
 	if err != nil {
