@@ -161,7 +161,7 @@ func inputsForget(t testing.TB, h *fleettest.Host, path string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := h.SB.Command(ctx, "nix-store", "--delete", path)
+	cmd := h.SB.Command(ctx, "nix-store", "--delete", "--ignore-liveness", path)
 	cmd.Env = append(cmd.Env, "NIX_CONFIG=build-users-group =")
 	cmd.CombinedOutput() // fails when it is not valid there: fine
 	// nix's fetcher cache (shared through the lower layer too) remembers
