@@ -2,9 +2,9 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
-	"context"
 	"io"
 	"os"
 	"os/exec"
