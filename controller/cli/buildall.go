@@ -14,6 +14,7 @@ import (
 
 	"github.com/pantheros/panther/controller/buildall"
 	"github.com/pantheros/panther/controller/client"
+	"github.com/pantheros/panther/controller/inputs"
 	"github.com/pantheros/panther/controller/inventory"
 	"github.com/pantheros/panther/controller/rollout"
 	"github.com/pantheros/panther/controller/termsafe"
@@ -25,6 +26,7 @@ type buildAllOpts struct {
 	jobs     int
 	logDir   string
 	onAgents bool
+	inputs   string
 	all      bool
 }
 
@@ -50,6 +52,7 @@ and a final {"summary":true,...}.`,
 			fs.IntVar(&o.jobs, "jobs", 0, "how many hosts build at once (default: the number of CPUs)")
 			fs.StringVar(&o.logDir, "log-dir", "logs", "where the per-host build logs go (<log-dir>/build/<host>.log)")
 			fs.BoolVar(&o.onAgents, "on-agents", false, "build on each host's agent instead of locally")
+			fs.StringVar(&o.inputs, "inputs", inputs.Ship, "with --on-agents: "+inputsFlagUsage)
 			fs.BoolVar(&o.all, "all", false, "every host of the flake (the default when no host is named)")
 		},
 		run: func(ctx context.Context, args []string) error {
@@ -99,7 +102,7 @@ func (c *CLI) buildAll(ctx context.Context, selectors []string, o *buildAllOpts)
 	var b buildall.Builder
 	where := "locally"
 	if o.onAgents {
-		ab, closeFn, err := c.agentBuilder(ctx, dir, hosts)
+		ab, closeFn, err := c.agentBuilder(ctx, dir, hosts, o.inputs)
 		if err != nil {
 			return err
 		}
@@ -174,7 +177,7 @@ func nixErrLine(err error) string {
 
 // agentBuilder uploads the flake to each host's agent and has it build
 // there. The returned func closes the shared tailnet node and source.
-func (c *CLI) agentBuilder(ctx context.Context, dir string, hosts []inventory.Host) (buildall.Builder, func(), error) {
+func (c *CLI) agentBuilder(ctx context.Context, dir string, hosts []inventory.Host, inputsMode string) (buildall.Builder, func(), error) {
 	s, err := c.signer()
 	if err != nil {
 		return nil, nil, err
@@ -188,17 +191,24 @@ func (c *CLI) agentBuilder(ctx context.Context, dir string, hosts []inventory.Ho
 		src.Close()
 		return nil, nil, err
 	}
+	inp, err := c.prepareInputs(ctx, dir, inputsMode)
+	if err != nil {
+		src.Close()
+		return nil, nil, err
+	}
 	for _, u := range packed.Untracked {
 		fmt.Fprintf(c.io.Stderr, "warning: %s is not tracked by git; nix ignores it (git add it to include it)\n", u)
 	}
 	n, err := c.connectTailnet(ctx)
 	if err != nil {
 		src.Close()
+		inp.Close()
 		return nil, nil, err
 	}
 	fl := c.fleet(n, s)
 	upload := &client.Upload{Fleet: fl, Digest: packed.Digest, Subdir: packed.Subdir, Files: packed.Files, Bytes: packed.Bytes,
 		Open: func() io.Reader { return io.NewSectionReader(src, 0, st.Size()) }}
+	withInputs(fl, upload, inp) // the locked inputs and the revision too (inputs.go)
 	targets := map[string]rollout.Host{}
 	for _, h := range hosts {
 		targets[h.Name] = rolloutHost(h)
@@ -206,7 +216,7 @@ func (c *CLI) agentBuilder(ctx context.Context, dir string, hosts []inventory.Ho
 	b := buildall.BuilderFunc(func(ctx context.Context, host string, log io.Writer) (string, error) {
 		return c.buildOnAgent(ctx, fl, upload, targets[host], log)
 	})
-	return b, func() { fl.Close(); n.close(); src.Close() }, nil
+	return b, func() { fl.Close(); n.close(); src.Close(); inp.Close() }, nil
 }
 
 // buildOnAgent has host's agent build its configuration (a signed build

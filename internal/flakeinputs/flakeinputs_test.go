@@ -97,33 +97,16 @@ func TestStoreAdd(t *testing.T) {
 	write(t, src, "bin/run", "#!/bin/sh\n")
 	os.Chmod(filepath.Join(src, "bin/run"), 0o755)
 	os.Symlink("msg.txt", filepath.Join(src, "link"))
-	var nar bytes.Buffer
-	// The reference: the path nix makes of the tree, and its NAR.
-	ref, err := n.AddPath(ctx, "source", src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Dump(ctx, ref, &nar); err != nil {
-		t.Fatal(err)
-	}
-	infos, err := n.PathInfos(ctx, ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := flakeinputs.Input{Name: "dep", StorePath: ref, NarHash: infos[0].NarHash, NarSize: infos[0].NarSize}
-	if int64(nar.Len()) != in.NarSize {
-		t.Fatalf("dump is %d bytes, path-info says %d", nar.Len(), in.NarSize)
-	}
-	// Remove it again so that Add is what puts it back.
-	if out, err := nixStoreDelete(ref); err != nil {
-		t.Fatalf("delete %s: %v\n%s", ref, err, out)
-	}
+	// The reference: the path nix would make of the tree, and its NAR,
+	// without adding it (the store must not have it before Add).
+	ref, nar, narHash := narOf(t, src)
+	in := flakeinputs.Input{Name: "dep", StorePath: ref, NarHash: narHash, NarSize: int64(len(nar))}
 	s := flakeinputs.Store{Nix: n, TempDir: t.TempDir(), MaxBytes: 1 << 20}
 	missing, err := s.Missing(ctx, []string{ref})
 	if err != nil || len(missing) != 1 {
-		t.Fatalf("Missing after delete: %v %v", missing, err)
+		t.Fatalf("Missing before Add: %v %v", missing, err)
 	}
-	b := nar.Bytes()
+	b := nar
 	corrupt := append([]byte(nil), b...)
 	corrupt[len(corrupt)/2] ^= 1
 	for _, tc := range []struct {
@@ -160,6 +143,9 @@ func TestStoreAdd(t *testing.T) {
 	}
 	if m, _ := s.Missing(ctx, []string{ref}); len(m) != 0 {
 		t.Fatalf("%s not in the store after Add", ref)
+	}
+	if infos, err := n.PathInfos(ctx, ref); err != nil || infos[0].NarHash != narHash || infos[0].NarSize != int64(len(nar)) {
+		t.Fatalf("path-info of the added path: %+v %v; want NAR hash %s, size %d", infos, err, narHash, len(nar))
 	}
 	if got, err := os.ReadFile(filepath.Join(ref, "msg.txt")); err != nil || !strings.HasPrefix(string(got), "input of") {
 		t.Fatalf("content: %q %v", got, err)

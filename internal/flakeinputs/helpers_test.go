@@ -1,19 +1,32 @@
 package flakeinputs_test
 
 import (
-	"os"
+	"crypto/sha256"
+	"encoding/base64"
 	"os/exec"
 	"strings"
+	"testing"
+
+	"github.com/pantheros/panther/lab/nixtest"
 )
 
-func nixStoreDelete(p string) ([]byte, error) {
-	cmd := exec.Command("nix-store", "--delete", p)
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "NIX_CONFIG=") {
-			env = append(env, kv)
-		}
+// narOf returns the store path nix would give the tree at dir as a
+// "source" input (without adding it), its NAR and NAR hash.
+func narOf(t testing.TB, dir string) (path string, nar []byte, narHash string) {
+	t.Helper()
+	env := nixtest.Env(t).Environ
+	cmd := exec.Command("nix", "store", "add-path", "--dry-run", "--name", "source", dir)
+	cmd.Env = env
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("add-path --dry-run: %v", err)
 	}
-	cmd.Env = append(env, "NIX_CONFIG=build-users-group =")
-	return cmd.CombinedOutput()
+	cmd = exec.Command("nix-store", "--dump", dir)
+	cmd.Env = env
+	nar, err = cmd.Output()
+	if err != nil {
+		t.Fatalf("dump: %v", err)
+	}
+	sum := sha256.Sum256(nar)
+	return strings.TrimSpace(string(out)), nar, "sha256-" + base64.StdEncoding.EncodeToString(sum[:])
 }

@@ -26,7 +26,7 @@ import (
 // inputsEnv gives pantherctl's own nix (which checks the lock and
 // collects the inputs) the test nix settings: no substituters, no build
 // users.
-func inputsEnv(t *testing.T) {
+func inputsEnv(t testing.TB) {
 	t.Helper()
 	env := nixtest.Env(t)
 	for _, kv := range env.Environ {
@@ -36,9 +36,9 @@ func inputsEnv(t *testing.T) {
 	}
 }
 
-// depTarball is a gzipped tarball of a flake "dep" (no inputs) holding
+// inputsDepTarball is a gzipped tarball of a flake "dep" (no inputs) holding
 // msg.txt and, when big > 0, a file of big incompressible bytes.
-func depTarball(t testing.TB, msg string, big int) []byte {
+func inputsDepTarball(t testing.TB, msg string, big int) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)
@@ -73,11 +73,11 @@ func depTarball(t testing.TB, msg string, big int) []byte {
 	return buf.Bytes()
 }
 
-// patchFlake makes the lab flake's toplevels depend on the flake's git
+// inputsPatchFlake makes the lab flake's toplevels depend on the flake's git
 // revision (configurationRevision = self.rev or "dirty", as a NixOS flake
 // sets system.configurationRevision) and, when depURL is set, on a locked
 // input "dep" fetched from depURL (its msg.txt).
-func patchFlake(t testing.TB, dir, depURL string) {
+func inputsPatchFlake(t testing.TB, dir, depURL string) {
 	t.Helper()
 	p := filepath.Join(dir, "flake.nix")
 	b, err := os.ReadFile(p)
@@ -87,16 +87,16 @@ func patchFlake(t testing.TB, dir, depURL string) {
 	s := string(b)
 	extra := `{ configurationRevision = self.rev or "dirty"; }`
 	if depURL != "" {
-		s = replaceOnce(t, s, "outputs = { self }:", "inputs.dep.url = \""+depURL+"\";\n  outputs = { self, dep }:")
+		s = inputsReplace(t, s, "outputs = { self }:", "inputs.dep.url = \""+depURL+"\";\n  outputs = { self, dep }:")
 		extra = `{ configurationRevision = self.rev or "dirty"; depMsg = builtins.readFile "${dep}/msg.txt"; }`
 	}
-	s = replaceOnce(t, s, `extra = (if salt == "" then { } else { inherit salt; })`, `extra = (if salt == "" then { } else { inherit salt; }) // `+extra)
+	s = inputsReplace(t, s, `extra = (if salt == "" then { } else { inherit salt; })`, `extra = (if salt == "" then { } else { inherit salt; }) // `+extra)
 	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func replaceOnce(t testing.TB, s, old, new string) string {
+func inputsReplace(t testing.TB, s, old, new string) string {
 	t.Helper()
 	if strings.Count(s, old) != 1 {
 		t.Fatalf("patching the lab flake: %q not found once", old)
@@ -104,10 +104,10 @@ func replaceOnce(t testing.TB, s, old, new string) string {
 	return strings.Replace(s, old, new, 1)
 }
 
-// serveDep serves tarball at <url>/dep.tar.gz from the test's network
+// inputsServeDep serves tarball at <url>/dep.tar.gz from the test's network
 // namespace (which the hosts' namespaces cannot reach) until the returned
 // function is called.
-func serveDep(tarball []byte) (url string, stop func()) {
+func inputsServeDep(tarball []byte) (url string, stop func()) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/dep.tar.gz" {
 			http.NotFound(w, r)
@@ -118,8 +118,8 @@ func serveDep(tarball []byte) (url string, stop func()) {
 	return srv.URL + "/dep.tar.gz", srv.Close
 }
 
-// nixCmd runs nix (or nix-store) on the machine with the test settings.
-func nixCmd(t testing.TB, argv ...string) string {
+// inputsNix runs nix (or nix-store) on the machine with the test settings.
+func inputsNix(t testing.TB, argv ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -134,17 +134,17 @@ func nixCmd(t testing.TB, argv ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// lockDep locks the flake at dir (the controller fetches dep into its
+// inputsLockDep locks the flake at dir (the controller fetches dep into its
 // store) and returns dep's store path.
-func lockDep(t testing.TB, dir string) string {
+func inputsLockDep(t testing.TB, dir string) string {
 	t.Helper()
-	nixCmd(t, "nix", "flake", "lock", "path:"+dir)
+	inputsNix(t, "nix", "flake", "lock", "path:"+dir)
 	var tree struct {
 		Inputs map[string]struct {
 			Path string `json:"path"`
 		} `json:"inputs"`
 	}
-	if err := json.Unmarshal([]byte(nixCmd(t, "nix", "flake", "archive", "--json", "--dry-run", "path:"+dir)), &tree); err != nil {
+	if err := json.Unmarshal([]byte(inputsNix(t, "nix", "flake", "archive", "--json", "--dry-run", "path:"+dir)), &tree); err != nil {
 		t.Fatal(err)
 	}
 	p := tree.Inputs["dep"].Path
@@ -154,14 +154,14 @@ func lockDep(t testing.TB, dir string) string {
 	return p
 }
 
-// forget removes a store path and nix's fetcher cache from a host (the
+// inputsForget removes a store path and nix's fetcher cache from a host (the
 // sandbox sees the machine's store and /root through its lower layer; the
 // deletion stays in the host's upper layer) and checks the host lacks it.
-func forget(t testing.TB, h *fleettest.Host, path string) {
+func inputsForget(t testing.TB, h *fleettest.Host, path string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := h.SB.Command(ctx, "nix-store", "--delete", path)
+	cmd := h.SB.Command(ctx, "nix-store", "--delete", "--ignore-liveness", path)
 	cmd.Env = append(cmd.Env, "NIX_CONFIG=build-users-group =")
 	cmd.CombinedOutput() // fails when it is not valid there: fine
 	// nix's fetcher cache (shared through the lower layer too) remembers
@@ -169,12 +169,12 @@ func forget(t testing.TB, h *fleettest.Host, path string) {
 	if _, err := h.SB.Exec(ctx, "rm", "-rf", "/root/.cache/nix"); err != nil {
 		t.Fatal(err)
 	}
-	if hasPath(t, h, path) {
+	if inputsHasPath(t, h, path) {
 		t.Fatalf("%s: %s still in the host's store", h.Name, path)
 	}
 }
 
-func hasPath(t testing.TB, h *fleettest.Host, path string) bool {
+func inputsHasPath(t testing.TB, h *fleettest.Host, path string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := h.SB.Command(ctx, "nix-store", "--check-validity", path)
@@ -182,9 +182,9 @@ func hasPath(t testing.TB, h *fleettest.Host, path string) bool {
 	return cmd.Run() == nil
 }
 
-// derivationEnv is the build environment of the derivation of a host's
+// inputsDrvEnv is the build environment of the derivation of a host's
 // current system, read on the host.
-func derivationEnv(t testing.TB, h *fleettest.Host) map[string]string {
+func inputsDrvEnv(t testing.TB, h *fleettest.Host) map[string]string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -217,17 +217,17 @@ func TestInputsShippedHostCannotFetch(t *testing.T) {
 	inputsEnv(t)
 	f := fleettest.New(t, fleettest.Options{Hosts: map[string]string{"alpha": "good"}})
 	alpha := f.Hosts["alpha"]
-	url, stop := serveDep(depTarball(t, "shipped by the controller "+t.Name()+time.Now().String(), 0))
-	patchFlake(t, f.Flake, url)
-	dep := lockDep(t, f.Flake)
+	url, stop := inputsServeDep(inputsDepTarball(t, "shipped by the controller "+t.Name()+time.Now().String(), 0))
+	inputsPatchFlake(t, f.Flake, url)
+	dep := inputsLockDep(t, f.Flake)
 	stop()
-	forget(t, alpha, dep)
+	inputsForget(t, alpha, dep)
 
 	r := f.Ctl("deploy", "alpha", "--yes", "--inputs", "fetch", "--flake", f.Flake)
 	if r.Code == 0 || !strings.Contains(r.Stdout+r.Stderr, "dep.tar.gz") {
 		t.Fatalf("--inputs fetch: want a failed evaluation naming the input's URL, got %s", r)
 	}
-	if hasPath(t, alpha, dep) {
+	if inputsHasPath(t, alpha, dep) {
 		t.Fatalf("the agent fetched %s although the URL is unreachable", dep)
 	}
 
@@ -235,13 +235,13 @@ func TestInputsShippedHostCannotFetch(t *testing.T) {
 	if !strings.Contains(r.Stdout, "result: confirmed") || !strings.Contains(r.Stdout, "inputs: 1 of 1 sent") {
 		t.Fatalf("deploy with shipped inputs:\n%s", r)
 	}
-	if !hasPath(t, alpha, dep) {
+	if !inputsHasPath(t, alpha, dep) {
 		t.Fatalf("%s not in the host's store after the deploy", dep)
 	}
-	if env := derivationEnv(t, alpha); !strings.HasPrefix(env["depMsg"], "shipped by the controller") {
+	if env := inputsDrvEnv(t, alpha); !strings.HasPrefix(env["depMsg"], "shipped by the controller") {
 		t.Fatalf("the system does not hold the input's content: depMsg = %q", env["depMsg"])
 	}
-	id := latestDeployment(t, alpha)
+	id := inputsLatestDeployment(t, alpha)
 	rec := alpha.Record(t, id)
 	if ins, _ := rec["inputs"].([]any); len(ins) != 1 || ins[0] != dep {
 		t.Errorf("journal record inputs = %v, want [%s]", rec["inputs"], dep)
@@ -254,9 +254,9 @@ func TestInputsShippedHostCannotFetch(t *testing.T) {
 	}
 }
 
-// latestDeployment is the id of the host's newest deployment (ids sort by
+// inputsLatestDeployment is the id of the host's newest deployment (ids sort by
 // time).
-func latestDeployment(t testing.TB, h *fleettest.Host) string {
+func inputsLatestDeployment(t testing.TB, h *fleettest.Host) string {
 	t.Helper()
 	dirs, _ := filepath.Glob(h.SB.Path("/var/lib/panther-agent/deployments/*"))
 	if len(dirs) == 0 {
@@ -270,13 +270,14 @@ func latestDeployment(t testing.TB, h *fleettest.Host) string {
 // carries its commit to the host: nix gets it as self.rev (so
 // system.configurationRevision = self.rev or "dirty" is the commit), and
 // rollback --list and status show it; an uncommitted change shows as
-// dirty. nix never writes flake.lock into the stored source (the lab flake
-// has no lock file; nix without --no-write-lock-file wrote one there).
+// dirty. The stored source stays as uploaded: sealed with its content
+// record, no flake.lock in it (internal/nix TestRealNixNeverWritesTheLock
+// shows nix writing one without the lock flags).
 func TestInputsRevisionAndReadOnlySource(t *testing.T) {
 	inputsEnv(t)
 	f := fleettest.New(t, fleettest.Options{Hosts: map[string]string{"alpha": "good"}})
 	alpha := f.Hosts["alpha"]
-	patchFlake(t, f.Flake, "")
+	inputsPatchFlake(t, f.Flake, "")
 	git := func(args ...string) string {
 		cmd := exec.Command("git", append([]string{"-C", f.Flake}, args...)...)
 		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
@@ -293,10 +294,10 @@ func TestInputsRevisionAndReadOnlySource(t *testing.T) {
 	rev := git("rev-parse", "HEAD")
 
 	f.MustCtl(0, "deploy", "alpha", "--yes", "--flake", f.Flake)
-	if env := derivationEnv(t, alpha); env["configurationRevision"] != rev {
+	if env := inputsDrvEnv(t, alpha); env["configurationRevision"] != rev {
 		t.Errorf("system.configurationRevision on the host = %q, want the commit %s", env["configurationRevision"], rev)
 	}
-	id := latestDeployment(t, alpha)
+	id := inputsLatestDeployment(t, alpha)
 	if rec := alpha.Record(t, id); rec["sourceRev"] != rev {
 		t.Errorf("journal record sourceRev = %v, want %s", rec["sourceRev"], rev)
 	}
@@ -317,12 +318,15 @@ func TestInputsRevisionAndReadOnlySource(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(s, "flake.lock")); err == nil {
 			t.Errorf("nix wrote flake.lock into the stored source %s", s)
 		}
+		if _, err := os.Stat(s + ".tree"); err != nil {
+			t.Errorf("stored source %s has no content record: %v", s, err)
+		}
 	}
 
 	// An uncommitted change: dirty, and self.rev unset.
 	f.SetVariant("alpha", "good-v2")
 	f.MustCtl(0, "deploy", "alpha", "--yes", "--flake", f.Flake)
-	if env := derivationEnv(t, alpha); env["configurationRevision"] != "dirty" {
+	if env := inputsDrvEnv(t, alpha); env["configurationRevision"] != "dirty" {
 		t.Errorf("dirty checkout: configurationRevision = %q, want dirty", env["configurationRevision"])
 	}
 	if out := f.MustCtl(0, "status", "alpha").Stdout; !strings.Contains(out, rev+"-dirty") {
@@ -337,7 +341,7 @@ func TestInputsMissingLockRefusedBeforeUpload(t *testing.T) {
 	inputsEnv(t)
 	f := fleettest.New(t, fleettest.Options{Hosts: map[string]string{"alpha": "good"}})
 	alpha := f.Hosts["alpha"]
-	patchFlake(t, f.Flake, "http://127.0.0.1:9/never-fetched.tar.gz")
+	inputsPatchFlake(t, f.Flake, "http://127.0.0.1:9/never-fetched.tar.gz")
 
 	r := f.Ctl("deploy", "alpha", "--yes", "--flake", f.Flake)
 	if r.Code == 0 || !strings.Contains(r.Stderr, `"dep"`) || !strings.Contains(r.Stderr, "nix flake lock") {
@@ -350,5 +354,29 @@ func TestInputsMissingLockRefusedBeforeUpload(t *testing.T) {
 	if r.Code != 3 || !strings.Contains(r.Stdout, "flake.lock complete") || !strings.Contains(r.Stdout, `"dep"`) ||
 		!strings.Contains(r.Stdout, "nix flake lock") {
 		t.Fatalf("preflight: want exit 3 naming dep and nix flake lock, got %s", r)
+	}
+}
+
+// TestInputsOverLimitRefused: an input larger than the agent's
+// maxUploadBytes is refused with the limit named, and never enters the
+// host's store.
+func TestInputsOverLimitRefused(t *testing.T) {
+	inputsEnv(t)
+	const limit = 1 << 20
+	f := fleettest.New(t, fleettest.Options{Hosts: map[string]string{"alpha": "good"},
+		AgentConfig: map[string]any{"maxUploadBytes": limit}})
+	alpha := f.Hosts["alpha"]
+	url, stop := inputsServeDep(inputsDepTarball(t, "too big "+t.Name()+time.Now().String(), 2*limit))
+	inputsPatchFlake(t, f.Flake, url)
+	dep := inputsLockDep(t, f.Flake)
+	stop()
+	inputsForget(t, alpha, dep)
+
+	r := f.Ctl("deploy", "alpha", "--yes", "--flake", f.Flake)
+	if r.Code == 0 || !strings.Contains(r.Stdout+r.Stderr, "limit of 1048576 bytes") {
+		t.Fatalf("want a refusal naming the limit, got %s", r)
+	}
+	if inputsHasPath(t, alpha, dep) {
+		t.Fatalf("%s entered the host's store", dep)
 	}
 }

@@ -233,6 +233,15 @@ func goals() []goal {
 			metric: "x-latency-model-max", max: 1.2, unit: "x"},
 		{num: "12.6", what: "1,000 simulated agents: wall vs max(ceil(N/jobs) × one host, N × CPU per host / cores), every --jobs (worst median ratio)", bench: "BenchmarkSimFleet",
 			metric: "x-model-max", max: 1.2, unit: "x"},
+		{num: "12", what: "flake with a 50 MB locked input, first deploy to 2 agents: input bytes per agent vs the input's NAR size (uploaded once per agent)", bench: "BenchmarkInputs50MB",
+			metric: "x-nar-first", max: 1, unit: "x", measured: "MB/agent-first", basis: "MB/nar", note: func(r *results) string {
+				if v, ok := r.get("BenchmarkInputs50MB", "uploads/agent-first-max"); ok {
+					return fmt.Sprintf("%.0f upload(s) per agent", v)
+				}
+				return ""
+			}},
+		{num: "12", what: "the same flake deployed again: input bytes sent (all agents, largest run)", bench: "BenchmarkInputs50MB",
+			metric: "bytes/second-max", max: 0, unit: "bytes"},
 	}
 }
 
