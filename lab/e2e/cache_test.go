@@ -218,6 +218,30 @@ func TestFleetCache(t *testing.T) {
 		}
 	})
 
+	t.Run("PushToFromTheBuilderOnly", func(t *testing.T) {
+		// file:// stands for the user's own cache (S3, Attic, ...): nix
+		// copy --to writes a binary cache there, inside the host.
+		const dir = "/var/lib/panther-push-test"
+		salt := fmt.Sprintf("push-%d", time.Now().UnixNano())
+		flake := cacheFlake(t, salt, 200000, map[string]string{"alpha": "shared", "beta": "shared", "gamma": "shared"})
+		logs := cacheDeploy(t, f, flake, hosts, "--push-to", "file://"+dir)
+		for _, h := range hosts {
+			entries, _ := os.ReadDir(f.Hosts[h].SB.Path(dir))
+			narinfos := 0
+			for _, e := range entries {
+				if strings.HasSuffix(e.Name(), ".narinfo") {
+					narinfos++
+				}
+			}
+			if built(logs[h]) != (narinfos > 0) {
+				t.Errorf("%s: built %v, %d narinfo files in its push target; want the builder alone to push\n%s", h, built(logs[h]), narinfos, logs[h])
+			}
+			if built(logs[h]) && !strings.Contains(logs[h], "pushed ") {
+				t.Errorf("%s: no push line:\n%s", h, logs[h])
+			}
+		}
+	})
+
 	t.Run("BuildOnLocal", func(t *testing.T) {
 		// pantherctl builds with its own nix (the test's settings) and
 		// serves the system from its tailnet node: no host builds.
