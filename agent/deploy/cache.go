@@ -70,12 +70,14 @@ func validateFleetCache(req *Request) error {
 	return nil
 }
 
-// fromPeers runs before the build and returns what runs after it: the
-// fleet cache (beforeBuild), then, when this host built the system itself,
+// fromPeers runs before the build. It returns the system's store path when
+// it substituted it from a build peer (the build is then skipped: the path
+// is valid here), and what runs after the build: the fleet cache's
+// bookkeeping (beforeBuild), then, when this host built the system itself,
 // the push to the request's store (--push-to).
-func (d *deployment) fromPeers(ctx context.Context, req Request, installable string) func(string, error) {
-	finish := d.beforeBuild(ctx, req, installable)
-	return func(p string, err error) {
+func (d *deployment) fromPeers(ctx context.Context, req Request, installable string) (string, func(string, error)) {
+	substituted, finish := d.beforeBuild(ctx, req, installable)
+	return substituted, func(p string, err error) {
 		finish(p, err)
 		if err != nil || req.PushTo == "" || d.rec.SubstitutedFrom != "" {
 			return
@@ -101,12 +103,12 @@ func (d *deployment) fromPeers(ctx context.Context, req Request, installable str
 // so that the build that follows finds it valid and builds nothing. Any
 // failure here only means this host builds by itself. The returned func
 // publishes the build's outcome to the peers after this host.
-func (d *deployment) beforeBuild(ctx context.Context, req Request, installable string) func(string, error) {
+func (d *deployment) beforeBuild(ctx context.Context, req Request, installable string) (string, func(string, error)) {
 	c := d.e.cache
 	// A request that names its path follows this host's own dry-activate
 	// of it: the path is here already.
 	if c == nil || req.RolloutID == "" || len(req.BuildPeers) == 0 || req.ExpectedPath != "" {
-		return func(string, error) {}
+		return "", func(string, error) {}
 	}
 	rollout := req.RolloutID
 	logf := func(format string, args ...any) { d.logf(PhaseBuild, "fleet cache: "+format, args...) }
@@ -115,7 +117,7 @@ func (d *deployment) beforeBuild(ctx context.Context, req Request, installable s
 	if err != nil {
 		c.Done(rollout, "", false)
 		logf("cannot evaluate the out path (%v); building here", err)
-		return func(string, error) {}
+		return "", func(string, error) {}
 	}
 	done := func(p string, err error) {
 		if p == "" {
@@ -127,7 +129,7 @@ func (d *deployment) beforeBuild(ctx context.Context, req Request, installable s
 	if len(peers) == 0 {
 		c.Building(rollout, out)
 		logf("first build peer of rollout %s: building %s here", rollout, out)
-		return done
+		return "", done
 	}
 	peer, err := c.Choose(ctx, rollout, out, peers, logf)
 	c.Building(rollout, out)
@@ -144,8 +146,9 @@ func (d *deployment) beforeBuild(ctx context.Context, req Request, installable s
 		}
 		d.rec.SubstitutedFrom = peer
 		logf("substituted %s from %s (%s over the tailnet)", out, peer, byteCount(n))
+		return out, done
 	}
-	return done
+	return "", done
 }
 
 func byteCount(n int64) string {

@@ -117,6 +117,10 @@ func TestFleetCacheHook(t *testing.T) {
 			if got := h.record("d1").SubstitutedFrom; got != tc.wantFrom {
 				t.Errorf("substitutedFrom %q, want %q", got, tc.wantFrom)
 			}
+			// A substituted system is valid here: nothing left to build.
+			if builds := h.nix.callsWith("build "); (len(builds) == 0) != (tc.wantFrom != "") {
+				t.Errorf("nix builds %v with substitutedFrom %q", builds, tc.wantFrom)
+			}
 		})
 	}
 }

@@ -26,7 +26,7 @@ type Client struct {
 	Dial DialFunc
 	// Port is the peers' cache port on the tailnet. Required.
 	Port int
-	// Poll is how often a waiting host asks again. Default (0): 250ms.
+	// Poll is how often a waiting host asks again. Default (0): 500ms.
 	Poll time.Duration
 	// StartWait bounds how long a peer that has not started the rollout or
 	// not evaluated yet is waited for; a peer that builds is waited for as
@@ -98,7 +98,7 @@ func (c *Client) Choose(ctx context.Context, rollout, storePath string, peers []
 	}
 	poll := c.Poll
 	if poll <= 0 {
-		poll = 250 * time.Millisecond
+		poll = 500 * time.Millisecond
 	}
 	startWait := c.StartWait
 	if startWait <= 0 {
@@ -111,7 +111,13 @@ func (c *Client) Choose(ctx context.Context, rollout, storePath string, peers []
 	errs := map[string]int{}
 	said := map[string]BuildState{}
 	for {
+		// Each round asks the peers in order and stops at the first that
+		// has the path or may still provide it: the peers after it are
+		// asked only once it is skipped (one request per round while a
+		// builder builds, not one per peer: 16 hosts polling every peer
+		// cost more than the build they save).
 		pending := ""
+	round:
 		for _, p := range peers {
 			if skipped[p] {
 				continue
@@ -125,10 +131,10 @@ func (c *Client) Choose(ctx context.Context, rollout, storePath string, peers []
 				if errs[p] >= maxErrors {
 					logf("build peer %s cannot be reached (%v); skipping it", p, err)
 					skipped[p] = true
-				} else if pending == "" {
-					pending = p
+					continue
 				}
-				continue
+				pending = p
+				break round
 			}
 			errs[p] = 0
 			if said[p] != st {
@@ -142,18 +148,16 @@ func (c *Client) Choose(ctx context.Context, rollout, storePath string, peers []
 				skipped[p] = true
 				logf("build peer %s: %s; skipping it", p, st)
 			case StateBuilding:
-				if pending == "" {
-					pending = p
-				}
+				pending = p
+				break round
 			case StateEvaluating, StateUnknown:
 				if time.Now().After(deadline) {
 					skipped[p] = true
 					logf("build peer %s is still %s after %v; skipping it", p, st, startWait)
 					continue
 				}
-				if pending == "" {
-					pending = p
-				}
+				pending = p
+				break round
 			default:
 				skipped[p] = true
 			}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -111,7 +112,35 @@ func cacheFleetWith(t testing.TB, hosts []string, boot time.Duration) (*fleettes
 			"startWait":     "60s",
 		}},
 	})
+	var wg sync.WaitGroup
+	for _, h := range f.Hosts {
+		wg.Add(1)
+		go func() { defer wg.Done(); privateNixDB(t, h) }()
+	}
+	wg.Wait()
 	return f, key
+}
+
+// privateNixDB gives the host a nix database of its own, loaded from a
+// dump of the one it sees. A sandbox's /nix/var/nix/db is the machine's
+// through the overlay's lower layer until nix in the sandbox writes it; a
+// machine whose nix writes its database meanwhile (other tests building)
+// leaves the sandbox a torn copy ("database disk image is malformed").
+// These tests run many nix calls per host over minutes.
+func privateNixDB(t testing.TB, h *fleettest.Host) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	script := `set -e
+export NIX_CONFIG="build-users-group ="
+nix-store --dump-db > /root/panther-db.dump
+rm -rf /nix/var/nix/db
+mkdir -p /nix/var/nix/db
+nix-store --load-db < /root/panther-db.dump
+rm /root/panther-db.dump`
+	if out, err := h.SB.Exec(ctx, "/bin/sh", "-c", script); err != nil {
+		t.Fatalf("%s: private nix database: %v\n%s", h.Name, err, out)
+	}
 }
 
 // buildLogs runs a --build-only deploy of hosts and returns each host's
@@ -186,6 +215,30 @@ func TestFleetCache(t *testing.T) {
 		logs := cacheDeploy(t, f, flake, hosts, "--build-on", "gamma")
 		if built(logs["alpha"]) || built(logs["beta"]) || !built(logs["gamma"]) {
 			t.Fatalf("built: alpha %v beta %v gamma %v; want gamma only", built(logs["alpha"]), built(logs["beta"]), built(logs["gamma"]))
+		}
+	})
+
+	t.Run("PushToFromTheBuilderOnly", func(t *testing.T) {
+		// file:// stands for the user's own cache (S3, Attic, ...): nix
+		// copy --to writes a binary cache there, inside the host.
+		const dir = "/var/lib/panther-push-test"
+		salt := fmt.Sprintf("push-%d", time.Now().UnixNano())
+		flake := cacheFlake(t, salt, 200000, map[string]string{"alpha": "shared", "beta": "shared", "gamma": "shared"})
+		logs := cacheDeploy(t, f, flake, hosts, "--push-to", "file://"+dir)
+		for _, h := range hosts {
+			entries, _ := os.ReadDir(f.Hosts[h].SB.Path(dir))
+			narinfos := 0
+			for _, e := range entries {
+				if strings.HasSuffix(e.Name(), ".narinfo") {
+					narinfos++
+				}
+			}
+			if built(logs[h]) != (narinfos > 0) {
+				t.Errorf("%s: built %v, %d narinfo files in its push target; want the builder alone to push\n%s", h, built(logs[h]), narinfos, logs[h])
+			}
+			if built(logs[h]) && !strings.Contains(logs[h], "pushed ") {
+				t.Errorf("%s: no push line:\n%s", h, logs[h])
+			}
 		}
 	})
 

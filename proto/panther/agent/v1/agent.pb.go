@@ -402,7 +402,7 @@ type Intent struct {
 	// them if it is not in the list) for its store path over their tailnet
 	// binary cache and substitutes it from the first that has or builds it;
 	// it builds by itself when none does. --build-on <host> sends that host
-	// alone.
+	// alone, --build-on local pantherctl's own tailnet name.
 	BuildPeers []string `protobuf:"bytes,24,rep,name=build_peers,json=buildPeers,proto3" json:"build_peers,omitempty"`
 	// A Nix store URI (e.g. s3://bucket, ssh://cache-host, file:///srv/cache)
 	// the agent copies the new system's closure to with `nix copy --to` when
