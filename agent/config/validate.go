@@ -116,6 +116,7 @@ func (c *Config) Validate() error {
 		h.validate(v, p)
 	}
 	c.validateObservability(v)
+	c.validateFleetCache(v)
 	if len(v.problems) == 0 {
 		return nil
 	}

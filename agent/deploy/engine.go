@@ -127,6 +127,11 @@ type Deps struct {
 	// Host, if set, tells whether the host is shutting down before the
 	// engine judges anything destructive (shutdown.go). Default: never.
 	Host Host
+
+	// Cache, if set, substitutes a system a build peer of the same rollout
+	// has or builds instead of building it again (cache.go). Nil: every
+	// host builds by itself.
+	Cache FleetCache
 }
 
 // Engine runs deployments, one at a time.
@@ -146,6 +151,7 @@ type Engine struct {
 
 	onResult func(Final) // Deps.OnResult
 	host     Host        // Deps.Host, nil: never shutting down
+	cache    FleetCache  // Deps.Cache, nil: no fleet cache
 
 	ctx    context.Context // owns every background goroutine
 	cancel context.CancelFunc
@@ -180,7 +186,7 @@ func New(opts Options, deps Deps) (*Engine, error) {
 	return &Engine{
 		opts: opts, nix: deps.Nix, act: deps.Activator, health: deps.Health, j: deps.Journal,
 		log: deps.Log.Named("deploy"), now: deps.Now, onConf: deps.OnConfirmed,
-		ctx: ctx, cancel: cancel, onResult: deps.OnResult, host: deps.Host,
+		ctx: ctx, cancel: cancel, onResult: deps.OnResult, host: deps.Host, cache: deps.Cache,
 		runs: map[string]*run{}, timers: map[string]*time.Timer{}, approvals: map[string]*approval{},
 		agent: deps.Agent, instance: randomHex(8),
 	}, nil
@@ -387,7 +393,7 @@ func (e *Engine) validate(req *Request) error {
 			return fmt.Errorf("%w: critical unit name %q", ErrInvalidRequest, u)
 		}
 	}
-	return nil
+	return validateFleetCache(req) // cache.go
 }
 
 // validAttr accepts what a nixosConfigurations attribute can safely be

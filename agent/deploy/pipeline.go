@@ -199,7 +199,10 @@ func (d *deployment) pipeline(ctx context.Context, stopLink func() bool, req Req
 		return
 	}
 	err = d.phase(PhaseBuild, func() error {
+		installable := req.FlakeRef + "#nixosConfigurations." + req.FlakeAttr + ".config.system.build.toplevel"
+		done := d.fromPeers(ctx, req, installable) // cache.go: substitutes the system if a build peer has it
 		p, err := d.build(ctx, req, eval, func(l string) { d.emit(Event{Kind: EventLog, Phase: PhaseBuild, Line: l}) })
+		done(p, err)
 		if err != nil {
 			return err
 		}

@@ -75,6 +75,13 @@ type Request struct {
 	// Source is where the flake source came from and which locked inputs
 	// came with it (inputs.go).
 	Source SourceInfo
+	// RolloutID and BuildPeers: build once per closure (see cache.go). ""
+	// / none: the agent builds by itself.
+	RolloutID  string
+	BuildPeers []string
+	// PushTo is a Nix store URI the closure is copied to when this host
+	// built it ("" = none; see cache.go).
+	PushTo string
 }
 
 // EventKind says which fields of an Event are set.

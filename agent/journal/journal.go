@@ -81,6 +81,9 @@ type Record struct {
 	// shipped; FetchInputs: none were, the agent's nix fetched them.
 	Inputs      []string `json:"inputs,omitempty"`
 	FetchInputs bool     `json:"fetchInputs,omitempty"`
+	// SubstitutedFrom names the build peer the new system was substituted
+	// from over the fleet cache ("" = built here, or no fleet cache).
+	SubstitutedFrom string `json:"substitutedFrom,omitempty"`
 
 	State  State  `json:"state"`
 	Phase  string `json:"phase,omitempty"`  // current phase, or where it failed

@@ -263,7 +263,8 @@ func (s *Server) request(ctx context.Context, in *agentv1.Intent, ref, keyID str
 		InstallBootloader: in.InstallBootloader, Force: in.Force,
 		KeyID:         keyID,
 		AwaitApproval: in.AwaitApproval, ApprovalTimeout: approvalTimeout(in),
-		Source: sourceInfo(in),
+		Source:    sourceInfo(in),
+		RolloutID: in.RolloutId, BuildPeers: in.BuildPeers, PushTo: in.PushTo,
 	}
 }
 

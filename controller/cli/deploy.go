@@ -45,6 +45,10 @@ type deployOpts struct {
 	confirmTimeout time.Duration
 	approveTimeout time.Duration // how long the agents hold a prompted deployment for your answer
 	inputs         string        // --inputs ship|fetch (inputs.go)
+	buildOn        string        // buildonce.go
+	pushTo         string        // buildonce.go
+	cacheKey       string        // buildonce.go
+	cachePeerTag   string        // buildonce.go
 	critical       string
 	logDir         string
 	diff           string // --diff: none, summary or full (fleetdiff.go)
@@ -92,6 +96,7 @@ Tags and per-host settings come from panther.json at the flake root.`,
 			fs.DurationVar(&o.confirmTimeout, "confirm-timeout", 0, fmt.Sprintf("confirmation window, counted from the end of the health checks after the switch (default: the inventory's, else the agent's, %v unless its confirmTimeout says otherwise)", defaults.ConfirmTimeout))
 			fs.DurationVar(&o.approveTimeout, "approval-timeout", defaults.ApprovalTimeout, "without --yes: how long the agents wait for your answer after their dry-activate; past it they end the deployment with nothing changed")
 			fs.StringVar(&o.inputs, "inputs", inputs.Ship, inputsFlagUsage)
+			buildOnceFlags(fs, o)
 			fs.StringVar(&o.critical, "critical-units", "", "comma-separated units that must be active after the switch")
 			fs.StringVar(&o.diff, "diff", diffSummary, "before the prompt, show the change across the batch: none, summary, or full (with each host's)")
 			fs.StringVar(&o.logDir, "log-dir", "logs", "where the controller-side logs go (logs/deploy/<mode>-<host>-<time>.log)")
@@ -290,6 +295,17 @@ func (c *CLI) deploy(ctx context.Context, args []string, o *deployOpts) error {
 	}
 	defer n.close()
 
+	plan, hosts, err := planBuilds(o, hosts)
+	if err != nil {
+		return exitf(ExitUsage, "%v", err)
+	}
+	if plan.Local {
+		stop, err := c.buildLocal(ctx, o, n, hosts, &plan) // buildlocal.go
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	rd := newRenderer(c, true)
 	logs := map[string]hostLog{}
 	var targets []rollout.Host
@@ -310,6 +326,7 @@ func (c *CLI) deploy(ctx context.Context, args []string, o *deployOpts) error {
 		Open: func() io.Reader { return newSectionReader(src, packed.Bytes) }}
 	withInputs(fl, upload, inp)
 	ro := o.rolloutOptions()
+	withBuildPlan(&ro, plan, o.pushTo)
 	if (o.mode() == "switch" || o.mode() == "boot") && !o.yes {
 		ro.Approver = rollout.ApproverFunc(func(ready, _ []*rollout.HostReport) (bool, error) {
 			return c.approve(ready, o.boot, o.diff), nil

@@ -110,6 +110,7 @@ func unwrapAll(err error) error {
 // network is how pantherctl reaches agents.
 type network struct {
 	dialer tailnet.Dialer
+	node   *tailnet.Node // nil with --via system
 	close  func()
 }
 
@@ -147,7 +148,7 @@ func (c *CLI) connectTailnet(ctx context.Context) (*network, error) {
 		lock.unlock()
 		return nil, exitf(ExitError, "joining the tailnet: %v (check --control-url and --auth-key-file)", err)
 	}
-	return &network{dialer: node, close: func() { node.Close(); lock.unlock() }}, nil
+	return &network{dialer: node, node: node, close: func() { node.Close(); lock.unlock() }}, nil
 }
 
 func (c *CLI) printf(format string, args ...any) {

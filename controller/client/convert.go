@@ -30,6 +30,7 @@ func IntentToProto(host string, in rollout.Intent) *agentv1.Intent {
 		SourceDigest: in.Source.Digest, SourceSubdir: in.Source.Subdir, FlakeAttr: in.FlakeAttr,
 		ExpectedStorePath: in.ExpectedStorePath, FailOnWarnings: in.FailOnWarnings,
 		InstallBootloader: in.InstallBootloader, Force: in.Force, Generation: in.Generation,
+		RolloutId: in.RolloutID, BuildPeers: in.BuildPeers, PushTo: in.PushTo,
 	}
 	if len(in.CriticalUnits) > 0 {
 		out.ExtraCriticalUnits = append([]string(nil), in.CriticalUnits...)

@@ -61,6 +61,13 @@ type Options struct {
 	Canary int
 	// Waves split the hosts after the canary; default: one wave.
 	Waves Waves
+	// RolloutID and BuildPeers (the tailnet names of the build peers, in
+	// rollout order) let the hosts build each closure once and substitute
+	// it from each other; PushTo is a store the builder copies the closure
+	// to. Default: none (every host builds by itself).
+	RolloutID  string
+	BuildPeers []string
+	PushTo     string
 	// NewID returns a deployment id; default NewDeploymentID.
 	NewID func() string
 	// Sleep waits d or until ctx ends; default a timer. Tests pass a fake.
@@ -418,6 +425,7 @@ func (r *Rollout) intent(hr *HostReport, a Action, expected string) Intent {
 		ExpectedStorePath: expected, ConfirmTimeout: r.window(hr.Host),
 		FailOnWarnings: r.o.FailOnWarnings, InstallBootloader: r.o.InstallBootloader, Force: r.o.Force,
 		CriticalUnits: append(append([]string{}, hr.Host.CriticalUnits...), r.o.CriticalUnits...),
+		RolloutID:     r.o.RolloutID, BuildPeers: r.o.BuildPeers, PushTo: r.o.PushTo,
 	}
 	hr.DeploymentID = in.DeploymentID
 	hr.log = r.log.With("host", hr.Host.Name, "deployment", in.DeploymentID)

@@ -122,6 +122,11 @@ type Intent struct {
 	// deploy), at most ApprovalTimeout (0 = the agent's default).
 	AwaitApproval   bool
 	ApprovalTimeout time.Duration
+	// RolloutID and BuildPeers: build once per closure (Options);
+	// PushTo: where the builder copies the closure.
+	RolloutID  string
+	BuildPeers []string
+	PushTo     string
 }
 
 // EventKind says which field of an Event is set.

@@ -179,6 +179,11 @@ func (n *Nix) run(ctx context.Context, argv []string, onLine func(string)) ([]by
 	return stdout.Bytes(), err
 }
 
+// runTo is run with stdout streamed to w.
+func (n *Nix) runTo(ctx context.Context, argv []string, onLine func(string), stdout io.Writer) error {
+	return n.runIO(ctx, argv, nil, stdout, onLine)
+}
+
 // runIO is run with the process's standard input and output given: stdin
 // may be nil, stdout receives what the command prints.
 func (n *Nix) runIO(ctx context.Context, argv []string, stdin io.Reader, stdout io.Writer, onLine func(string)) error {

@@ -206,6 +206,22 @@ func goals() []goal {
 			metric: "evals/prompted-deploy-max", max: 1},
 		{num: "13.8", what: "prompted deploy: \"y\" → switched, over the switch step alone (a `--yes` deploy's dry-activate summary → switched; difference of medians)", bench: "BenchmarkPromptedDeploy",
 			metric: "ms-over-switch", max: 200, unit: "ms", measured: "ms/y-to-switched", basis: "ms/switch-alone"},
+		{num: "12.4", what: "16 agents, one identical system (≥ 2 s CPU): builds performed with the fleet cache (counted from the agents' logs)", bench: "BenchmarkFleetCache",
+			metric: "builds", max: 1, unit: "", note: func(r *results) string {
+				if v, ok := r.get("BenchmarkFleetCache", "builds-baseline"); ok {
+					return fmt.Sprintf("%.0f builds with one build per host", v)
+				}
+				return ""
+			}},
+		{num: "12.4", what: "16 agents: wall with the fleet cache vs one build per host (`--build-on none`), same run", bench: "BenchmarkFleetCache",
+			metric: "x-baseline", max: 0.35, unit: "x", measured: "ms/fleet-cache", basis: "ms/one-build-per-host", note: func(r *results) string {
+				mean, ok1 := r.get("BenchmarkFleetCache", "bytes/host-mean")
+				mx, ok2 := r.get("BenchmarkFleetCache", "bytes/host-max")
+				if ok1 && ok2 {
+					return fmt.Sprintf("over the tailnet per substituting host: %.0f bytes mean, %.0f max", mean, mx)
+				}
+				return ""
+			}},
 		{num: "12.6", what: "1,000 simulated agents: pantherctl peak RSS added per host (largest of every --jobs)", bench: "BenchmarkSimFleet",
 			metric: "MB/rss-per-host-max", max: 1, unit: "MB", note: func(r *results) string {
 				if v, ok := r.get("BenchmarkSimFleet", "MB/peak-rss-added-max"); ok {

@@ -392,7 +392,22 @@ type Intent struct {
 	SourceDirty bool `protobuf:"varint,21,opt,name=source_dirty,json=sourceDirty,proto3" json:"source_dirty,omitempty"`
 	// The agent's nix fetches the locked inputs itself (pantherctl --inputs
 	// fetch); inputs is empty then.
-	FetchInputs   bool `protobuf:"varint,22,opt,name=fetch_inputs,json=fetchInputs,proto3" json:"fetch_inputs,omitempty"`
+	FetchInputs bool `protobuf:"varint,22,opt,name=fetch_inputs,json=fetchInputs,proto3" json:"fetch_inputs,omitempty"`
+	// Build once per closure: the rollout this deployment belongs to (one id
+	// for every host of one pantherctl run; "" = no fleet cache, the agent
+	// builds by itself).
+	RolloutId string `protobuf:"bytes,23,opt,name=rollout_id,json=rolloutId,proto3" json:"rollout_id,omitempty"`
+	// Build once per closure: the tailnet names of the rollout's build peers
+	// in rollout order. The agent asks the peers before its own name (all of
+	// them if it is not in the list) for its store path over their tailnet
+	// binary cache and substitutes it from the first that has or builds it;
+	// it builds by itself when none does. --build-on <host> sends that host
+	// alone.
+	BuildPeers []string `protobuf:"bytes,24,rep,name=build_peers,json=buildPeers,proto3" json:"build_peers,omitempty"`
+	// A Nix store URI (e.g. s3://bucket, ssh://cache-host, file:///srv/cache)
+	// the agent copies the new system's closure to with `nix copy --to` when
+	// it built the system itself ("" = none). Substituting hosts do not push.
+	PushTo        string `protobuf:"bytes,25,opt,name=push_to,json=pushTo,proto3" json:"push_to,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -579,6 +594,27 @@ func (x *Intent) GetFetchInputs() bool {
 		return x.FetchInputs
 	}
 	return false
+}
+
+func (x *Intent) GetRolloutId() string {
+	if x != nil {
+		return x.RolloutId
+	}
+	return ""
+}
+
+func (x *Intent) GetBuildPeers() []string {
+	if x != nil {
+		return x.BuildPeers
+	}
+	return nil
+}
+
+func (x *Intent) GetPushTo() string {
+	if x != nil {
+		return x.PushTo
+	}
+	return ""
 }
 
 // FlakeInput is one locked flake input as a store path: a fixed-output,
@@ -3484,7 +3520,7 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\x0eSignedEnvelope\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x16\n" +
 	"\x06intent\x18\x02 \x01(\fR\x06intent\x12\x1c\n" +
-	"\tsignature\x18\x03 \x01(\fR\tsignature\"\xa3\a\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\"\xfc\a\n" +
 	"\x06Intent\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x120\n" +
 	"\x06action\x18\x02 \x01(\x0e2\x18.panther.agent.v1.ActionR\x06action\x12#\n" +
@@ -3513,7 +3549,12 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"source_rev\x18\x14 \x01(\tR\tsourceRev\x12!\n" +
 	"\fsource_dirty\x18\x15 \x01(\bR\vsourceDirty\x12!\n" +
-	"\ffetch_inputs\x18\x16 \x01(\bR\vfetchInputs\"u\n" +
+	"\ffetch_inputs\x18\x16 \x01(\bR\vfetchInputs\x12\x1d\n" +
+	"\n" +
+	"rollout_id\x18\x17 \x01(\tR\trolloutId\x12\x1f\n" +
+	"\vbuild_peers\x18\x18 \x03(\tR\n" +
+	"buildPeers\x12\x17\n" +
+	"\apush_to\x18\x19 \x01(\tR\x06pushTo\"u\n" +
 	"\n" +
 	"FlakeInput\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
