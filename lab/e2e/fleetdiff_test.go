@@ -81,9 +81,13 @@ func TestFleetDiff(t *testing.T) {
 		if r.Code == 0 {
 			t.Errorf("answered n, want a failure exit: %s", r)
 		}
-		for h, recs := range newRecords(before) {
-			if len(recs) != 1 || recs[0].Action != "dry-activate" {
-				t.Errorf("%s: want only a dry-activation, got %d deployments", h, len(recs))
+		// One deployment per host (held for approval, or a dry
+		// activation): none switched.
+		added := newRecords(before)
+		for _, h := range hosts {
+			recs := added[h]
+			if len(recs) != 1 || recs[0].State == journal.StateConfirmed || recs[0].NewPath == "" {
+				t.Errorf("%s: want one deployment that built and did not switch, got %d", h, len(recs))
 			}
 			if got := f.Hosts[h].CurrentSystem(t); got != v1[h] {
 				t.Errorf("%s: answered n, yet it runs %s", h, got)
@@ -155,9 +159,20 @@ func TestFleetDiff(t *testing.T) {
 			!slices.ContainsFunc(diff.PerHost[0].Changes, func(c struct{ Name, Old, New string }) bool { return c.Name == nixtest.ToolPackage }) {
 			t.Errorf("per host = %+v", diff.PerHost)
 		}
-		for h, recs := range newRecords(before) {
-			if len(recs) != 2 || recs[1].State != journal.StateConfirmed {
-				t.Errorf("%s: want a dry-activation and a confirmed switch, got %d deployments", h, len(recs))
+		// Switched to what they dry-activated, and confirmed (one
+		// deployment per host with an agent that holds it for approval,
+		// else a dry activation and a switch).
+		added := newRecords(before)
+		for _, h := range hosts {
+			recs := added[h]
+			slices.SortFunc(recs, func(a, b *journal.Record) int { return a.Started.Compare(b.Started) })
+			if len(recs) == 0 || len(recs) > 2 {
+				t.Errorf("%s: %d new deployments", h, len(recs))
+				continue
+			}
+			last := recs[len(recs)-1]
+			if last.State != journal.StateConfirmed || last.NewPath != recs[0].NewPath || f.Hosts[h].CurrentSystem(t) != last.NewPath {
+				t.Errorf("%s: want the dry-activated %s switched and confirmed, got %s %s (running %s)", h, recs[0].NewPath, last.NewPath, last.State, f.Hosts[h].CurrentSystem(t))
 			}
 		}
 	})

@@ -42,6 +42,10 @@ type Script struct {
 	ConfirmWindow time.Duration
 }
 
+// HeartbeatInterval is how often a fake agent sends a heartbeat while a
+// phase runs, as the real agent does.
+const HeartbeatInterval = 2 * time.Second
+
 // HostTime is the agent-side time of one switch deployment: the sum of the
 // phases.
 func (s Script) HostTime() time.Duration { return s.Build + s.DryActivate + s.Switch + s.Health }
@@ -194,17 +198,32 @@ func (a *agent) Deploy(req *agentv1.DeployRequest, st agentv1.AgentService_Deplo
 			return err
 		}
 		if d > 0 {
+			// As the real agent: a heartbeat every HeartbeatInterval while
+			// the phase runs, or the controller calls the stream stalled.
 			t := time.NewTimer(d)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return ctx.Err()
-			case <-t.C:
+			hb := time.NewTicker(HeartbeatInterval)
+		wait:
+			for {
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					hb.Stop()
+					return ctx.Err()
+				case <-hb.C:
+					if err := send(&agentv1.DeployEvent{Event: &agentv1.DeployEvent_Heartbeat{Heartbeat: &agentv1.Heartbeat{Interval: durationpb.New(HeartbeatInterval)}}}); err != nil {
+						t.Stop()
+						hb.Stop()
+						return err
+					}
+				case <-t.C:
+					hb.Stop()
+					break wait
+				}
 			}
 		}
 		return send(&agentv1.DeployEvent{Event: &agentv1.DeployEvent_PhaseFinished{PhaseFinished: &agentv1.PhaseFinished{Phase: p, Ok: true, Elapsed: durationpb.New(d)}}})
 	}
-	if err := send(&agentv1.DeployEvent{Event: &agentv1.DeployEvent_Heartbeat{Heartbeat: &agentv1.Heartbeat{Interval: durationpb.New(2 * time.Second)}}}); err != nil {
+	if err := send(&agentv1.DeployEvent{Event: &agentv1.DeployEvent_Heartbeat{Heartbeat: &agentv1.Heartbeat{Interval: durationpb.New(HeartbeatInterval)}}}); err != nil {
 		return err
 	}
 	newPath := "/nix/store/00000000000000000000000000000000-nixos-system-" + a.host + "-sim"

@@ -80,3 +80,24 @@ func TestModel(t *testing.T) {
 		}
 	}
 }
+
+// A phase longer than the controller's stall timeout (6 s) is fine: the
+// fake agent sends heartbeats meanwhile, as the real one does.
+func TestLongPhaseHeartbeats(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes 7 s")
+	}
+	hosts := Hosts(1)
+	f, err := Start(hosts, Script{Build: 7 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	w, err := NewWorkspace(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := w.Deploy(t.Context(), &Dialer{Addrs: f.Addrs}, hosts); r.Code != 0 {
+		t.Fatalf("want exit 0: %s", r)
+	}
+}
