@@ -147,6 +147,9 @@ func (s *Server) checkSource(ctx context.Context, in *agentv1.Intent, dir string
 	if len(missing) > 0 {
 		return fmt.Errorf("%w: %s (upload it first)", flakeinputs.ErrMissing, missing[0])
 	}
+	if u, ok := s.c.Inputs.(interface{ Use(paths []string) }); ok {
+		u.Use(paths) // keep them rooted: the next deploy needs no upload
+	}
 	return nil
 }
 

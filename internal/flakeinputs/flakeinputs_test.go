@@ -158,3 +158,36 @@ func write(t *testing.T, dir, name, content string) {
 		t.Fatal(err)
 	}
 }
+
+// TestRootsKeepTheMostRecentlyUsed: an input added or used is a garbage
+// collector root; only the KeepRoots most recently used stay rooted.
+func TestRootsKeepTheMostRecentlyUsed(t *testing.T) {
+	dir := t.TempDir()
+	s := flakeinputs.Store{RootDir: dir, KeepRoots: 2}
+	p := func(c string) string { return "/nix/store/" + strings.Repeat(c, 32) + "-source" }
+	rooted := func() []string {
+		var out []string
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			target, err := os.Readlink(filepath.Join(dir, e.Name()))
+			if err != nil || filepath.Base(target) != e.Name() {
+				t.Fatalf("root %s -> %s, %v", e.Name(), target, err)
+			}
+			out = append(out, target)
+		}
+		return out
+	}
+	for _, c := range []string{"a", "b", "c"} {
+		s.Use([]string{p(c)})
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := strings.Join(rooted(), " "); got != p("b")+" "+p("c") {
+		t.Fatalf("after a, b, c: rooted %s", got)
+	}
+	s.Use([]string{p("b")})
+	time.Sleep(5 * time.Millisecond)
+	s.Use([]string{p("a")})
+	if got := strings.Join(rooted(), " "); got != p("a")+" "+p("b") {
+		t.Fatalf("after b, a: rooted %s", got)
+	}
+}

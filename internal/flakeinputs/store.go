@@ -31,7 +31,12 @@ type Store struct {
 	TempDir string
 	// MaxBytes is the largest NAR accepted; required.
 	MaxBytes int64
-	Log      hclog.Logger
+	// RootDir, if set, holds a garbage collector root per input added or
+	// used (roots.go), the KeepRoots most recently used (default
+	// DefaultKeepRoots).
+	RootDir   string
+	KeepRoots int
+	Log       hclog.Logger
 }
 
 // Missing returns which of paths the nix store lacks; ErrBadInput for a
@@ -94,6 +99,7 @@ func (s Store) Add(ctx context.Context, in Input, r io.Reader) (int64, error) {
 	if got != in.StorePath {
 		return n, fmt.Errorf("%w: the NAR of %s gave %s", ErrPathMismatch, in.StorePath, got)
 	}
+	s.root(in.StorePath)
 	if s.Log != nil {
 		s.Log.Info("flake input added to the store", "input", in.Name, "path", in.StorePath, "bytes", n)
 	}

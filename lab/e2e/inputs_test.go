@@ -238,6 +238,10 @@ func TestInputsShippedHostCannotFetch(t *testing.T) {
 	if !inputsHasPath(t, alpha, dep) {
 		t.Fatalf("%s not in the host's store after the deploy", dep)
 	}
+	// Rooted: a garbage collection before the next deploy keeps it.
+	if target, err := os.Readlink(alpha.SB.Path("/nix/var/nix/gcroots/panther-inputs/" + filepath.Base(dep))); err != nil || target != dep {
+		t.Errorf("no garbage collector root for %s: %q, %v", dep, target, err)
+	}
 	if env := inputsDrvEnv(t, alpha); !strings.HasPrefix(env["depMsg"], "shipped by the controller") {
 		t.Fatalf("the system does not hold the input's content: depMsg = %q", env["depMsg"])
 	}
