@@ -100,7 +100,11 @@ bench: ## As root: measure the figures with goals (~20 min) and write docs/BENCH
 	  $(BENCH_ENV) $(GO) test -run '^$$' -bench '^Benchmark(NoopDeploy|ColdStart|Upload)$$' -benchtime 10x -timeout 30m ./lab/e2e; \
 	  $(BENCH_ENV) $(GO) test -run '^$$' -bench '^Benchmark(FanOut|DeadlineToRollback)$$' -benchtime 3x -timeout 30m ./lab/e2e; \
 	  $(BENCH_ENV) $(GO) test -run '^$$' -bench '^BenchmarkAgentIdle$$' -benchtime 1x -timeout 10m ./lab/e2e; \
+	  $(BENCH_ENV) $(GO) test -run '^$$' -bench '^BenchmarkPromptedDeploy$$' -benchtime 5x -timeout 15m ./lab/e2e; \
+	  $(BENCH_ENV) $(GO) test -run '^$$' -bench '^BenchmarkFleetCache$$' -benchtime 1x -timeout 30m ./lab/e2e; \
+	  $(BENCH_ENV) $(GO) test -run '^$$' -bench '^BenchmarkInputs50MB$$' -benchtime 1x -timeout 10m ./lab/e2e; \
 	  $(BENCH_ENV) $(GO) test -run '^$$' -bench '^BenchmarkColdStartPersisted/tailnet$$' -benchtime 10x -timeout 10m ./internal/tailnet; \
+	  $(BENCH_ENV) $(GO) test -tags $(TAGS) -run '^$$' -bench '^BenchmarkSimFleet$$' -benchtime 3x -timeout 20m ./lab/simfleet; \
 	  echo "bench-env: load average at end: $$(cat /proc/loadavg)"; \
 	} 2>&1 | tee $(BENCH_OUT) | grep --line-buffered -E '^(Benchmark|--- FAIL|FAIL|ok )' || true
 	$(GO) run ./lab/e2e/benchreport -o docs/BENCHMARKS.md $(BENCH_OUT)

@@ -53,6 +53,17 @@ func (a nixAdapter) HostInfo(ctx context.Context, flakeRef, host string) ([]stri
 	return a.n.HostInfo(ctx, flakeRef, host)
 }
 
+// Evaluate is the engine's one evaluation per deploy (evalonce.go).
+func (a nixAdapter) Evaluate(ctx context.Context, flakeRef, host string, onLine func(string)) (deploy.Evaluation, error) {
+	ev, err := a.n.Evaluate(ctx, flakeRef, host, onLine)
+	return deploy.Evaluation{Hosts: ev.Hosts, Found: ev.Found, Warnings: ev.Warnings, DrvPath: ev.DrvPath, OutPath: ev.OutPath}, err
+}
+
+// BuildDerivation builds the evaluated derivation without evaluating again.
+func (a nixAdapter) BuildDerivation(ctx context.Context, drvPath string, onLine func(string)) (string, error) {
+	return a.n.BuildDerivation(ctx, drvPath, onLine)
+}
+
 // CurrentGeneration reads the profile link; nix-env only when that fails.
 func (a nixAdapter) CurrentGeneration(ctx context.Context, profile string) (int64, error) {
 	if n, err := nix.CurrentGeneration(profile); err == nil {
@@ -82,10 +93,16 @@ func (a nixAdapter) DiffClosures(ctx context.Context, oldPath, newPath string) (
 		d := deploy.ClosureChange{Name: c.Name, OldVersion: strings.Join(c.Old, ", "), NewVersion: strings.Join(c.New, ", ")}
 		if c.SizeDelta != 0 {
 			d.SizeDelta = fmt.Sprintf("%+.1f KiB", float64(c.SizeDelta)/1024)
+			d.SizeBytes = c.SizeDelta
 		}
 		out = append(out, d)
 	}
 	return out, err
+}
+
+// ClosureSizes implements the engine's optional closureSizer.
+func (a nixAdapter) ClosureSizes(ctx context.Context, paths ...string) (map[string]int64, error) {
+	return a.n.ClosureSizes(ctx, paths...)
 }
 
 func (a nixAdapter) Generations(ctx context.Context, profile string) ([]deploy.Generation, error) {
@@ -137,5 +154,7 @@ func (h *healthAdapter) Status(ctx context.Context) (string, []string, error) {
 // hosts and warnings; the generation number from the profile link).
 var _ interface {
 	HostInfo(ctx context.Context, flakeRef, host string) ([]string, []string, error)
+	Evaluate(ctx context.Context, flakeRef, host string, onLine func(string)) (deploy.Evaluation, error)
+	BuildDerivation(ctx context.Context, drvPath string, onLine func(string)) (string, error)
 	CurrentGeneration(ctx context.Context, profile string) (int64, error)
 } = nixAdapter{}

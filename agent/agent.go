@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -126,6 +127,13 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 		return err
 	}
 	defer obs.close()
+	var node *tailnet.Node // set below; the fleet cache dials through it
+	cache := newFleetCache(cfg, nixRunner.n, func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if node == nil {
+			return nil, errors.New("the tailnet is not up yet")
+		}
+		return node.Dial(ctx, network, addr)
+	}, log)
 	engine, err := deploy.New(deploy.Options{
 		Host: cfg.HostName, FlakeHost: cfg.FlakeHost, Profile: cfg.Profile, CurrentSystem: cfg.CurrentSystem, RuntimeDir: cfg.RuntimeDir,
 		DefaultConfirm: cfg.ConfirmTimeout.Duration, MaxConfirm: cfg.MaxConfirmTimeout.Duration,
@@ -139,6 +147,7 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 		Agent:     self,
 		OnResult:  obs.onResult,
 		Host:      newShutdownProbe(),
+		Cache:     asFleetCache(cache),
 	})
 	if err != nil {
 		return err
@@ -150,7 +159,7 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 	}
 	defer engine.Close()
 
-	node, err := tailnet.New(tailnet.Config{
+	node, err = tailnet.New(tailnet.Config{
 		Hostname: cfg.HostName, StateDir: filepath.Join(cfg.StateDir, "tsnet"), ControlURL: cfg.ControlURL,
 		AuthKeyFile: cfg.AuthKeyFile, Tags: cfg.Tags, NoLogsNoSupport: cfg.NoLogs(),
 	}, log)
@@ -179,6 +188,11 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 		obs.serveMetrics(mln, authz)
 		log.Info("serving metrics on the tailnet", "port", cfg.Metrics.Port)
 	}
+	stopCache, err := serveFleetCache(cfg, cache, node, log)
+	if err != nil {
+		return err
+	}
+	defer stopCache()
 	// Every peer is bounded: streams per connection, open calls and call
 	// rate per peer (over a limit: ResourceExhausted naming it).
 	limits := tailnet.PeerLimits{}
@@ -191,6 +205,7 @@ func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 		Host: cfg.HostName, Verifier: verifier, Policy: signing.Policy{Host: cfg.HostName}, Replay: replay,
 		Engine: engine, Journal: j, Sources: sources,
 		Limits: archive.Limits{MaxBytes: cfg.MaxUploadBytes}, System: sys, Control: node, Log: log,
+		Inputs: newInputStore(cfg, nixRunner, log), LockCheck: nixRunner.n,
 	}))
 	log.Info("serving on the tailnet", "port", cfg.Port, "allowedTags", cfg.AllowedTags, "allowedUsers", cfg.AllowedUsers, "limits", limits.String())
 	errc := make(chan error, 1)

@@ -117,7 +117,19 @@ let
       })
       cfg.healthChecks;
     unitName = "panther-agent.service";
-  } // observabilityRendered;
+  } // observabilityRendered // fleetCacheRendered;
+
+  # ---- BEGIN fleet cache (rendered) ---------------------------------------
+  # Rendered only when set, so that a host without it gets the same file.
+  fleetCacheCfg = cfg.fleetCache;
+  fleetCacheRendered =
+    if fleetCacheCfg.secretKeyFile == null && fleetCacheCfg.trustedKeys == [ ] then { } else {
+      fleetCache = dropNulls {
+        inherit (fleetCacheCfg) secretKeyFile port startWait;
+        trustedKeys = lib.unique fleetCacheCfg.trustedKeys;
+      };
+    };
+  # ---- END fleet cache (rendered) -----------------------------------------
 
   # ---- BEGIN metrics and result hooks (rendered) -------------------------
   # Rendered only when set, so that a host without them gets the same file.
@@ -528,6 +540,52 @@ in
     };
     # ---- END metrics and result hooks (options) ----------------------------
 
+    # ---- BEGIN fleet cache (options) ---------------------------------------
+    fleetCache = {
+      secretKeyFile = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "/run/keys/panther-fleet-cache.key";
+        description = ''
+          The fleet's Nix signing key (`nix key generate-secret --key-name
+          fleet-1`), outside the Nix store. When set, the agent serves its
+          store read-only as a Nix binary cache on the tailnet
+          (`fleetCache.port`), to peers carrying one of the agent's own
+          `tags` only, every narinfo signed with this key, so that the hosts
+          of a rollout build each system once and substitute it from each
+          other. null serves nothing.
+        '';
+      };
+      trustedKeys = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        example = [ "fleet-1:vPbt4WmSXbeeqt79IhsLgriseZoaiiDShIj0oVySp3s=" ];
+        description = ''
+          Public keys (`nix key convert-secret-to-public`) a system
+          substituted from a build peer must be signed with; nix checks the
+          signature and the NAR's hash as for any substitute. Empty: the
+          agent never substitutes from its peers (it builds by itself). The
+          host's own substituters (nix.settings.substituters) keep working
+          either way.
+        '';
+      };
+      port = mkOption {
+        type = types.nullOr (types.ints.between 1 65535);
+        default = null;
+        description = "Tailnet port of the fleet cache, the same on every agent; null means 7444.";
+      };
+      startWait = mkOption {
+        type = types.nullOr duration;
+        default = null;
+        description = ''
+          How long the agent waits for a build peer that has not started
+          the rollout or not evaluated yet before it builds by itself (a
+          peer that builds is waited for); null means 2m.
+        '';
+      };
+    };
+    # ---- END fleet cache (options) -----------------------------------------
+
     renderedConfig = mkOption {
       type = types.attrs;
       internal = true;
@@ -568,6 +626,16 @@ in
         message = "services.panther-agent.resultHooks.command: give the program first (or leave it null for no command).";
       }
       # ---- END metrics and result hooks (assertions) ----
+      # ---- BEGIN fleet cache (assertions) ----
+      {
+        assertion = cfg.fleetCache.secretKeyFile == null || !(lib.hasPrefix builtins.storeDir cfg.fleetCache.secretKeyFile);
+        message = "services.panther-agent.fleetCache.secretKeyFile: the file is in the world-readable Nix store; give the path of a secret outside it.";
+      }
+      {
+        assertion = cfg.fleetCache.secretKeyFile == null || cfg.tags != [ ];
+        message = "services.panther-agent.fleetCache.secretKeyFile: the cache serves peers carrying the agent's own tags; set services.panther-agent.tags.";
+      }
+      # ---- END fleet cache (assertions) ----
       {
         assertion = builtins.all checkComplete cfg.healthChecks;
         message = "services.panther-agent.healthChecks: an http check needs url only, a tcp check address only, a command check command only.";

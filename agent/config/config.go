@@ -13,26 +13,29 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/pantheros/panther/internal/defaults"
 )
 
 // Defaults applied by [Config.ApplyDefaults] to fields left unset.
 const (
-	DefaultStateDir          = "/var/lib/panther-agent"
-	DefaultPort              = 7443
-	DefaultProfile           = "/nix/var/nix/profiles/system"
-	DefaultCurrentSystem     = "/run/current-system"
-	DefaultRuntimeDir        = "/run/panther-agent"
-	DefaultConfirmTimeout    = 60 * time.Second
-	DefaultMaxConfirmTimeout = 15 * time.Minute
-	DefaultHealthSettle      = 5 * time.Second
-	DefaultSwitchTimeout     = 10 * time.Minute
-	DefaultLogRetention      = 50
-	DefaultMaxUploadBytes    = int64(1) << 30
-	DefaultLogLevel          = "info"
-	DefaultUnitName          = "panther-agent.service"
-	DefaultSystemdRunPath    = "systemd-run"
-	DefaultAgentTag          = "tag:panther-agent"
-	DefaultControllerTag     = "tag:panther-controller"
+	DefaultStateDir            = "/var/lib/panther-agent"
+	DefaultPort                = defaults.AgentPort
+	DefaultProfile             = "/nix/var/nix/profiles/system"
+	DefaultCurrentSystem       = "/run/current-system"
+	DefaultRuntimeDir          = "/run/panther-agent"
+	DefaultConfirmTimeout      = defaults.ConfirmTimeout
+	DefaultMaxConfirmTimeout   = defaults.MaxConfirmTimeout
+	DefaultHealthSettle        = 5 * time.Second
+	DefaultSwitchTimeout       = defaults.SwitchTimeout
+	DefaultLogRetention        = 50
+	DefaultMaxUploadBytes      = int64(1) << 30
+	DefaultFleetCacheStartWait = 2 * time.Minute
+	DefaultLogLevel            = "info"
+	DefaultUnitName            = "panther-agent.service"
+	DefaultSystemdRunPath      = "systemd-run"
+	DefaultAgentTag            = "tag:panther-agent"
+	DefaultControllerTag       = "tag:panther-controller"
 
 	// DefaultCheckTimeout bounds one attempt of a health check.
 	DefaultCheckTimeout = 5 * time.Second
@@ -146,6 +149,10 @@ type Config struct {
 	Metrics Metrics `json:"metrics"`
 	// ResultHooks run on each final deployment result. Default: none.
 	ResultHooks ResultHooks `json:"resultHooks"`
+
+	// FleetCache: build once per closure, substitute from peers
+	// (fleetcache.go). Default: off.
+	FleetCache FleetCache `json:"fleetCache"`
 }
 
 // HealthCheck is one check run after a switch. Type selects which of URL
@@ -268,6 +275,7 @@ func (c *Config) ApplyDefaults() {
 		c.HealthChecks[i].applyDefaults()
 	}
 	c.applyObservabilityDefaults()
+	c.applyFleetCacheDefaults()
 }
 
 func (h *HealthCheck) applyDefaults() {

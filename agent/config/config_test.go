@@ -76,6 +76,7 @@ func TestLoadAppliesDefaults(t *testing.T) {
 			CommandTimeout: Duration{30 * time.Second}, WebhookTimeout: Duration{10 * time.Second}, WebhookAttempts: 3,
 		},
 		NoLogsNoSupport: new(false),
+		FleetCache:      FleetCache{Port: 7444, StartWait: Duration{2 * time.Minute}},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load with defaults:\n got %+v\nwant %+v", got, want)

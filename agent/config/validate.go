@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pantheros/panther/internal/hostname"
 	"github.com/pantheros/panther/internal/nix"
 	"github.com/pantheros/panther/internal/signing"
 )
@@ -20,7 +21,7 @@ func (c *Config) Validate() error {
 	switch {
 	case c.HostName == "":
 		v.add("hostName", "required (it defaults to the machine's hostname, which could not be read)")
-	case !plainName(c.HostName):
+	case hostname.CheckTailnet(c.HostName) != nil:
 		v.add("hostName", fmt.Sprintf("%q is not a hostname: use letters, digits, '-', '_' and '.'", c.HostName))
 	}
 	switch {
@@ -115,6 +116,7 @@ func (c *Config) Validate() error {
 		h.validate(v, p)
 	}
 	c.validateObservability(v)
+	c.validateFleetCache(v)
 	if len(v.problems) == 0 {
 		return nil
 	}
@@ -217,19 +219,6 @@ func validTag(t string) bool {
 		}
 	}
 	return true
-}
-
-// plainName admits hostnames: letters, digits, '-', '_' and '.'.
-func plainName(s string) bool {
-	if len(s) > 253 {
-		return false
-	}
-	for _, r := range s {
-		if !isLetter(r) && !isDigit(r) && r != '-' && r != '_' && r != '.' {
-			return false
-		}
-	}
-	return s != "" && s[0] != '-' && s[0] != '.'
 }
 
 // unitName admits systemd unit names with a known type suffix.

@@ -95,7 +95,7 @@ func (d *deployment) deadmanRollback(ctx context.Context) (int, error) {
 			rec.RolledBackBy = RolledBackByDeadman
 		}
 		if err := e.j.Update(rec); err != nil {
-			e.log.Error("journal update", "id", rec.ID, "error", err)
+			e.log.Error("journal update", "deployment", rec.ID, "error", err)
 		}
 	}
 	switch {

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/pantheros/panther/agent/journal"
+	"github.com/pantheros/panther/internal/defaults"
 )
 
 // Options configure an Engine. Zero values take the defaults given.
@@ -64,10 +65,10 @@ func (o *Options) setDefaults() {
 		o.RuntimeDir = "/run/panther-agent"
 	}
 	if o.DefaultConfirm == 0 {
-		o.DefaultConfirm = 60 * time.Second
+		o.DefaultConfirm = defaults.ConfirmTimeout
 	}
 	if o.MaxConfirm == 0 {
-		o.MaxConfirm = 15 * time.Minute
+		o.MaxConfirm = defaults.MaxConfirmTimeout
 	}
 	if o.Retention == 0 {
 		o.Retention = 50
@@ -98,7 +99,7 @@ func (o *Options) setDefaults() {
 // DefaultSwitchTimeout is the default Options.SwitchTimeout: generous, as a
 // switch that restarts many services can take minutes, yet bounded so that a
 // switch waiting forever cannot keep the dead-man from rolling back.
-const DefaultSwitchTimeout = 10 * time.Minute
+const DefaultSwitchTimeout = defaults.SwitchTimeout
 
 // Deps are the engine's collaborators.
 type Deps struct {
@@ -126,6 +127,11 @@ type Deps struct {
 	// Host, if set, tells whether the host is shutting down before the
 	// engine judges anything destructive (shutdown.go). Default: never.
 	Host Host
+
+	// Cache, if set, substitutes a system a build peer of the same rollout
+	// has or builds instead of building it again (cache.go). Nil: every
+	// host builds by itself.
+	Cache FleetCache
 }
 
 // Engine runs deployments, one at a time.
@@ -145,6 +151,7 @@ type Engine struct {
 
 	onResult func(Final) // Deps.OnResult
 	host     Host        // Deps.Host, nil: never shutting down
+	cache    FleetCache  // Deps.Cache, nil: no fleet cache
 
 	ctx    context.Context // owns every background goroutine
 	cancel context.CancelFunc
@@ -156,6 +163,8 @@ type Engine struct {
 	active string // deployment holding the lock, "" if none
 	runs   map[string]*run
 	timers map[string]*time.Timer
+	// approvals are the deployments awaiting approval (approve.go).
+	approvals map[string]*approval
 }
 
 // New builds an engine. Call Start to resume unfinished deployments.
@@ -177,8 +186,8 @@ func New(opts Options, deps Deps) (*Engine, error) {
 	return &Engine{
 		opts: opts, nix: deps.Nix, act: deps.Activator, health: deps.Health, j: deps.Journal,
 		log: deps.Log.Named("deploy"), now: deps.Now, onConf: deps.OnConfirmed,
-		ctx: ctx, cancel: cancel, onResult: deps.OnResult, host: deps.Host,
-		runs: map[string]*run{}, timers: map[string]*time.Timer{},
+		ctx: ctx, cancel: cancel, onResult: deps.OnResult, host: deps.Host, cache: deps.Cache,
+		runs: map[string]*run{}, timers: map[string]*time.Timer{}, approvals: map[string]*approval{},
 		agent: deps.Agent, instance: randomHex(8),
 	}, nil
 }
@@ -297,8 +306,10 @@ func (e *Engine) Submit(ctx context.Context, req Request) (*Subscription, error)
 		SourceDigest: req.SourceDigest, RequestedBy: req.RequestedBy, KeyID: req.KeyID,
 		State: journal.StateRunning, ConfirmTimeout: req.ConfirmTimeout,
 		CriticalUnits: req.ExtraCritical, InstallBootloader: req.InstallBootloader,
-		BootToken: e.bootToken, // tells a power cut before the switch from an agent restart
+		AwaitApproval: req.AwaitApproval,
+		BootToken:     e.bootToken, // tells a power cut before the switch from an agent restart
 	}
+	req.Source.record(rec)
 	e.mu.Lock()
 	if e.ctx.Err() != nil {
 		e.mu.Unlock()
@@ -360,6 +371,14 @@ func (e *Engine) validate(req *Request) error {
 	default:
 		return fmt.Errorf("%w: unknown action %q", ErrInvalidRequest, req.Action)
 	}
+	if req.AwaitApproval {
+		if req.Action != ActionSwitch && req.Action != ActionBoot {
+			return fmt.Errorf("%w: only a switch or boot awaits approval, not %s", ErrInvalidRequest, req.Action)
+		}
+		if req.ApprovalTimeout <= 0 || req.ApprovalTimeout > e.opts.MaxConfirm {
+			return fmt.Errorf("%w: approval timeout %v (must be > 0 and at most %v)", ErrInvalidRequest, req.ApprovalTimeout, e.opts.MaxConfirm)
+		}
+	}
 	if req.ConfirmTimeout < 0 {
 		return fmt.Errorf("%w: negative confirm timeout", ErrInvalidRequest)
 	}
@@ -374,7 +393,7 @@ func (e *Engine) validate(req *Request) error {
 			return fmt.Errorf("%w: critical unit name %q", ErrInvalidRequest, u)
 		}
 	}
-	return nil
+	return validateFleetCache(req) // cache.go
 }
 
 // validAttr accepts what a nixosConfigurations attribute can safely be
@@ -455,7 +474,7 @@ func (e *Engine) Confirm(id, by string) (*Result, error) {
 		d.bootConfirmed(e.ctx)
 		rec.Reason += bootPendingNote(rec)
 		if err := e.j.Update(rec); err != nil {
-			e.log.Error("journal update", "id", id, "error", err)
+			e.log.Error("journal update", "deployment", id, "error", err)
 		}
 	} else {
 		e.dropRoots(id)
@@ -472,7 +491,7 @@ func (e *Engine) Confirm(id, by string) (*Result, error) {
 	if r != nil {
 		r.append(ev)
 	}
-	e.log.Info("deployment confirmed", "id", id, "by", by, "path", rec.NewPath)
+	e.log.Info("deployment confirmed", "deployment", id, "by", by, "path", rec.NewPath)
 	e.observeFinal(rec, res)
 	e.prune()
 	if e.onConf != nil {
@@ -513,7 +532,7 @@ func (e *Engine) prune() {
 func (e *Engine) appendLog(id, line string) {
 	f, err := e.j.OpenLog(id)
 	if err != nil {
-		e.log.Error("deployment log", "id", id, "error", err)
+		e.log.Error("deployment log", "deployment", id, "error", err)
 		return
 	}
 	fmt.Fprintf(f, "%s %s\n", e.now().UTC().Format(time.RFC3339Nano), line)
@@ -548,7 +567,7 @@ func (e *Engine) expire(id string) {
 	rec.State = journal.StateRollingBack
 	rec.Reason = fmt.Sprintf("not confirmed within %v (deadline %s)", rec.ConfirmTimeout, rec.Deadline.UTC().Format(time.RFC3339))
 	if err := e.j.Update(rec); err != nil {
-		e.log.Error("journal update before rollback", "id", id, "error", err)
+		e.log.Error("journal update before rollback", "deployment", id, "error", err)
 	}
 	r := e.runs[id]
 	if r == nil {
@@ -556,7 +575,7 @@ func (e *Engine) expire(id string) {
 		e.runs[id] = r
 	}
 	e.mu.Unlock()
-	e.log.Warn("confirmation deadline passed: rolling back", "id", id, "previous", rec.PreviousPath)
+	e.log.Warn("confirmation deadline passed: rolling back", "deployment", id, "previous", rec.PreviousPath)
 	d := e.newDeployment(rec, r)
 	e.wg.Add(1)
 	go func() {
@@ -575,7 +594,7 @@ func (e *Engine) resume(rec *journal.Record) {
 	d := e.newDeployment(rec, r)
 	d.resumed = true
 	rebooted := rec.BootToken != "" && rec.BootToken != e.bootToken
-	e.log.Info("resuming deployment", "id", rec.ID, "state", rec.State, "rebooted", rebooted)
+	e.log.Info("resuming deployment", "deployment", rec.ID, "state", rec.State, "rebooted", rebooted)
 	d.logf(PhaseConfirm, "agent started: resuming deployment in state %s", rec.State)
 
 	e.wg.Add(1)
@@ -588,6 +607,10 @@ func (e *Engine) resume(rec *journal.Record) {
 		case journal.StateRunning:
 			d.clearUnit(e.ctx, e.dryActivateUnit(rec.ID)) // left by a dry-activate cut short
 			d.clearUnit(e.ctx, e.checkUnit(rec.ID))       // or by its switch inhibitors' check
+			if rec.Phase == string(PhaseApprove) {
+				d.approvalInterrupted(rebooted)
+				return
+			}
 			if rebooted {
 				// A power cut: nothing told the agent (a clean reboot is
 				// decided in resumeAfterShutdown).

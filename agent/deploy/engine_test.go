@@ -96,7 +96,11 @@ func TestHappyPath(t *testing.T) {
 	if got, want := h.nix.callsWith("set-profile"), []string{"set-profile " + h.opts.Profile + " " + h.new}; !slices.Equal(got, want) {
 		t.Errorf("profile changes:\n got %q\nwant %q", got, want)
 	}
-	if got, want := h.nix.callsWith("build"), []string{"build " + toplevelInstallable(testRef, testHost)}; !slices.Equal(got, want) {
+	// One evaluation, then the build of its derivation (evalonce.go).
+	if got, want := h.nix.callsWith("evaluate"), []string{"evaluate " + testRef + " " + testHost}; !slices.Equal(got, want) {
+		t.Errorf("evaluations:\n got %q\nwant %q", got, want)
+	}
+	if got, want := h.nix.callsWith("build"), []string{"build " + h.new + ".drv"}; !slices.Equal(got, want) {
 		t.Errorf("builds:\n got %q\nwant %q", got, want)
 	}
 	if got, want := h.act.callsWith(""), []string{"dry-activate " + h.new, "start-switch panther-switch-d1 " + h.new + " test", "start-switch panther-boot-d1 " + h.new + " boot"}; !slices.Equal(got, want) {

@@ -27,10 +27,14 @@ type fakeNix struct {
 	hostsErr    error
 	warnings    []string
 	builds      map[string]string // installable -> store path
+	drvs        map[string]string // derivation Evaluate returned -> installable
 	buildLines  []string
 	buildErr    error
 	buildGate   chan struct{} // when set, Build waits for it (or ctx)
 	diff        []ClosureChange
+	sizes       map[string]int64 // closure sizes by path (ClosureSizes)
+	sizesErr    error
+	sizeCalls   int
 	setErr      error
 	setErrPath  string // when set, setErr only fails SetProfile of this path
 	profileName string // the profile the engine must use
@@ -40,7 +44,7 @@ type fakeNix struct {
 }
 
 func newFakeNix(profile string) *fakeNix {
-	return &fakeNix{profileName: profile, builds: map[string]string{}}
+	return &fakeNix{profileName: profile, builds: map[string]string{}, drvs: map[string]string{}}
 }
 
 func (n *fakeNix) record(format string, args ...any) {
@@ -61,8 +65,47 @@ func toplevelInstallable(ref, attr string) string {
 func (n *fakeNix) Build(ctx context.Context, installable string, onLine func(string)) (string, error) {
 	n.mu.Lock()
 	n.record("build %s", installable)
-	gate, lines, err := n.buildGate, n.buildLines, n.buildErr
 	path, ok := n.builds[installable]
+	n.mu.Unlock()
+	return n.built(ctx, installable, path, ok, onLine)
+}
+
+// Evaluate is the one evaluation of a deploy (evalonce.go): the hosts, the
+// warnings and a derivation named after the scripted store path.
+func (n *fakeNix) Evaluate(ctx context.Context, flakeRef, host string, onLine func(string)) (Evaluation, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.record("evaluate %s %s", flakeRef, host)
+	if n.hostsErr != nil {
+		return Evaluation{}, n.hostsErr
+	}
+	ev := Evaluation{Hosts: slices.Clone(n.hosts), Found: slices.Contains(n.hosts, host)}
+	if ev.Found {
+		ev.Warnings = slices.Clone(n.warnings)
+		ev.OutPath = n.builds[toplevelInstallable(flakeRef, host)]
+		ev.DrvPath = flakeRef + "#" + host + ".drv"
+		if ev.OutPath != "" {
+			ev.DrvPath = ev.OutPath + ".drv"
+		}
+		n.drvs[ev.DrvPath] = toplevelInstallable(flakeRef, host)
+	}
+	return ev, nil
+}
+
+// BuildDerivation builds a derivation Evaluate returned, as Build does its
+// installable.
+func (n *fakeNix) BuildDerivation(ctx context.Context, drvPath string, onLine func(string)) (string, error) {
+	n.mu.Lock()
+	n.record("build %s", drvPath)
+	installable, ok := n.drvs[drvPath]
+	path := n.builds[installable]
+	n.mu.Unlock()
+	return n.built(ctx, drvPath, path, ok && path != "", onLine)
+}
+
+func (n *fakeNix) built(ctx context.Context, installable, path string, ok bool, onLine func(string)) (string, error) {
+	n.mu.Lock()
+	gate, lines, err := n.buildGate, n.buildLines, n.buildErr
 	n.mu.Unlock()
 	for _, l := range lines {
 		onLine(l)
@@ -112,6 +155,23 @@ func (n *fakeNix) DiffClosures(ctx context.Context, oldPath, newPath string) ([]
 	defer n.mu.Unlock()
 	n.record("diff-closures %s %s", oldPath, newPath)
 	return slices.Clone(n.diff), nil
+}
+
+// ClosureSizes answers from n.sizes; it is not recorded in calls.
+func (n *fakeNix) ClosureSizes(ctx context.Context, paths ...string) (map[string]int64, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.sizeCalls++
+	if n.sizesErr != nil {
+		return nil, n.sizesErr
+	}
+	out := map[string]int64{}
+	for _, p := range paths {
+		if s, ok := n.sizes[p]; ok {
+			out[p] = s
+		}
+	}
+	return out, nil
 }
 
 // SetProfile behaves like nix-env --set: a new generation unless the newest

@@ -119,7 +119,7 @@ func (d *deployment) handOver(ctx context.Context) bool {
 	// Should this agent outlive the restart, the deadline still rolls back:
 	// it never accepts the confirmation itself.
 	e.armTimer(rec)
-	e.log.Info("handed the deployment over to the new agent", "id", rec.ID, "exec", exec)
+	e.log.Info("handed the deployment over to the new agent", "deployment", rec.ID, "exec", exec)
 	d.r.handedOver()
 	return true
 }
@@ -193,7 +193,7 @@ func (d *deployment) newAgentResumed() {
 	if h.ResumedBy == "" {
 		h.ResumedBy = e.instance
 		if err := e.j.Update(rec); err != nil {
-			e.log.Warn("journal update", "id", rec.ID, "error", err)
+			e.log.Warn("journal update", "deployment", rec.ID, "error", err)
 		}
 	}
 	d.logf(PhaseConfirm, "the new agent (pid %d) resumed the deployment: it accepts the confirmation", os.Getpid())
@@ -213,7 +213,7 @@ func (d *deployment) restartIntoCurrentAgent() {
 	if self == nil || err != nil || exec == nil || slices.Equal(self, exec) {
 		return
 	}
-	e.log.Info("the rollback restored the previous agent's unit: restarting into it", "id", rec.ID, "exec", exec)
+	e.log.Info("the rollback restored the previous agent's unit: restarting into it", "deployment", rec.ID, "exec", exec)
 	ctx, cancel := context.WithTimeout(context.Background(), clearTimeout)
 	defer cancel()
 	if err := e.agent.Restart(ctx); err != nil {

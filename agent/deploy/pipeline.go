@@ -20,6 +20,10 @@ type deployment struct {
 	r   *run
 	// resumed: the deployment was resumed by an agent start.
 	resumed bool
+	// eval is the deploy's one evaluation (evalonce.go): its derivation
+	// and out path for whatever needs them before the build (nil when the
+	// Nix port cannot evaluate once, and for rollbacks).
+	eval *Evaluation
 }
 
 func (e *Engine) newDeployment(rec *journal.Record, r *run) *deployment {
@@ -74,6 +78,8 @@ func formatEvent(ev Event) string {
 			return fmt.Sprintf("[confirm] awaiting confirmation until %s (the confirm makes it the system profile and the boot default)", ev.Awaiting.Deadline.UTC().Format(time.RFC3339))
 		}
 		return fmt.Sprintf("[confirm] awaiting confirmation until %s (generation %d)", ev.Awaiting.Deadline.UTC().Format(time.RFC3339), ev.Awaiting.NewGeneration)
+	case EventAwaitingApproval:
+		return fmt.Sprintf("[approve] awaiting approval of %s until %s; nothing changes before it", ev.Approval.NewPath, ev.Approval.Deadline.UTC().Format(time.RFC3339))
 	case EventResult:
 		r := ev.Result
 		line := fmt.Sprintf("[result] %s", r.Outcome)
@@ -105,7 +111,7 @@ func (d *deployment) phase(p Phase, f func() error) error {
 		// phase it stopped in (and a host that lost power during health, one
 		// that says "switch").
 		if err := d.e.j.Update(d.rec); err != nil {
-			d.e.log.Warn("journal update", "id", d.rec.ID, "phase", p, "error", err)
+			d.e.log.Warn("journal update", "deployment", d.rec.ID, "phase", p, "error", err)
 		}
 	}
 	d.emit(Event{Kind: EventPhaseStarted, Phase: p})
@@ -128,7 +134,7 @@ func (d *deployment) finish(state journal.State, reason string) {
 	ev := Event{Kind: EventResult, Result: d.e.resultOf(d.rec), DeploymentID: d.rec.ID, Time: d.e.now()}
 	d.e.appendLog(d.rec.ID, formatEvent(ev))
 	if err := d.e.j.Update(d.rec); err != nil {
-		d.e.log.Error("journal update", "id", d.rec.ID, "error", err)
+		d.e.log.Error("journal update", "deployment", d.rec.ID, "error", err)
 	}
 	d.clearDeadman(d.e.ctx) // the outcome is recorded: the dead-man has nothing left to do
 	d.e.mu.Lock()
@@ -137,7 +143,7 @@ func (d *deployment) finish(state journal.State, reason string) {
 	d.e.dropRoots(d.rec.ID)
 	d.publish(ev, false)
 	d.e.observeFinal(d.rec, ev.Result)
-	d.e.log.Info("deployment finished", "id", d.rec.ID, "state", state, "reason", reason)
+	d.e.log.Info("deployment finished", "deployment", d.rec.ID, "state", state, "reason", reason)
 	d.e.prune()
 	d.restartIntoCurrentAgent()
 }
@@ -158,10 +164,17 @@ func (d *deployment) pipeline(ctx context.Context, stopLink func() bool, req Req
 	}
 	var newPath string
 	var warnings []string
+	var eval *Evaluation // evalonce.go: the one evaluation, when the port has it
 	err := d.phase(PhaseValidate, func() error {
 		var hosts []string
 		var err error
-		if hi, ok := e.nix.(hostInspector); ok {
+		var one bool
+		if eval, one, err = d.evaluate(ctx, req); one {
+			if err != nil {
+				return err
+			}
+			warnings = eval.Warnings
+		} else if hi, ok := e.nix.(hostInspector); ok {
 			// One evaluation for both: it is most of this phase's time.
 			if hosts, warnings, err = hi.HostInfo(ctx, req.FlakeRef, req.FlakeAttr); err != nil {
 				return fmt.Errorf("evaluating the flake: %w", err)
@@ -169,10 +182,10 @@ func (d *deployment) pipeline(ctx context.Context, stopLink func() bool, req Req
 		} else if hosts, err = e.nix.Hosts(ctx, req.FlakeRef); err != nil {
 			return fmt.Errorf("evaluating the flake: %w", err)
 		}
-		if !slices.Contains(hosts, req.FlakeAttr) {
+		if eval == nil && !slices.Contains(hosts, req.FlakeAttr) {
 			return fmt.Errorf("%w: %q is not in nixosConfigurations (hosts: %s)", ErrUnknownHost, req.FlakeAttr, strings.Join(hosts, ", "))
 		}
-		if _, ok := e.nix.(hostInspector); !ok {
+		if _, ok := e.nix.(hostInspector); !ok && eval == nil {
 			if warnings, err = e.nix.Warnings(ctx, req.FlakeRef, req.FlakeAttr); err != nil {
 				return fmt.Errorf("evaluating config.warnings: %w", err)
 			}
@@ -191,7 +204,14 @@ func (d *deployment) pipeline(ctx context.Context, stopLink func() bool, req Req
 	}
 	err = d.phase(PhaseBuild, func() error {
 		installable := req.FlakeRef + "#nixosConfigurations." + req.FlakeAttr + ".config.system.build.toplevel"
-		p, err := e.nix.Build(ctx, installable, func(l string) { d.emit(Event{Kind: EventLog, Phase: PhaseBuild, Line: l}) })
+		// cache.go: the system substituted from a build peer, if one has it;
+		// else the evaluated derivation is built (evalonce.go).
+		p, done := d.fromPeers(ctx, req, installable)
+		var err error
+		if p == "" {
+			p, err = d.build(ctx, req, eval, func(l string) { d.emit(Event{Kind: EventLog, Phase: PhaseBuild, Line: l}) })
+		}
+		done(p, err)
 		if err != nil {
 			return err
 		}
@@ -232,6 +252,9 @@ func (d *deployment) pipeline(ctx context.Context, stopLink func() bool, req Req
 	}
 	// From here on the deployment belongs to the agent, not to the caller.
 	stopLink()
+	if req.AwaitApproval && !d.awaitApproval(e.ctx, active, req.ApprovalTimeout) {
+		return
+	}
 	d.switchTo(e.ctx, active, d.switchMode(req.Action, sum), req.ConfirmTimeout)
 }
 
@@ -279,11 +302,13 @@ func (d *deployment) dryActivate(ctx context.Context, newPath string, warnings [
 		sum.RebootRequired = rebootRequired(e.opts.BootedSystem, newPath)
 		sum.StopsAgent = e.stopsAgent(sum, newPath)
 		if sum.CurrentPath != "" && sum.CurrentPath != newPath {
+			sized := e.closureSizes(ctx, sum) // alongside diff-closures
 			ch, err := e.nix.DiffClosures(ctx, sum.CurrentPath, newPath)
 			if err != nil {
 				d.emit(Event{Kind: EventWarning, Line: "could not compare closures: " + err.Error()})
 			}
 			sum.Changes = ch
+			<-sized
 		}
 		return nil
 	})
@@ -475,7 +500,7 @@ func (d *deployment) switchExit(ctx context.Context) (int, error) {
 	}
 	rec.SwitchExitCode = &code
 	if err := e.j.Update(rec); err != nil {
-		e.log.Error("journal update", "id", rec.ID, "error", err)
+		e.log.Error("journal update", "deployment", rec.ID, "error", err)
 		return code, nil // keep the unit: its record is the only one
 	}
 	d.clearUnit(ctx, rec.SwitchUnit)
@@ -631,7 +656,7 @@ func (d *deployment) rollback(ctx context.Context, reason string) {
 	rec.State = journal.StateRollingBack
 	rec.Reason = reason
 	if err := e.j.Update(rec); err != nil {
-		e.log.Error("journal update", "id", rec.ID, "error", err)
+		e.log.Error("journal update", "deployment", rec.ID, "error", err)
 	}
 	d.emit(Event{Kind: EventWarning, Line: "rolling back: " + reason})
 	if rec.SwitchUnit != "" {

@@ -36,7 +36,7 @@ func (d *deployment) restoreProfile(ctx context.Context) {
 	if err := e.nix.SetProfile(ctx, e.opts.Profile, rec.PreviousProfile()); err != nil {
 		rec.ProfileError = err.Error()
 		if err := e.j.Update(rec); err != nil {
-			e.log.Error("journal update", "id", rec.ID, "error", err)
+			e.log.Error("journal update", "deployment", rec.ID, "error", err)
 		}
 		d.emit(Event{Kind: EventWarning, Line: fmt.Sprintf("could not set the system profile back to %s (switching to the previous system all the same): %v", rec.PreviousProfile(), err)})
 		return
@@ -46,7 +46,7 @@ func (d *deployment) restoreProfile(ctx context.Context) {
 		rec.RollbackGeneration = g
 	}
 	if err := e.j.Update(rec); err != nil {
-		e.log.Error("journal update", "id", rec.ID, "error", err)
+		e.log.Error("journal update", "deployment", rec.ID, "error", err)
 	}
 }
 

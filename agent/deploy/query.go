@@ -47,6 +47,10 @@ type GenerationInfo struct {
 	// (rolled back, failed, manual) created it; a rollback without a
 	// generation number never goes to it.
 	Failed bool
+	// SourceRev and SourceDirty: the git revision of the source the
+	// deployment that created it built.
+	SourceRev   string
+	SourceDirty bool
 }
 
 // Generations lists the system profile's generations, newest first, joined
@@ -77,6 +81,7 @@ func (e *Engine) Generations(ctx context.Context) ([]GenerationInfo, error) {
 			info.DeploymentID = r.ID
 			info.Result = string(r.State)
 			info.Reason = r.Reason
+			info.SourceRev, info.SourceDirty = r.SourceRev, r.SourceDirty
 		} else if r := rollbackOf[g.Number]; r != nil {
 			info.DeploymentID = r.ID
 			info.Result = "rollback"

@@ -54,7 +54,7 @@ func (d *deployment) hostGoingDown(ctx context.Context) bool {
 	defer cancel()
 	down, err := e.host.ShuttingDown(ctx)
 	if err != nil {
-		e.log.Warn("could not ask systemd whether the host is shutting down", "id", d.rec.ID, "error", err)
+		e.log.Warn("could not ask systemd whether the host is shutting down", "deployment", d.rec.ID, "error", err)
 		return false
 	}
 	return down
@@ -77,10 +77,10 @@ func (d *deployment) interruptedByShutdown(ctx context.Context, what string) boo
 	}
 	rec.Interrupted = "interrupted by reboot during " + phase
 	if err := e.j.Update(rec); err != nil {
-		e.log.Error("journal update", "id", rec.ID, "error", err)
+		e.log.Error("journal update", "deployment", rec.ID, "error", err)
 	}
 	d.emit(Event{Kind: EventWarning, Line: fmt.Sprintf("%s: the host is shutting down (%s); nothing is undone now, the agent decides after the boot", rec.Interrupted, what)})
-	e.log.Warn("the host is shutting down: deployment interrupted, waiting to be stopped", "id", rec.ID, "state", rec.State, "phase", phase, "instead_of", what)
+	e.log.Warn("the host is shutting down: deployment interrupted, waiting to be stopped", "deployment", rec.ID, "state", rec.State, "phase", phase, "instead_of", what)
 	tick := time.NewTicker(shutdownPoll)
 	defer tick.Stop()
 	for {
@@ -95,7 +95,7 @@ func (d *deployment) interruptedByShutdown(ctx context.Context, what string) boo
 	}
 	rec.Interrupted = ""
 	if err := e.j.Update(rec); err != nil {
-		e.log.Error("journal update", "id", rec.ID, "error", err)
+		e.log.Error("journal update", "deployment", rec.ID, "error", err)
 	}
 	d.logf(Phase(phase), "the shutdown was cancelled: going on (%s)", what)
 	return false
@@ -137,7 +137,7 @@ func (d *deployment) resumeAfterShutdown(ctx context.Context, rebooted bool) boo
 	// The previous system came up: the boot default never left it, or the
 	// rollback's switch moved it back. Nothing is left to activate.
 	d.logf(PhaseConfirm, "the host %s and booted the previous system %s: nothing to roll back", during, cur)
-	e.log.Info("the host rebooted into the previous system", "id", rec.ID, "state", rec.State, "phase", phase, "previous", cur)
+	e.log.Info("the host rebooted into the previous system", "deployment", rec.ID, "state", rec.State, "phase", phase, "previous", cur)
 	if rec.SwitchUnit != "" {
 		d.clearUnit(ctx, rec.SwitchUnit)
 	}

@@ -82,7 +82,7 @@ func (d *deployment) bootConfirmed(ctx context.Context) {
 	if err != nil {
 		rec.BootError = err.Error()
 		d.e.appendLog(rec.ID, "[confirm] the boot default is still the previous system: "+err.Error()+"; the agent tries again at its next start")
-		e.log.Error("confirmed, but the boot step failed", "id", rec.ID, "error", err)
+		e.log.Error("confirmed, but the boot step failed", "deployment", rec.ID, "error", err)
 	} else {
 		if i := strings.Index(rec.Reason, bootPendingPrefix); i >= 0 {
 			rec.Reason = rec.Reason[:i] + "; the boot default was moved at a later try"
@@ -91,7 +91,7 @@ func (d *deployment) bootConfirmed(ctx context.Context) {
 		d.e.appendLog(rec.ID, fmt.Sprintf("[confirm] %s is the system profile (generation %d) and the boot default", rec.NewPath, rec.NewGeneration))
 	}
 	if err := e.j.Update(rec); err != nil {
-		e.log.Error("journal update", "id", rec.ID, "error", err)
+		e.log.Error("journal update", "deployment", rec.ID, "error", err)
 	}
 	if !rec.BootPending {
 		e.dropRoots(rec.ID)
@@ -122,7 +122,7 @@ func (e *Engine) retryBoot() {
 			continue
 		}
 		d := e.newDeployment(rec, newRun(rec.ID))
-		e.log.Info("confirmed deployment: trying its boot step again", "id", rec.ID)
+		e.log.Info("confirmed deployment: trying its boot step again", "deployment", rec.ID)
 		e.wg.Add(1)
 		go func() {
 			defer e.wg.Done()

@@ -41,6 +41,10 @@ const (
 	PhaseHealth      Phase = "health"
 	PhaseConfirm     Phase = "confirm"
 	PhaseRollback    Phase = "rollback"
+	// PhaseApprove: after dry-activate, waiting for the operator's Approve
+	// (only when the request asked for it); it is not a phase with a start
+	// and an end of its own in the event stream.
+	PhaseApprove Phase = "approve"
 )
 
 // Request is a verified deployment request.
@@ -64,6 +68,20 @@ type Request struct {
 	// Force deploys a configuration that would stop or remove the agent's
 	// own unit (refused otherwise).
 	Force bool
+	// AwaitApproval stops a switch or boot after its dry-activate until
+	// Approve (or Decline, or ApprovalTimeout) decides (approve.go).
+	AwaitApproval   bool
+	ApprovalTimeout time.Duration // required with AwaitApproval
+	// Source is where the flake source came from and which locked inputs
+	// came with it (inputs.go).
+	Source SourceInfo
+	// RolloutID and BuildPeers: build once per closure (see cache.go). ""
+	// / none: the agent builds by itself.
+	RolloutID  string
+	BuildPeers []string
+	// PushTo is a Nix store URI the closure is copied to when this host
+	// built it ("" = none; see cache.go).
+	PushTo string
 }
 
 // EventKind says which fields of an Event are set.
@@ -79,6 +97,8 @@ const (
 	EventSummary
 	EventAwaiting
 	EventResult
+	// EventAwaitingApproval: the deployment waits for Approve (Approval set).
+	EventAwaitingApproval
 )
 
 // Event is one thing that happened during a deployment.
@@ -94,6 +114,7 @@ type Event struct {
 	Name, Detail string        // Health
 	Summary      *Summary
 	Awaiting     *Awaiting
+	Approval     *AwaitingApproval // EventAwaitingApproval
 	Result       *Result
 }
 
@@ -125,11 +146,16 @@ type Summary struct {
 	// StopsAgent says why the new system would stop or remove the agent's
 	// own unit ("" = it does not); such a deploy needs Force.
 	StopsAgent string
+	// CurrentClosureSize and NewClosureSize are the closure sizes in bytes
+	// of the running and the new system (0 = unknown); see closuresize.go.
+	CurrentClosureSize, NewClosureSize int64
 }
 
 // ClosureChange is one package version change between two systems.
 type ClosureChange struct {
 	Name, OldVersion, NewVersion, SizeDelta string
+	// SizeBytes is SizeDelta as a number of bytes (0 when nix printed none).
+	SizeBytes int64
 }
 
 // Awaiting is sent when a switch waits for confirmation.
@@ -185,6 +211,12 @@ var (
 	// ErrWrongFlakeHost: the request asks for a configuration other than
 	// the agent's flakeHost.
 	ErrWrongFlakeHost = errors.New("the agent serves only its own configuration")
+	// ErrNotAwaitingApproval: Approve or Decline for a deployment that does
+	// not (or no longer) await approval.
+	ErrNotAwaitingApproval = errors.New("deployment is not awaiting approval")
+	// ErrApprovalPathMismatch: Approve named a store path other than the
+	// dry-activated one; the deployment keeps waiting.
+	ErrApprovalPathMismatch = errors.New("the approved store path is not the dry-activated one")
 )
 
 // BusyError names the running deployment.

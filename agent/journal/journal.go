@@ -38,6 +38,10 @@ const (
 	StateRolledBack     State = "rolled-back" // final
 	StateFailed         State = "failed"      // final: failed before changing anything
 	StateManual         State = "manual"      // final: rollback failed, a person must act
+	// StateNotApproved: the deployment awaited approval after its
+	// dry-activate and was declined, not approved in time, or the agent
+	// restarted while it waited. Final; nothing was changed.
+	StateNotApproved State = "not-approved"
 )
 
 // Failed reports whether a deployment that ended in s did not keep the
@@ -68,6 +72,18 @@ type Record struct {
 	SourceDigest string `json:"sourceDigest,omitempty"`
 	RequestedBy  string `json:"requestedBy,omitempty"`
 	KeyID        string `json:"keyId,omitempty"`
+	// SourceRev is the git revision of the controller's checkout the
+	// source was packed from ("" = unknown); SourceDirty: it had
+	// uncommitted changes.
+	SourceRev   string `json:"sourceRev,omitempty"`
+	SourceDirty bool   `json:"sourceDirty,omitempty"`
+	// Inputs are the store paths of the locked flake inputs the controller
+	// shipped; FetchInputs: none were, the agent's nix fetched them.
+	Inputs      []string `json:"inputs,omitempty"`
+	FetchInputs bool     `json:"fetchInputs,omitempty"`
+	// SubstitutedFrom names the build peer the new system was substituted
+	// from over the fleet cache ("" = built here, or no fleet cache).
+	SubstitutedFrom string `json:"substitutedFrom,omitempty"`
 
 	State  State  `json:"state"`
 	Phase  string `json:"phase,omitempty"`  // current phase, or where it failed
@@ -123,6 +139,14 @@ type Record struct {
 	// health"). The agent did nothing destructive then; after the boot it
 	// decides from the system that runs.
 	Interrupted string `json:"interrupted,omitempty"`
+
+	// Approval (agent/deploy/approve.go). AwaitApproval: the request asked
+	// the deployment to stop after dry-activate until approved;
+	// ApprovalDeadline is when it stops waiting (set while it waits, in
+	// phase "approve"); ApprovedBy is who approved it.
+	AwaitApproval    bool      `json:"awaitApproval,omitempty"`
+	ApprovalDeadline time.Time `json:"approvalDeadline,omitzero"`
+	ApprovedBy       string    `json:"approvedBy,omitempty"`
 
 	// Test-then-boot (see agent/deploy/testboot.go). ProfileDeferred: the
 	// live switch ran switch-to-configuration test and left the system

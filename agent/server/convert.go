@@ -25,6 +25,7 @@ var phaseToProto = map[deploy.Phase]agentv1.Phase{
 	deploy.PhaseHealth:      agentv1.Phase_PHASE_HEALTH,
 	deploy.PhaseConfirm:     agentv1.Phase_PHASE_CONFIRM,
 	deploy.PhaseRollback:    agentv1.Phase_PHASE_ROLLBACK,
+	deploy.PhaseApprove:     agentv1.Phase_PHASE_APPROVE,
 }
 
 var outcomeToProto = map[journal.State]agentv1.Outcome{
@@ -40,6 +41,7 @@ var outcomeToProto = map[journal.State]agentv1.Outcome{
 	journal.StateRolledBack:     agentv1.Outcome_OUTCOME_ROLLED_BACK,
 	journal.StateFailed:         agentv1.Outcome_OUTCOME_FAILED,
 	journal.StateManual:         agentv1.Outcome_OUTCOME_MANUAL_INTERVENTION,
+	journal.StateNotApproved:    agentv1.Outcome_OUTCOME_NOT_APPROVED,
 }
 
 func eventToProto(ev deploy.Event) *agentv1.DeployEvent {
@@ -65,15 +67,19 @@ func eventToProto(ev deploy.Event) *agentv1.DeployEvent {
 			Warnings:     s.Warnings,
 			WouldNotStop: s.WouldNotStop, WouldActivate: s.WouldActivate, WouldRestartSystemd: s.WouldRestartSystemd,
 			RebootRequired: s.RebootRequired, NotActivatable: s.NotActivatable, StopsAgent: s.StopsAgent,
+			CurrentClosureSize: s.CurrentClosureSize, NewClosureSize: s.NewClosureSize,
 		}
 		for _, c := range s.Changes {
-			ps.ClosureChanges = append(ps.ClosureChanges, &agentv1.ClosureChange{Name: c.Name, OldVersion: c.OldVersion, NewVersion: c.NewVersion, SizeDelta: c.SizeDelta})
+			ps.ClosureChanges = append(ps.ClosureChanges, &agentv1.ClosureChange{Name: c.Name, OldVersion: c.OldVersion, NewVersion: c.NewVersion, SizeDelta: c.SizeDelta, SizeDeltaBytes: c.SizeBytes})
 		}
 		pe.Event = &agentv1.DeployEvent_Summary{Summary: ps}
 	case deploy.EventAwaiting:
 		a := ev.Awaiting
 		pe.Event = &agentv1.DeployEvent_AwaitingConfirmation{AwaitingConfirmation: &agentv1.AwaitingConfirmation{
 			Deadline: timestamppb.New(a.Deadline), NewStorePath: a.NewPath, NewGeneration: a.NewGeneration}}
+	case deploy.EventAwaitingApproval:
+		pe.Event = &agentv1.DeployEvent_AwaitingApproval{AwaitingApproval: &agentv1.AwaitingApproval{
+			Deadline: timestamppb.New(ev.Approval.Deadline), NewStorePath: ev.Approval.NewPath}}
 	case deploy.EventResult:
 		pe.Event = &agentv1.DeployEvent_Result{Result: resultToProto(ev.Result)}
 	}
@@ -99,7 +105,7 @@ func recordToProto(r *journal.Record) *agentv1.DeploymentInfo {
 	info := &agentv1.DeploymentInfo{
 		DeploymentId: r.ID, Action: action, Outcome: outcomeToProto[r.State], Message: r.Reason,
 		StorePath: r.NewPath, PreviousStorePath: r.PreviousPath, Started: timestamppb.New(r.Started),
-		RequestedBy: r.RequestedBy, KeyId: r.KeyID,
+		RequestedBy: r.RequestedBy, KeyId: r.KeyID, SourceRev: r.SourceRev, SourceDirty: r.SourceDirty,
 	}
 	if !r.Finished.IsZero() {
 		info.Finished = timestamppb.New(r.Finished)

@@ -28,11 +28,11 @@ func TestFlakeRefRefusesFlakeSyntaxInSubdir(t *testing.T) {
 	d := "sha256:0000000000000000000000000000000000000000000000000000000000000000"
 	s := New(Config{Host: "alpha", Sources: oneSource{digest: d}})
 	for _, sub := range []string{"hosts?dir=other", "hosts#evil", "../up", "/abs"} {
-		if ref, err := s.flakeRef(&agentv1.Intent{SourceDigest: d, SourceSubdir: sub}); !errors.Is(err, deploy.ErrInvalidRequest) {
+		if ref, err := s.flakeRef(context.Background(), &agentv1.Intent{SourceDigest: d, SourceSubdir: sub}); !errors.Is(err, deploy.ErrInvalidRequest) {
 			t.Errorf("subdir %q: ref %q, err %v; want ErrInvalidRequest", sub, ref, err)
 		}
 	}
-	if ref, err := s.flakeRef(&agentv1.Intent{SourceDigest: d, SourceSubdir: "hosts/web"}); err != nil || ref != "path:/src/hosts/web" {
+	if ref, err := s.flakeRef(context.Background(), &agentv1.Intent{SourceDigest: d, SourceSubdir: "hosts/web"}); err != nil || ref != "path:/src/hosts/web" {
 		t.Errorf("plain subdir: %q, %v", ref, err)
 	}
 }

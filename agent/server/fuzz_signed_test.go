@@ -98,7 +98,7 @@ func FuzzSignedIntent(f *testing.F) {
 		if _, err := s.verify(context.Background(), env, allowed...); status.Code(err) != codes.PermissionDenied {
 			t.Fatalf("the same envelope twice: %v, want a replay refusal", err)
 		}
-		ref, err := s.flakeRef(got)
+		ref, err := s.flakeRef(context.Background(), got)
 		if err != nil {
 			return
 		}

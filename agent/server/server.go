@@ -24,6 +24,7 @@ import (
 	"github.com/pantheros/panther/agent/deploy"
 	"github.com/pantheros/panther/agent/journal"
 	"github.com/pantheros/panther/internal/archive"
+	"github.com/pantheros/panther/internal/flakeinputs"
 	"github.com/pantheros/panther/internal/nix"
 	"github.com/pantheros/panther/internal/signing"
 	"github.com/pantheros/panther/internal/tailnet"
@@ -58,8 +59,14 @@ type Config struct {
 	// a confirm is refused while it is down (reach.go). Default nil: no
 	// check.
 	Control ControlPlane
-	Log     hclog.Logger
-	Now     func() time.Time // default time.Now
+	// Inputs, if set, takes uploaded locked flake inputs into the nix
+	// store (inputs.go). Default nil: the agent's nix fetches them.
+	Inputs Inputs
+	// LockCheck, if set, evaluates flake.nix to refuse a source whose
+	// flake.lock lacks a declared input. Default nil: no check.
+	LockCheck flakeinputs.Evaluator
+	Log       hclog.Logger
+	Now       func() time.Time // default time.Now
 }
 
 // Server implements agentv1.AgentServiceServer.
@@ -160,7 +167,7 @@ func (s *Server) HasSource(ctx context.Context, req *agentv1.HasSourceRequest) (
 	if _, err := archive.ParseDigest(req.Digest); err != nil {
 		return nil, toStatus(err)
 	}
-	return &agentv1.HasSourceResponse{Present: s.c.Sources.Has(req.Digest)}, nil
+	return &agentv1.HasSourceResponse{Present: s.c.Sources.Has(req.Digest) && s.sourceIntact(req.Digest)}, nil
 }
 
 // UploadSource implements AgentServiceServer.
@@ -204,7 +211,7 @@ func (s *Server) UploadSource(stream agentv1.AgentService_UploadSourceServer) (e
 	return stream.SendAndClose(&agentv1.UploadSourceResponse{Digest: in.SourceDigest, BytesReceived: received})
 }
 
-func (s *Server) flakeRef(in *agentv1.Intent) (string, error) {
+func (s *Server) flakeRef(ctx context.Context, in *agentv1.Intent) (string, error) {
 	if !s.c.Sources.Has(in.SourceDigest) {
 		return "", fmt.Errorf("%w: %s (upload it first)", deploy.ErrSourceMissing, in.SourceDigest)
 	}
@@ -218,7 +225,10 @@ func (s *Server) flakeRef(in *agentv1.Intent) (string, error) {
 	if in.SourceSubdir != "" {
 		dir = dir + "/" + in.SourceSubdir
 	}
-	return "path:" + dir, nil
+	if err := s.checkSource(ctx, in, dir); err != nil {
+		return "", err
+	}
+	return withRev("path:"+dir, in)
 }
 
 // Deploy implements AgentServiceServer.
@@ -230,9 +240,9 @@ func (s *Server) Deploy(req *agentv1.DeployRequest, stream agentv1.AgentService_
 	if err != nil {
 		return err
 	}
-	ref, err := s.flakeRef(in)
+	ref, err := s.flakeRef(ctx, in)
 	if err != nil {
-		return toStatus(err)
+		return inputStatus(err)
 	}
 	sub, err := s.c.Engine.Submit(ctx, s.request(ctx, in, ref, req.GetEnvelope().GetKeyId()))
 	if err != nil {
@@ -251,7 +261,10 @@ func (s *Server) request(ctx context.Context, in *agentv1.Intent, ref, keyID str
 		ConfirmTimeout: in.ConfirmTimeout.AsDuration(), FailOnWarnings: in.FailOnWarnings,
 		ExtraCritical: in.ExtraCriticalUnits, Generation: in.Generation, RequestedBy: requestedBy(ctx),
 		InstallBootloader: in.InstallBootloader, Force: in.Force,
-		KeyID: keyID,
+		KeyID:         keyID,
+		AwaitApproval: in.AwaitApproval, ApprovalTimeout: approvalTimeout(in),
+		Source:    sourceInfo(in),
+		RolloutID: in.RolloutId, BuildPeers: in.BuildPeers, PushTo: in.PushTo,
 	}
 }
 
@@ -352,7 +365,7 @@ func (s *Server) ListGenerations(ctx context.Context, _ *agentv1.ListGenerations
 		resp.Generations = append(resp.Generations, &agentv1.Generation{
 			Number: g.Number, Created: timestamppb.New(g.Created), Current: g.Current, StorePath: g.Path,
 			NixosVersion: g.Version, DeploymentId: g.DeploymentID, Result: g.Result, Reason: g.Reason,
-			Failed: g.Failed,
+			Failed: g.Failed, SourceRev: g.SourceRev, SourceDirty: g.SourceDirty,
 		})
 	}
 	return resp, nil

@@ -14,10 +14,11 @@ import (
 
 	"github.com/pantheros/panther/controller/buildall"
 	"github.com/pantheros/panther/controller/client"
+	"github.com/pantheros/panther/controller/inputs"
 	"github.com/pantheros/panther/controller/inventory"
+	"github.com/pantheros/panther/controller/rollout"
 	"github.com/pantheros/panther/controller/termsafe"
 	"github.com/pantheros/panther/internal/nix"
-	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
 )
 
 type buildAllOpts struct {
@@ -25,6 +26,7 @@ type buildAllOpts struct {
 	jobs     int
 	logDir   string
 	onAgents bool
+	inputs   string
 	all      bool
 }
 
@@ -50,6 +52,7 @@ and a final {"summary":true,...}.`,
 			fs.IntVar(&o.jobs, "jobs", 0, "how many hosts build at once (default: the number of CPUs)")
 			fs.StringVar(&o.logDir, "log-dir", "logs", "where the per-host build logs go (<log-dir>/build/<host>.log)")
 			fs.BoolVar(&o.onAgents, "on-agents", false, "build on each host's agent instead of locally")
+			fs.StringVar(&o.inputs, "inputs", inputs.Ship, "with --on-agents: "+inputsFlagUsage)
 			fs.BoolVar(&o.all, "all", false, "every host of the flake (the default when no host is named)")
 		},
 		run: func(ctx context.Context, args []string) error {
@@ -99,7 +102,7 @@ func (c *CLI) buildAll(ctx context.Context, selectors []string, o *buildAllOpts)
 	var b buildall.Builder
 	where := "locally"
 	if o.onAgents {
-		ab, closeFn, err := c.agentBuilder(ctx, dir, hosts)
+		ab, closeFn, err := c.agentBuilder(ctx, dir, hosts, o.inputs)
 		if err != nil {
 			return err
 		}
@@ -174,7 +177,7 @@ func nixErrLine(err error) string {
 
 // agentBuilder uploads the flake to each host's agent and has it build
 // there. The returned func closes the shared tailnet node and source.
-func (c *CLI) agentBuilder(ctx context.Context, dir string, hosts []inventory.Host) (buildall.Builder, func(), error) {
+func (c *CLI) agentBuilder(ctx context.Context, dir string, hosts []inventory.Host, inputsMode string) (buildall.Builder, func(), error) {
 	s, err := c.signer()
 	if err != nil {
 		return nil, nil, err
@@ -188,101 +191,70 @@ func (c *CLI) agentBuilder(ctx context.Context, dir string, hosts []inventory.Ho
 		src.Close()
 		return nil, nil, err
 	}
+	inp, err := c.prepareInputs(ctx, dir, inputsMode)
+	if err != nil {
+		src.Close()
+		return nil, nil, err
+	}
 	for _, u := range packed.Untracked {
 		fmt.Fprintf(c.io.Stderr, "warning: %s is not tracked by git; nix ignores it (git add it to include it)\n", u)
 	}
 	n, err := c.connectTailnet(ctx)
 	if err != nil {
 		src.Close()
+		inp.Close()
 		return nil, nil, err
 	}
-	addr := map[string]string{}
+	fl := c.fleet(n, s)
+	upload := &client.Upload{Fleet: fl, Digest: packed.Digest, Subdir: packed.Subdir, Files: packed.Files, Bytes: packed.Bytes,
+		Open: func() io.Reader { return io.NewSectionReader(src, 0, st.Size()) }}
+	withInputs(fl, upload, inp) // the locked inputs and the revision too (inputs.go)
+	targets := map[string]rollout.Host{}
 	for _, h := range hosts {
-		addr[h.Name] = h.Addr()
+		targets[h.Name] = rolloutHost(h)
 	}
 	b := buildall.BuilderFunc(func(ctx context.Context, host string, log io.Writer) (string, error) {
-		return c.buildOnAgent(ctx, n, s, addr[host], host, io.NewSectionReader(src, 0, st.Size()), packed.Digest, packed.Subdir, log)
+		return c.buildOnAgent(ctx, fl, upload, targets[host], log)
 	})
-	return b, func() { n.close(); src.Close() }, nil
+	return b, func() { fl.Close(); n.close(); src.Close(); inp.Close() }, nil
 }
 
-// buildOnAgent runs one signed ACTION_BUILD deployment on addr's agent and
-// writes its events to log.
-func (c *CLI) buildOnAgent(ctx context.Context, n *network, s client.Signer, addr, host string, src io.Reader, digest, subdir string, log io.Writer) (string, error) {
-	logf := func(format string, args ...any) {
-		fmt.Fprintf(log, "%s %s\n", time.Now().UTC().Format(time.RFC3339Nano), termsafe.Line(fmt.Sprintf(format, args...)))
-	}
-	conn, err := c.dial(ctx, n, addr)
+// buildOnAgent has host's agent build its configuration (a signed build
+// deployment, through the rollout core) and writes the events to log with
+// the same renderer as deploy.
+func (c *CLI) buildOnAgent(ctx context.Context, fl *client.Fleet, src rollout.Source, host rollout.Host, log io.Writer) (string, error) {
+	rd := newRenderer(c, false)
+	rd.add(host.Name, log).quiet = true
+	rep, err := rollout.New(fl, src, rd, rollout.Options{Mode: rollout.ModeBuild}, c.log).Run(ctx, []rollout.Host{host})
 	if err != nil {
 		return "", err
 	}
-	defer conn.Close()
-	logf("==> upload %s to %s", digest, addr)
-	sent, err := conn.Upload(ctx, s, digest, src)
-	if err != nil {
-		return "", rpcError(addr, err)
+	hr := rep.Hosts[0]
+	switch {
+	case hr.Err != nil:
+		return "", agentExit(host.Address(), hr.Err)
+	case hr.Result == nil:
+		return "", fmt.Errorf("%s: no result", host.Address())
+	case hr.Result.Outcome != rollout.OutcomeBuilt:
+		return "", errors.New(agentFailure(hr.Result))
 	}
-	logf("    sent %d bytes", sent)
-	in := &agentv1.Intent{
-		Action: agentv1.Action_ACTION_BUILD, DeploymentId: client.NewDeploymentID(time.Now()),
-		SourceDigest: digest, SourceSubdir: subdir, FlakeAttr: host,
-	}
-	logf("==> build %s (deployment %s)", host, in.DeploymentId)
-	stream, err := conn.Deploy(ctx, s, in)
-	if err != nil {
-		return "", rpcError(addr, err)
-	}
-	for {
-		ev, err := stream.Recv()
-		if err == io.EOF {
-			return "", fmt.Errorf("%s: the agent closed the stream before the build ended (pantherctl logs %s %s)", addr, addr, in.DeploymentId)
-		}
-		if err != nil {
-			return "", rpcError(addr, err)
-		}
-		switch e := ev.Event.(type) {
-		case *agentv1.DeployEvent_PhaseStarted:
-			logf("==> %s", phaseName(e.PhaseStarted.Phase))
-		case *agentv1.DeployEvent_PhaseFinished:
-			f := e.PhaseFinished
-			if f.Ok {
-				logf("    %s done in %s", phaseName(f.Phase), f.Elapsed.AsDuration())
-			} else {
-				logf("!!  %s FAILED after %s: %s", phaseName(f.Phase), f.Elapsed.AsDuration(), f.Error)
-			}
-		case *agentv1.DeployEvent_Log:
-			logf("    │ %s", e.Log.Line)
-		case *agentv1.DeployEvent_Warning:
-			logf("warning: %s", e.Warning.Message)
-		case *agentv1.DeployEvent_Result:
-			res := e.Result
-			msg := outcomeName(res.Outcome)
-			if res.Message != "" {
-				msg += ": " + res.Message
-			}
-			logf("result: %s", msg)
-			if res.Outcome != agentv1.Outcome_OUTCOME_BUILT {
-				return "", errors.New(agentFailure(res))
-			}
-			return res.StorePath, nil
-		}
-	}
+	return hr.Result.StorePath, nil
 }
 
 // agentFailure is one line saying why an agent's build failed: nix's last
 // "error:" when the message carries one (the full output is in the log).
-func agentFailure(res *agentv1.Result) string {
+func agentFailure(res *rollout.Result) string {
 	msg := strings.Join(strings.Fields(res.Message), " ")
 	if i := strings.LastIndex(msg, "error: "); i >= 0 {
 		msg = msg[i:]
 	}
-	if res.Outcome == agentv1.Outcome_OUTCOME_FAILED && msg != "" {
+	if res.Outcome == rollout.OutcomeFailed && msg != "" {
 		return msg
 	}
 	if msg == "" {
-		return outcomeName(res.Outcome)
+		return res.Outcome.String()
 	}
-	return outcomeName(res.Outcome) + ": " + msg
+	return res.Outcome.String() + ": " + msg
 }
 
 // buildAllEvent prints one host event as a progress line or a JSON object.

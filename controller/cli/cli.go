@@ -1,6 +1,8 @@
-// Package cli implements pantherctl: one file per subcommand, a shared set of
-// global flags (also read from PANTHER_* environment variables), and one
-// mapping from outcomes to exit codes.
+// Package cli implements pantherctl: one file per subcommand, dispatched by
+// ffcli, a shared set of global flags (also read from PANTHER_* environment
+// variables), one renderer of the core's events (render.go) and one mapping
+// from the core's verdicts to exit codes. It parses flags and renders; the
+// work is controller/rollout's, over controller/client's Fleet.
 package cli
 
 import (
@@ -16,8 +18,10 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/peterbourgon/ff/v3"
+	"github.com/peterbourgon/ff/v3/ffcli"
 
 	"github.com/pantheros/panther/controller/termsafe"
+	"github.com/pantheros/panther/internal/tailnet"
 )
 
 // Exit codes of pantherctl (documented in README.md).
@@ -57,9 +61,15 @@ type IO struct {
 	// lines there, plain line-buffered output otherwise.
 	StdoutIsTerminal func() bool
 	Getenv           func(string) string
+	// Dialer, when set, is how pantherctl reaches the agents instead of
+	// joining the tailnet (--via is ignored), and it confirms over it too,
+	// not from a new tailnet node: for simulated fleets (lab/simfleet).
+	// Default nil: the tailnet.
+	Dialer tailnet.Dialer
 }
 
-// command is one subcommand.
+// command is one subcommand: what Run hands to ffcli, and what the
+// completion scripts and the man page read.
 type command struct {
 	name, usage, short string
 	long               string
@@ -141,34 +151,68 @@ func (c *CLI) run(ctx context.Context, args []string) error {
 		}
 		return nil
 	}
-	for _, cmd := range c.commands {
-		if cmd.name != args[0] {
-			continue
+	var cmd *command
+	for _, cm := range c.commands {
+		if cm.name == args[0] {
+			cmd = cm
 		}
-		if cmd.raw {
-			return cmd.run(ctx, args[1:])
-		}
-		fs := flag.NewFlagSet("pantherctl "+cmd.name, flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
-		c.g.register(fs)
-		if cmd.flags != nil {
-			cmd.flags(fs)
-		}
-		rest := reorder(fs, args[1:])
-		err := ff.Parse(fs, rest, ff.WithEnvVarPrefix("PANTHER"))
-		if errors.Is(err, flag.ErrHelp) {
-			c.cmdUsage(c.io.Stdout, cmd, fs)
-			return flag.ErrHelp
-		}
-		if err != nil {
-			return exitf(ExitUsage, "%v (see 'pantherctl %s --help')", err, cmd.name)
-		}
-		c.g.defaults(fs)
-		c.log = c.g.logger(c.io.Stderr)
-		c.cmdline = "pantherctl " + strings.Join(args, " ")
-		return cmd.run(ctx, fs.Args())
 	}
-	return exitf(ExitUsage, "unknown command %q (see 'pantherctl --help')", args[0])
+	if cmd == nil {
+		return exitf(ExitUsage, "unknown command %q (see 'pantherctl --help')", args[0])
+	}
+	if cmd.raw {
+		return cmd.run(ctx, args[1:])
+	}
+	root := c.ffcli(args)
+	var sub *ffcli.Command
+	for _, sc := range root.Subcommands {
+		if sc.Name == cmd.name {
+			sub = sc
+		}
+	}
+	err := root.Parse(append([]string{cmd.name}, reorder(sub.FlagSet, args[1:])...))
+	if errors.Is(err, flag.ErrHelp) {
+		c.cmdUsage(c.io.Stdout, cmd, sub.FlagSet)
+		return flag.ErrHelp
+	}
+	if err != nil {
+		return exitf(ExitUsage, "%v (see 'pantherctl %s --help')", err, cmd.name)
+	}
+	return root.Run(ctx)
+}
+
+// ffcli is the command tree ffcli parses and runs: pantherctl and its
+// subcommands, each with its flags and the global ones (also read from
+// PANTHER_* variables). args is the command line, for the state dir's lock.
+func (c *CLI) ffcli(args []string) *ffcli.Command {
+	root := &ffcli.Command{Name: "pantherctl", FlagSet: flag.NewFlagSet("pantherctl", flag.ContinueOnError)}
+	root.FlagSet.SetOutput(io.Discard)
+	for _, cmd := range c.commands {
+		if cmd.raw {
+			continue // gets its arguments as given
+		}
+		root.Subcommands = append(root.Subcommands, c.ffcliCommand(cmd, args))
+	}
+	return root
+}
+
+func (c *CLI) ffcliCommand(cmd *command, args []string) *ffcli.Command {
+	fs := flag.NewFlagSet("pantherctl "+cmd.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c.g.register(fs)
+	if cmd.flags != nil {
+		cmd.flags(fs)
+	}
+	return &ffcli.Command{
+		Name: cmd.name, ShortUsage: "pantherctl " + cmd.usage, ShortHelp: cmd.short, LongHelp: cmd.long,
+		FlagSet: fs, Options: []ff.Option{ff.WithEnvVarPrefix("PANTHER")},
+		Exec: func(ctx context.Context, rest []string) error {
+			c.g.defaults(fs)
+			c.log = c.g.logger(c.io.Stderr)
+			c.cmdline = "pantherctl " + strings.Join(args, " ")
+			return cmd.run(ctx, rest)
+		},
+	}
 }
 
 // reorder moves flags after positional arguments to the front so that

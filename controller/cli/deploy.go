@@ -5,21 +5,22 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
-	"google.golang.org/protobuf/types/known/durationpb"
-
 	"github.com/pantheros/panther/controller/client"
+	"github.com/pantheros/panther/controller/inputs"
 	"github.com/pantheros/panther/controller/inventory"
+	"github.com/pantheros/panther/controller/rollout"
 	"github.com/pantheros/panther/internal/archive"
+	"github.com/pantheros/panther/internal/defaults"
 	"github.com/pantheros/panther/internal/nix"
-	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
+	"github.com/pantheros/panther/internal/tailnet"
 )
 
 type deployOpts struct {
@@ -37,18 +38,30 @@ type deployOpts struct {
 	force          bool
 	jobs           int
 	canary         int
+	batch          string
+	maxUnhealthy   int
+	pause          time.Duration
+	waves          rollout.Waves
 	confirmTimeout time.Duration
+	approveTimeout time.Duration // how long the agents hold a prompted deployment for your answer
+	inputs         string        // --inputs ship|fetch (inputs.go)
+	buildOn        string        // buildonce.go
+	pushTo         string        // buildonce.go
+	cacheKey       string        // buildonce.go
+	cachePeerTag   string        // buildonce.go
 	critical       string
 	logDir         string
+	diff           string // --diff: none, summary or full (fleetdiff.go)
 }
 
 func (c *CLI) deployCmd() *command {
 	o := &deployOpts{}
 	return &command{
-		name: "deploy", usage: "deploy <host|@tag>... | --all [--dry-run | --build-only | --boot] [--yes] [--force] [--jobs N] [--canary N]",
+		name: "deploy", usage: "deploy <host|@tag>... | --all [--dry-run | --build-only | --boot] [--yes] [--force] [--jobs N] [--canary N] [--batch N|P%] [--max-unhealthy K] [--pause D]",
 		short: "Build, dry-activate and (after you agree) switch hosts to their flake configuration.",
 		long: `The agent on each host builds nixosConfigurations.<host> from the flake source you
-upload, dry-activates it and shows what would change; after you agree it switches,
+upload, dry-activates it and shows what would change, then waits; your answer approves
+(or declines) that same deployment (--approval-timeout), and after you agree it switches,
 checks health, and pantherctl confirms from a brand-new, ephemeral tailnet node (so the
 confirm proves that a node the host has never seen can still reach it). Without that
 confirmation the host rolls itself back when --confirm-timeout runs out; the window is
@@ -58,7 +71,11 @@ returns (exit 0) as soon as the window is open.
 
 Several hosts are deployed in parallel (--jobs); after the first failure no new host
 is started unless --keep-going. --canary N deploys N hosts first and the rest only if
-they were confirmed. Tags and per-host settings come from panther.json at the flake root.`,
+they were confirmed. --batch N (or a share, 25%) then switches the hosts in waves of that
+size, one wave after the other (--pause D between them); a wave with more than
+--max-unhealthy hosts that did not succeed halts the rollout: the hosts after it are not
+touched and are reported as skipped. The canary is a first wave that halts on any failure.
+Tags and per-host settings come from panther.json at the flake root.`,
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&o.flake, "flake", ".", "flake directory")
 			fs.BoolVar(&o.all, "all", false, "every host of the flake")
@@ -74,8 +91,15 @@ they were confirmed. Tags and per-host settings come from panther.json at the fl
 			fs.BoolVar(&o.force, "force", false, "deploy even a configuration that stops or removes panther-agent itself")
 			fs.IntVar(&o.jobs, "jobs", runtime.NumCPU(), "hosts deployed at once")
 			fs.IntVar(&o.canary, "canary", 0, "deploy this many hosts first; the rest only if they were confirmed")
-			fs.DurationVar(&o.confirmTimeout, "confirm-timeout", 0, "confirmation window, counted from the end of the health checks after the switch (default: the inventory's, else the agent's 60s)")
+			fs.StringVar(&o.batch, "batch", "", "switch the hosts in waves of N hosts, or of a share of them (25%) (default: one wave)")
+			fs.IntVar(&o.maxUnhealthy, "max-unhealthy", 0, "hosts of a wave that may fail before the rollout halts (the rest skipped)")
+			fs.DurationVar(&o.pause, "pause", 0, "wait between waves")
+			fs.DurationVar(&o.confirmTimeout, "confirm-timeout", 0, fmt.Sprintf("confirmation window, counted from the end of the health checks after the switch (default: the inventory's, else the agent's, %v unless its confirmTimeout says otherwise)", defaults.ConfirmTimeout))
+			fs.DurationVar(&o.approveTimeout, "approval-timeout", defaults.ApprovalTimeout, "without --yes: how long the agents wait for your answer after their dry-activate; past it they end the deployment with nothing changed")
+			fs.StringVar(&o.inputs, "inputs", inputs.Ship, inputsFlagUsage)
+			buildOnceFlags(fs, o)
 			fs.StringVar(&o.critical, "critical-units", "", "comma-separated units that must be active after the switch")
+			fs.StringVar(&o.diff, "diff", diffSummary, "before the prompt, show the change across the batch: none, summary, or full (with each host's)")
 			fs.StringVar(&o.logDir, "log-dir", "logs", "where the controller-side logs go (logs/deploy/<mode>-<host>-<time>.log)")
 		},
 		run: func(ctx context.Context, args []string) error {
@@ -91,9 +115,21 @@ they were confirmed. Tags and per-host settings come from panther.json at the fl
 			if o.detach && !o.noConfirm {
 				return exitf(ExitUsage, "--detach goes with --no-confirm (a detached pantherctl cannot confirm)")
 			}
+			if !validDiff(o.diff) {
+				return exitf(ExitUsage, "--diff must be none, summary or full")
+			}
 			if o.jobs < 1 {
 				return exitf(ExitUsage, "--jobs must be at least 1")
 			}
+			w, err := rollout.ParseBatch(o.batch)
+			if err != nil {
+				return exitf(ExitUsage, "%v", err)
+			}
+			if o.maxUnhealthy < 0 || o.pause < 0 || o.canary < 0 {
+				return exitf(ExitUsage, "--canary, --max-unhealthy and --pause cannot be negative")
+			}
+			w.MaxUnhealthy, w.Pause = o.maxUnhealthy, o.pause
+			o.waves = w
 			return c.deploy(ctx, args, o)
 		},
 	}
@@ -183,44 +219,50 @@ func (c *CLI) selectHosts(ctx context.Context, flakeDir string, args []string, a
 	return hosts, nil
 }
 
-// resolveHost is the tailnet name of one host given by name on the command
-// line, through the inventory at flakeDir (its tailnetName), as deploy and
-// status resolve it: every command reaches the same agent for a name.
-func resolveHost(flakeDir, name string) (string, error) {
+// resolveHost is one host given by name on the command line, reached at
+// its tailnet name from the inventory at flakeDir (its tailnetName), as
+// deploy and status resolve it: every command reaches the same agent for a
+// name.
+func resolveHost(flakeDir, name string) (rollout.Host, error) {
 	inv, err := inventory.Load(flakeDir)
 	if err != nil {
-		return "", exitf(ExitError, "%v", err)
+		return rollout.Host{}, exitf(ExitError, "%v", err)
 	}
-	return inv.Host(name).Addr(), nil
+	return rollout.Host{Name: name, Addr: inv.Host(name).Addr()}, nil
 }
 
-// hostRun is one host's deployment in a batch.
-type hostRun struct {
-	host     inventory.Host
-	r        *reporter
-	logPath  string
-	logf     *os.File
-	conn     *client.Conn
-	summary  *agentv1.Summary
-	result   *agentv1.Result
-	err      error
-	phase    string // where it stopped, for the table
-	skipped  bool
-	started  time.Time
-	duration time.Duration
+// fleet is how the CLI reaches agents: the client's rollout.Agent over
+// the network n, signing with s, confirming from a new tailnet node.
+func (c *CLI) fleet(n *network, s client.Signer) *client.Fleet {
+	f := &client.Fleet{Dialer: n.dialer, Port: c.g.port, Signer: s, Log: c.log}
+	if c.g.via == "tsnet" && c.io.Dialer == nil {
+		f.ConfirmVia = func(rollout.Host) client.ConfirmDialer { return confirmNode{c.newFreshNode()} }
+	}
+	return f
 }
 
-func (h *hostRun) close() {
-	if h.conn != nil {
-		h.conn.Close()
+// confirmNode adapts freshNode to client.ConfirmDialer.
+type confirmNode struct{ f *freshNode }
+
+func (n confirmNode) Start() { n.f.start() }
+func (n confirmNode) Wait(ctx context.Context) (tailnet.Dialer, time.Duration, error) {
+	node, up, err := n.f.wait(ctx)
+	if err != nil {
+		return nil, up, err
 	}
-	if h.logf != nil {
-		h.logf.Close()
-	}
+	return node, up, nil
+}
+func (n confirmNode) Close() { n.f.close() }
+
+// rolloutHost is the core's view of an inventory host.
+func rolloutHost(h inventory.Host) rollout.Host {
+	return rollout.Host{Name: h.Name, Addr: h.Addr(), CriticalUnits: h.CriticalUnits, ConfirmTimeout: h.ConfirmTimeout.Duration}
 }
 
-func (h *hostRun) failed() bool {
-	return h.skipped || h.err != nil || exitFor(h.result) != ExitOK
+// hostLog is one host's controller-side log file.
+type hostLog struct {
+	f    *os.File
+	path string
 }
 
 func (c *CLI) deploy(ctx context.Context, args []string, o *deployOpts) error {
@@ -232,11 +274,19 @@ func (c *CLI) deploy(ctx context.Context, args []string, o *deployOpts) error {
 	if err != nil {
 		return err
 	}
+	if (o.mode() == "switch" || o.mode() == "boot") && !o.yes && !c.io.IsTerminal() {
+		return exitf(ExitUsage, "no terminal to ask whether to switch %s: pass --yes to switch without asking, or --dry-run to look first", hostNames(hosts))
+	}
 	src, packed, err := c.packSource(ctx, o.flake)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
+	inp, err := c.prepareInputs(ctx, o.flake, o.inputs)
+	if err != nil {
+		return err
+	}
+	defer inp.Close()
 	for _, u := range packed.Untracked {
 		fmt.Fprintf(c.io.Stderr, "warning: %s is not tracked by git; nix ignores it (git add it to include it)\n", u)
 	}
@@ -246,101 +296,103 @@ func (c *CLI) deploy(ctx context.Context, args []string, o *deployOpts) error {
 	}
 	defer n.close()
 
-	runs := make([]*hostRun, len(hosts))
-	for i, h := range hosts {
-		hr := &hostRun{host: h}
-		hr.logf, hr.logPath = c.openLog(o.logDir, o.mode(), h.Name)
-		hr.r = &reporter{c: c, host: h.Name, logw: hr.logf}
-		runs[i] = hr
-		defer hr.close()
+	plan, hosts, err := planBuilds(o, hosts)
+	if err != nil {
+		return exitf(ExitUsage, "%v", err)
 	}
+	if plan.Local {
+		stop, err := c.buildLocal(ctx, o, n, hosts, &plan) // buildlocal.go
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	rd := newRenderer(c, true)
+	logs := map[string]hostLog{}
+	var targets []rollout.Host
+	for _, h := range hosts {
+		f, path := c.openLog(o.logDir, o.mode(), h.Name)
+		if f != nil {
+			defer f.Close()
+			rd.add(h.Name, f)
+		} else {
+			rd.add(h.Name, nil)
+		}
+		logs[h.Name] = hostLog{f: f, path: path}
+		targets = append(targets, rolloutHost(h))
+	}
+	fl := c.fleet(n, s)
+	defer fl.Close()
+	upload := &client.Upload{Fleet: fl, Digest: packed.Digest, Subdir: packed.Subdir, Files: packed.Files, Bytes: packed.Bytes,
+		Open: func() io.Reader { return newSectionReader(src, packed.Bytes) }}
+	withInputs(fl, upload, inp)
+	ro := o.rolloutOptions()
+	withBuildPlan(&ro, plan, o.pushTo)
+	if (o.mode() == "switch" || o.mode() == "boot") && !o.yes {
+		ro.Approver = rollout.ApproverFunc(func(ready, _ []*rollout.HostReport) (bool, error) {
+			return c.approve(ready, o.boot, o.diff), nil
+		})
+		// One deployment per host: the agents hold it after their dry
+		// activation until the answer.
+		ro.HoldForApproval, ro.ApprovalTimeout = true, o.approveTimeout
+	}
+	rep, err := rollout.New(fl, upload, rd, ro, c.log).Run(ctx, targets)
+	if err != nil {
+		return err
+	}
+	if rep.Declined {
+		return exitf(ExitFailed, "not switched (you said no); nothing changed")
+	}
+	return c.finishBatch(rep, logs)
+}
 
-	b := &batch{c: c, n: n, s: s, o: o, src: src, packed: packed}
-	if o.mode() == "switch" || o.mode() == "boot" {
-		if !o.yes {
-			if !c.io.IsTerminal() {
-				return exitf(ExitUsage, "no terminal to ask whether to switch %s: pass --yes to switch without asking, or --dry-run to look first", hostNames(hosts))
-			}
-			// One prompt for the whole batch, after every host dry-activated.
-			b.each(ctx, runs, func(hr *hostRun) { b.prepare(ctx, hr) }, true)
-			var ready []*hostRun
-			for _, hr := range runs {
-				if hr.err == nil && hr.result.GetOutcome() == agentv1.Outcome_OUTCOME_DRY_ACTIVATED {
-					ready = append(ready, hr)
-				}
-			}
-			if len(ready) == 0 {
-				return c.finishBatch(runs, o)
-			}
-			verb := "switch"
-			if o.boot {
-				verb = "make the boot default on"
-			}
-			for _, note := range rebootNotes(ready, o.boot) {
-				fmt.Fprintln(c.io.Stderr, note)
-			}
-			if !c.ask(fmt.Sprintf("%s %d host(s) (%s)? [y/N] ", verb, len(ready), hostNames(hostsOf(ready)))) {
-				return exitf(ExitFailed, "not switched (you said no); nothing changed")
-			}
-			for _, hr := range runs {
-				if hr.result.GetOutcome() == agentv1.Outcome_OUTCOME_DRY_ACTIVATED {
-					hr.result = nil
-				} else if hr.err == nil && hr.result == nil {
-					hr.skipped = true
-				}
-			}
-			// The person saw which hosts failed to dry-activate and agreed
-			// to switch the ones named: those failures must not stop them.
-			b.stopped = false
-		}
+// rolloutOptions are the core's options from the command line.
+func (o *deployOpts) rolloutOptions() rollout.Options {
+	return rollout.Options{
+		Mode: rollout.Mode(o.mode()), NoConfirm: o.noConfirm, Detach: o.detach,
+		FailOnWarnings: o.failOnWarnings, InstallBootloader: o.installBoot, Force: o.force,
+		CriticalUnits: splitList(o.critical), ConfirmTimeout: o.confirmTimeout,
+		Jobs: o.jobs, KeepGoing: o.keepGoing, Canary: o.canary, Waves: o.waves,
 	}
-	canary := o.canary
-	if canary > len(runs) {
-		canary = len(runs)
+}
+
+// approve asks once, for the whole batch, after every host dry-activated.
+func (c *CLI) approve(ready []*rollout.HostReport, boot bool, diff string) bool {
+	verb := "switch"
+	if boot {
+		verb = "make the boot default on"
 	}
-	if canary > 0 {
-		b.each(ctx, runs[:canary], func(hr *hostRun) { b.apply(ctx, hr) }, o.keepGoing)
-		for _, hr := range runs[:canary] {
-			if hr.failed() {
-				for _, rest := range runs[canary:] {
-					rest.skipped = true
-					rest.phase = "canary " + hr.host.Name + " was not confirmed"
-				}
-				return c.finishBatch(runs, o)
-			}
-		}
-		b.each(ctx, runs[canary:], func(hr *hostRun) { b.apply(ctx, hr) }, o.keepGoing)
-	} else {
-		b.each(ctx, runs, func(hr *hostRun) { b.apply(ctx, hr) }, o.keepGoing)
+	for _, note := range rebootNotes(ready, boot) {
+		fmt.Fprintln(c.io.Stderr, note)
 	}
-	return c.finishBatch(runs, o)
+	c.showFleetDiff(ready, diff)
+	var names []string
+	for _, hr := range ready {
+		names = append(names, hr.Host.Name)
+	}
+	return c.ask(fmt.Sprintf("%s %d host(s) (%s)? [y/N] ", verb, len(ready), strings.Join(names, ", ")))
 }
 
 // rebootNotes says, before the prompt, which hosts a switch cannot activate
 // (they only get the boot default), which need a reboot for a new kernel,
 // and which would lose the agent.
-func rebootNotes(runs []*hostRun, boot bool) []string {
+func rebootNotes(ready []*rollout.HostReport, boot bool) []string {
 	var notes []string
-	for _, hr := range runs {
-		s := hr.summary
+	for _, hr := range ready {
+		s := hr.Summary
+		if s == nil {
+			continue
+		}
 		switch {
-		case s.GetStopsAgent() != "":
-			notes = append(notes, fmt.Sprintf("%s: %s: refused unless --force", hr.host.Name, s.GetStopsAgent()))
-		case s.GetNotActivatable() != "" && !boot:
-			notes = append(notes, fmt.Sprintf("%s: cannot be activated live (%s): it only becomes the boot default; reboot the host to run it", hr.host.Name, s.GetNotActivatable()))
-		case len(s.GetRebootRequired()) > 0 && !boot:
-			notes = append(notes, fmt.Sprintf("%s: reboot required afterwards: new %s", hr.host.Name, strings.Join(s.GetRebootRequired(), ", ")))
+		case s.StopsAgent != "":
+			notes = append(notes, fmt.Sprintf("%s: %s: refused unless --force", hr.Host.Name, s.StopsAgent))
+		case s.NotActivatable != "" && !boot:
+			notes = append(notes, fmt.Sprintf("%s: cannot be activated live (%s): it only becomes the boot default; reboot the host to run it", hr.Host.Name, s.NotActivatable))
+		case len(s.RebootRequired) > 0 && !boot:
+			notes = append(notes, fmt.Sprintf("%s: reboot required afterwards: new %s", hr.Host.Name, strings.Join(s.RebootRequired, ", ")))
 		}
 	}
 	return notes
-}
-
-func hostsOf(runs []*hostRun) []inventory.Host {
-	var hs []inventory.Host
-	for _, hr := range runs {
-		hs = append(hs, hr.host)
-	}
-	return hs
 }
 
 func hostNames(hs []inventory.Host) string {
@@ -351,293 +403,129 @@ func hostNames(hs []inventory.Host) string {
 	return strings.Join(s, ", ")
 }
 
-// batch runs host deployments with bounded parallelism.
-type batch struct {
-	c      *CLI
-	n      *network
-	s      client.Signer
-	o      *deployOpts
-	src    *os.File
-	packed archive.Packed
-
-	mu      sync.Mutex
-	stopped bool
-}
-
-// each runs f for every run, at most o.jobs at once; after a failure no new
-// host starts unless keepGoing.
-func (b *batch) each(ctx context.Context, runs []*hostRun, f func(*hostRun), keepGoing bool) {
-	if b.c.io.StdoutIsTerminal() && !b.c.g.json {
-		lv := newLive(b.c.io.Stdout)
-		for _, hr := range runs {
-			if !(hr.skipped || hr.err != nil || hr.result != nil) {
-				hr.r.live, hr.r.hl = lv, lv.add(hr.host.Name)
-			}
-		}
-		defer func() {
-			for _, hr := range runs {
-				if hr.r.hl != nil {
-					code, what := hostOutcome(hr)
-					hr.r.hl.finish(what, code == ExitOK)
-				}
-			}
-			lv.wait()
-			for _, hr := range runs {
-				hr.r.live, hr.r.hl = nil, nil
-			}
-		}()
-	}
-	sem := make(chan struct{}, b.o.jobs)
-	var wg sync.WaitGroup
-	for _, hr := range runs {
-		if hr.skipped || hr.err != nil || hr.result != nil {
-			continue
-		}
-		sem <- struct{}{}
-		b.mu.Lock()
-		stop := b.stopped && !keepGoing
-		b.mu.Unlock()
-		if stop || ctx.Err() != nil {
-			<-sem
-			hr.skipped = true
-			hr.phase = "not started after an earlier failure (use --keep-going)"
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			hr.started = time.Now()
-			f(hr)
-			hr.duration += time.Since(hr.started)
-			if hr.failed() {
-				b.mu.Lock()
-				b.stopped = true
-				b.mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-}
-
-// connect dials the host and uploads the source (once per host).
-func (b *batch) connect(ctx context.Context, hr *hostRun) error {
-	if hr.conn != nil {
-		return nil
-	}
-	conn, err := b.c.dial(ctx, b.n, hr.host.Addr())
-	if err != nil {
-		return err
-	}
-	hr.conn = conn
-	if hr.r.hl != nil {
-		hr.r.hl.setPhase("upload") // the live line only
-	}
-	t0 := time.Now()
-	// Each upload reads the archive from its own section of the file.
-	sent, err := conn.Upload(ctx, b.s, b.packed.Digest, newSectionReader(b.src, b.packed.Bytes))
-	if err != nil {
-		return rpcError(hr.host.Name, err)
-	}
-	// A refused request (key, peer, replay: refused at the upload or at
-	// the request after it) shows the refusal alone, not an upload that
-	// seemed to lead somewhere: these lines show with the agent's first event.
-	hr.r.lineOnceAccepted("==> upload %s (%d files, %d bytes)", shortDigest(b.packed.Digest), b.packed.Files, b.packed.Bytes)
-	if sent == 0 {
-		hr.r.lineOnceAccepted("    the agent already has this source; nothing sent")
-	} else {
-		hr.r.lineOnceAccepted("    upload done in %s (%d bytes)", time.Since(t0).Round(time.Millisecond), sent)
-	}
-	return nil
-}
-
-func shortDigest(d string) string {
-	if len(d) > 19 {
-		return d[:19]
-	}
-	return d
-}
-
-func (b *batch) intent(hr *hostRun, a agentv1.Action, expected string) *agentv1.Intent {
-	in := &agentv1.Intent{
-		Action: a, DeploymentId: client.NewDeploymentID(time.Now()), SourceDigest: b.packed.Digest,
-		SourceSubdir: b.packed.Subdir, FlakeAttr: hr.host.Name, ExpectedStorePath: expected,
-		FailOnWarnings:     b.o.failOnWarnings,
-		InstallBootloader:  b.o.installBoot,
-		Force:              b.o.force,
-		ExtraCriticalUnits: append(append([]string{}, hr.host.CriticalUnits...), splitList(b.o.critical)...),
-	}
-	if w := b.window(hr); w > 0 {
-		in.ConfirmTimeout = durationpb.New(w)
-	}
-	return in
-}
-
-func (b *batch) window(hr *hostRun) time.Duration {
-	if b.o.confirmTimeout > 0 {
-		return b.o.confirmTimeout
-	}
-	return hr.host.ConfirmTimeout.Duration
-}
-
-// run sends one deploy request and follows it to its result.
-func (b *batch) run(ctx context.Context, hr *hostRun, in *agentv1.Intent) {
-	st, err := hr.conn.Deploy(ctx, b.s, in)
-	if err != nil {
-		hr.err = rpcError(hr.host.Name, err)
-		return
-	}
-	f := &followed{}
-	if err := hr.r.follow(st, f); err != nil {
-		hr.err = rpcError(hr.host.Name, err)
-		return
-	}
-	hr.summary, hr.result = f.summary, f.result
-	hr.phase = phaseName(f.result.GetFailedPhase())
-}
-
-// prepare uploads and dry-activates (the step before the batch prompt).
-func (b *batch) prepare(ctx context.Context, hr *hostRun) {
-	if err := b.connect(ctx, hr); err != nil {
-		hr.err, hr.phase = err, "upload"
-		return
-	}
-	b.run(ctx, hr, b.intent(hr, agentv1.Action_ACTION_DRY_ACTIVATE, ""))
-}
-
-// apply runs the selected mode on one host; after prepare it switches
-// exactly the dry-activated store path.
-func (b *batch) apply(ctx context.Context, hr *hostRun) {
-	if err := b.connect(ctx, hr); err != nil {
-		hr.err, hr.phase = err, "upload"
-		return
-	}
-	switch b.o.mode() {
-	case "build":
-		b.run(ctx, hr, b.intent(hr, agentv1.Action_ACTION_BUILD, ""))
-		return
-	case "dry-run":
-		b.run(ctx, hr, b.intent(hr, agentv1.Action_ACTION_DRY_ACTIVATE, ""))
-		return
-	}
-	action := agentv1.Action_ACTION_SWITCH
-	if b.o.boot {
-		action = agentv1.Action_ACTION_BOOT
-	}
-	in := b.intent(hr, action, hr.summary.GetNewStorePath())
-	st, err := hr.conn.Deploy(ctx, b.s, in)
-	if err != nil {
-		hr.err = rpcError(hr.host.Name, err)
-		return
-	}
-	if b.o.boot {
-		f := &followed{}
-		if err := hr.r.follow(st, f); err != nil {
-			hr.err = rpcError(hr.host.Name, err)
-			return
-		}
-		hr.result, hr.phase = f.result, phaseName(f.result.GetFailedPhase())
-		return
-	}
-	window := b.window(hr)
-	if window == 0 {
-		window = time.Minute
-	}
-	hr.result, hr.err = b.c.finishSwitch(ctx, b.n, hr.r, b.s, hr.host.Addr(), in.DeploymentId, st,
-		confirmOpts{window: window, noConfirm: b.o.noConfirm, detach: b.o.detach})
-	hr.phase = phaseName(hr.result.GetFailedPhase())
+// exitCodes maps the core's verdicts to pantherctl's exit codes, and
+// verdictRank orders them: the worst host's is the run's.
+var exitCodes = map[rollout.Verdict]int{
+	rollout.VerdictOK: ExitOK, rollout.VerdictRebootRequired: ExitRebootRequired, rollout.VerdictError: ExitError,
+	rollout.VerdictRefused: ExitRefused, rollout.VerdictFailed: ExitFailed, rollout.VerdictRolledBack: ExitRolledBack,
+	rollout.VerdictManual: ExitManual,
 }
 
 // finishBatch prints the per-host table and picks the exit code.
-func (c *CLI) finishBatch(runs []*hostRun, o *deployOpts) error {
-	sort.SliceStable(runs, func(i, j int) bool { return runs[i].host.Name < runs[j].host.Name })
-	worst := ExitOK
-	rank := map[int]int{ExitOK: 0, ExitRebootRequired: 1, ExitError: 2, ExitRefused: 3, ExitFailed: 4, ExitRolledBack: 5, ExitManual: 6}
-	tbl := newTable(column{title: "HOST", max: 24}, column{title: "RESULT", max: 60},
-		column{title: "GEN"}, column{title: "TIME"}, column{title: "LOG"})
-	for _, hr := range runs {
+func (c *CLI) finishBatch(rep *rollout.Report, logs map[string]hostLog) error {
+	hrs := append([]*rollout.HostReport(nil), rep.Hosts...)
+	sort.SliceStable(hrs, func(i, j int) bool { return hrs[i].Host.Name < hrs[j].Host.Name })
+	worst, worstVerdict := ExitOK, rollout.VerdictOK
+	waves := false
+	for _, hr := range hrs {
+		waves = waves || hr.Wave > 1
+	}
+	cols := []column{{title: "HOST", max: 24}, {title: "RESULT", max: 60}, {title: "GEN"}, {title: "TIME"}}
+	if waves {
+		cols = append(cols, column{title: "WAVE"})
+	}
+	tbl := newTable(append(cols, column{title: "LOG"})...)
+	for _, hr := range hrs {
 		code, what := hostOutcome(hr)
-		if rank[code] > rank[worst] {
-			worst = code
+		if v := hr.Verdict(); v > worstVerdict {
+			worst, worstVerdict = code, v
 		}
 		gen := "-"
-		if hr.result.GetGeneration() > 0 {
-			gen = fmt.Sprint(hr.result.GetGeneration())
+		if hr.Result != nil && hr.Result.Generation > 0 {
+			gen = fmt.Sprint(hr.Result.Generation)
 		}
-		tbl.add(hr.host.Name, what, gen, hr.duration.Round(100*time.Millisecond).String(), hr.logPath)
+		logPath := logs[hr.Host.Name].path
+		row := []string{hr.Host.Name, what, gen, hr.Duration.Round(100 * time.Millisecond).String()}
+		if waves {
+			row = append(row, waveCell(hr.Wave))
+		}
+		tbl.add(append(row, logPath)...)
 		if c.g.json {
-			out := map[string]any{"summary": true, "host": hr.host.Name, "result": what, "exitCode": code,
-				"log": hr.logPath, "durationMs": hr.duration.Milliseconds()}
+			out := map[string]any{"summary": true, "host": hr.Host.Name, "result": what, "exitCode": code,
+				"log": logPath, "durationMs": hr.Duration.Milliseconds()}
+			if hr.Wave > 0 {
+				out["wave"] = hr.Wave // skipped hosts say why in "result"
+			}
 			switch {
-			case hr.skipped:
+			case hr.Skipped:
 				out["outcome"] = "skipped"
-			case hr.err != nil || hr.result == nil:
+			case hr.Err != nil || hr.Result == nil:
 				out["outcome"] = "error"
 				out["error"] = what
 			default:
-				out["outcome"] = outcomeName(hr.result.Outcome)
-				out["storePath"] = hr.result.StorePath
-				out["generation"] = hr.result.Generation
-				out["message"] = hr.result.Message
+				out["outcome"] = hr.Result.Outcome.String()
+				out["storePath"] = hr.Result.StorePath
+				out["generation"] = hr.Result.Generation
+				out["message"] = hr.Result.Message
 			}
 			writeJSON(c.io.Stdout, out)
-		} else if hr.logPath != "" {
-			fmt.Fprintf(c.io.Stdout, "%s: full log: %s\n", hr.host.Name, hr.logPath)
+		} else if logPath != "" {
+			fmt.Fprintf(c.io.Stdout, "%s: full log: %s\n", hr.Host.Name, logPath)
 		}
 	}
 	if !c.g.json {
 		fmt.Fprintln(c.io.Stdout)
 		tbl.write(c.io.Stdout)
+		if h := rep.Halt; h != nil && !h.Canary {
+			fmt.Fprintf(c.io.Stdout, "\nhalted after wave %d: %d unhealthy host(s) (%s), more than --max-unhealthy %d; the hosts after it were not touched\n",
+				h.Wave, len(h.Unhealthy), strings.Join(h.Unhealthy, ", "), h.Max)
+		}
 	}
 	if worst == ExitOK {
 		return nil
 	}
-	if len(runs) == 1 {
-		_, what := hostOutcome(runs[0])
-		msg := runs[0].host.Name + ": " + what
-		if runs[0].logPath != "" {
-			msg += " (full log: " + runs[0].logPath + ")"
+	if len(hrs) == 1 {
+		_, what := hostOutcome(hrs[0])
+		msg := hrs[0].Host.Name + ": " + what
+		if p := logs[hrs[0].Host.Name].path; p != "" {
+			msg += " (full log: " + p + ")"
 		}
 		return exitf(worst, "%s", msg)
 	}
 	return exitf(worst, "not every host succeeded (see the table above)")
 }
 
+func waveCell(w int) string {
+	if w == 0 {
+		return "-"
+	}
+	return fmt.Sprint(w)
+}
+
 // hostOutcome is one host's exit code and result words for the table.
-func hostOutcome(hr *hostRun) (int, string) {
+func hostOutcome(hr *rollout.HostReport) (int, string) {
+	code := exitCodes[hr.Verdict()]
 	switch {
-	case hr.skipped:
-		why := hr.phase
+	case hr.Skipped:
+		why := hr.Why
 		if why == "" {
 			why = "not switched"
 		}
-		return ExitFailed, "skipped: " + why
-	case hr.err != nil:
-		code := ExitError
-		if ee, ok := hr.err.(*exitError); ok {
-			code = ee.code
-		}
-		return code, "error: " + hr.err.Error()
-	case hr.result == nil:
+		return code, "skipped: " + why
+	case hr.Err != nil:
+		ee := agentExit(hr.Host.Name, hr.Err).(*exitError)
+		return ee.code, "error: " + ee.msg
+	case hr.AwaitingApproval():
+		return ExitOK, "dry-activated, awaiting approval"
+	case hr.Result == nil:
 		return ExitError, "no result"
 	}
-	res := hr.result
-	code := exitFor(res)
-	what := outcomeName(res.Outcome)
+	res := hr.Result
+	what := res.Outcome.String()
 	switch res.Outcome {
-	case agentv1.Outcome_OUTCOME_FAILED:
-		what = "failed in " + phaseName(res.FailedPhase)
-	case agentv1.Outcome_OUTCOME_ROLLED_BACK:
+	case rollout.OutcomeFailed:
+		what = "failed in " + res.FailedPhase.String()
+	case rollout.OutcomeRolledBack:
 		what = "rolled back (" + res.Message + ")"
-		if hr.r != nil && hr.r.unreached != "" {
-			what = unreachedLine(res.Message, hr.r.unreached)
+		if hr.Unreached != "" {
+			what = unreachedLine(res.Message, hr.Unreached)
 		}
-	case agentv1.Outcome_OUTCOME_MANUAL_INTERVENTION:
+	case rollout.OutcomeManualIntervention:
 		what = "MANUAL INTERVENTION: " + res.Message
-	case agentv1.Outcome_OUTCOME_REBOOT_REQUIRED:
+	case rollout.OutcomeRebootRequired:
 		what = "boot default set, NOT activated: reboot required"
 	}
-	if res.Message != "" && res.Outcome == agentv1.Outcome_OUTCOME_FAILED {
+	if res.Message != "" && res.Outcome == rollout.OutcomeFailed {
 		what += ": " + res.Message
 	}
 	return code, what

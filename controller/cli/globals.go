@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/pantheros/panther/controller/client"
+	"github.com/pantheros/panther/internal/defaults"
 	"github.com/pantheros/panther/internal/signing"
 	"github.com/pantheros/panther/internal/tailnet"
 )
@@ -42,7 +43,7 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.authKeyFile, "auth-key-file", "", "file with an auth key for the first login of pantherctl's node")
 	fs.StringVar(&g.hostname, "hostname", "pantherctl-"+host, "pantherctl's name on the tailnet")
 	fs.StringVar(&g.tags, "tags", "tag:panther-controller", "comma-separated tags pantherctl's node advertises")
-	fs.IntVar(&g.port, "port", 7443, "the agents' tailnet gRPC port")
+	fs.IntVar(&g.port, "port", defaults.AgentPort, "the agents' tailnet gRPC port")
 	fs.BoolVar(&g.noLogsNoSupport, "no-logs-no-support", false, "do not upload tailnet client logs to Tailscale (default true with --control-url)")
 	fs.StringVar(&g.logLevel, "log-level", "warn", "pantherctl's own log level (trace, debug, info, warn, error)")
 	fs.BoolVar(&g.json, "json", false, "machine-readable output: one JSON object per line")
@@ -109,11 +110,15 @@ func unwrapAll(err error) error {
 // network is how pantherctl reaches agents.
 type network struct {
 	dialer tailnet.Dialer
+	node   *tailnet.Node // nil with --via system
 	close  func()
 }
 
 // connectTailnet brings up pantherctl's tailnet access.
 func (c *CLI) connectTailnet(ctx context.Context) (*network, error) {
+	if c.io.Dialer != nil {
+		return &network{dialer: c.io.Dialer, close: func() {}}, nil
+	}
 	switch c.g.via {
 	case "system":
 		return &network{dialer: tailnet.NewSystemDialer(nil, c.log), close: func() {}}, nil
@@ -143,15 +148,7 @@ func (c *CLI) connectTailnet(ctx context.Context) (*network, error) {
 		lock.unlock()
 		return nil, exitf(ExitError, "joining the tailnet: %v (check --control-url and --auth-key-file)", err)
 	}
-	return &network{dialer: node, close: func() { node.Close(); lock.unlock() }}, nil
-}
-
-func (c *CLI) dial(ctx context.Context, n *network, host string) (*client.Conn, error) {
-	conn, err := client.Dial(ctx, n.dialer, host, c.g.port)
-	if err != nil {
-		return nil, exitf(ExitError, "%v", err)
-	}
-	return conn, nil
+	return &network{dialer: node, node: node, close: func() { node.Close(); lock.unlock() }}, nil
 }
 
 func (c *CLI) printf(format string, args ...any) {

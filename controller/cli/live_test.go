@@ -6,9 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/types/known/durationpb"
-
-	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
+	"github.com/pantheros/panther/controller/rollout"
 )
 
 // TestLiveLines drives the terminal display the way a deploy does: phase
@@ -20,13 +18,12 @@ func TestLiveLines(t *testing.T) {
 	lv := newLive(&out)
 	r := &reporter{c: c, host: "alpha", logw: &logf, live: lv}
 	r.hl = lv.add("alpha")
-	r.event(&agentv1.DeployEvent{Event: &agentv1.DeployEvent_PhaseStarted{PhaseStarted: &agentv1.PhaseStarted{Phase: agentv1.Phase_PHASE_BUILD}}})
-	r.event(&agentv1.DeployEvent{Event: &agentv1.DeployEvent_Log{Log: &agentv1.LogLine{Line: "building foo.drv"}}})
+	r.event(rollout.Event{Kind: rollout.EventPhaseStarted, Phase: rollout.PhaseBuild})
+	r.event(rollout.Event{Kind: rollout.EventLog, Line: "building foo.drv"})
 	if got := r.hl.text(); !strings.Contains(got, "build") || !strings.Contains(got, "building foo.drv") {
 		t.Errorf("live line = %q, want phase and last log line", got)
 	}
-	r.event(&agentv1.DeployEvent{Event: &agentv1.DeployEvent_PhaseFinished{PhaseFinished: &agentv1.PhaseFinished{
-		Phase: agentv1.Phase_PHASE_BUILD, Ok: true, Elapsed: durationpb.New(time.Second)}}})
+	r.event(rollout.Event{Kind: rollout.EventPhaseFinished, Phase: rollout.PhaseBuild, OK: true, Elapsed: time.Second})
 	r.hl.finish("confirmed", true)
 	lv.wait()
 	s := out.String()

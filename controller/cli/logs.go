@@ -4,10 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 
-	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
-
+	"github.com/pantheros/panther/controller/client"
 	"github.com/pantheros/panther/controller/termsafe"
 )
 
@@ -26,70 +24,39 @@ func (c *CLI) logsCmd() *command {
 			if len(args) < 1 || len(args) > 2 {
 				return exitf(ExitUsage, "usage: pantherctl logs <host> [deployment-id] [--follow]")
 			}
-			host, err := resolveHost(flake, args[0])
+			h, err := resolveHost(flake, args[0])
 			if err != nil {
 				return err
 			}
+			host := h.Address()
 			n, err := c.connectTailnet(ctx)
 			if err != nil {
 				return err
 			}
 			defer n.close()
-			conn, err := c.dial(ctx, n, host)
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
+			fl := c.fleet(n, client.Signer{})
+			defer fl.Close()
 			if list {
-				resp, err := conn.API.ListDeployments(ctx, &agentv1.ListDeploymentsRequest{})
+				deps, err := fl.Deployments(ctx, h)
 				if err != nil {
-					return rpcError(host, err)
+					return agentExit(host, err)
 				}
-				for _, d := range resp.Deployments {
-					fmt.Fprintf(c.io.Stdout, "%-28s %-13s %-20s %-16s %s\n", termsafe.Line(d.DeploymentId), actionName(d.Action), outcomeName(d.Outcome),
-						termsafe.Line(orDash(d.KeyId)), termsafe.Line(d.Message))
+				for _, d := range deps {
+					fmt.Fprintf(c.io.Stdout, "%-28s %-13s %-20s %-16s %s\n", termsafe.Line(d.DeploymentID), d.Action, d.Outcome,
+						termsafe.Line(orDash(d.KeyID)), termsafe.Line(d.Message))
 				}
 				return nil
 			}
-			req := &agentv1.LogsRequest{Follow: follow}
+			id := ""
 			if len(args) == 2 {
-				req.DeploymentId = args[1]
-			}
-			st, err := conn.API.Logs(ctx, req)
-			if err != nil {
-				return rpcError(host, err)
+				id = args[1]
 			}
 			out := termsafe.NewWriter(c.io.Stdout)
 			defer out.Close()
-			for {
-				m, err := st.Recv()
-				if err == io.EOF {
-					return nil
-				}
-				if err != nil {
-					return rpcError(host, err)
-				}
-				out.Write(m.Data)
+			if err := fl.Logs(ctx, h, id, follow, out); err != nil {
+				return agentExit(host, err)
 			}
+			return nil
 		},
 	}
-}
-
-func actionName(a agentv1.Action) string {
-	return phaseLike(a.String(), "ACTION_")
-}
-
-func phaseLike(s, prefix string) string {
-	out := []byte{}
-	for _, r := range s[len(prefix):] {
-		switch {
-		case r == '_':
-			out = append(out, '-')
-		case r >= 'A' && r <= 'Z':
-			out = append(out, byte(r-'A'+'a'))
-		default:
-			out = append(out, byte(r))
-		}
-	}
-	return string(out)
 }

@@ -9,54 +9,53 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/pantheros/panther/controller/inventory"
-	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
+	"github.com/pantheros/panther/controller/client"
+	"github.com/pantheros/panther/controller/rollout"
 )
 
 // TestSwitchDoneAfterTheSwitchEnds: the agent finishes its switch phase when
 // the unit starts; "switch done" must come after the activation output.
 func TestSwitchDoneAfterTheSwitchEnds(t *testing.T) {
 	t0 := time.Unix(1_800_000_000, 0)
-	at := func(ms int) *timestamppb.Timestamp {
-		return timestamppb.New(t0.Add(time.Duration(ms) * time.Millisecond))
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	logEv := func(ms int, line string) rollout.Event {
+		return rollout.Event{Time: at(ms), Kind: rollout.EventLog, Phase: rollout.PhaseSwitch, Line: line}
 	}
-	logEv := func(ms int, line string) *agentv1.DeployEvent {
-		return &agentv1.DeployEvent{Time: at(ms), Event: &agentv1.DeployEvent_Log{Log: &agentv1.LogLine{Phase: agentv1.Phase_PHASE_SWITCH, Line: line}}}
+	started := func(ms int, p rollout.Phase) rollout.Event {
+		return rollout.Event{Time: at(ms), Kind: rollout.EventPhaseStarted, Phase: p}
 	}
 	tests := []struct {
 		name   string
-		events []*agentv1.DeployEvent
+		events []rollout.Event
 		want   []string // in this order
 	}{
 		{
 			name: "ends with the exit line",
-			events: []*agentv1.DeployEvent{
-				{Time: at(0), Event: &agentv1.DeployEvent_PhaseStarted{PhaseStarted: &agentv1.PhaseStarted{Phase: agentv1.Phase_PHASE_SWITCH}}},
-				{Time: at(57), Event: &agentv1.DeployEvent_PhaseFinished{PhaseFinished: &agentv1.PhaseFinished{Phase: agentv1.Phase_PHASE_SWITCH, Ok: true, Elapsed: durationpb.New(57 * time.Millisecond)}}},
+			events: []rollout.Event{
+				started(0, rollout.PhaseSwitch),
+				{Time: at(57), Kind: rollout.EventPhaseFinished, Phase: rollout.PhaseSwitch, OK: true, Elapsed: 57 * time.Millisecond},
 				logEv(100, "activating the configuration..."),
 				logEv(2500, "switch-to-configuration switch exited 0: ok"),
-				{Time: at(2600), Event: &agentv1.DeployEvent_PhaseStarted{PhaseStarted: &agentv1.PhaseStarted{Phase: agentv1.Phase_PHASE_HEALTH}}},
+				started(2600, rollout.PhaseHealth),
 			},
 			want: []string{"==> switch", "activating the configuration", "exited 0", "switch done in 2.5s", "==> health"},
 		},
 		{
 			name: "ends with a warning",
-			events: []*agentv1.DeployEvent{
-				{Time: at(0), Event: &agentv1.DeployEvent_PhaseStarted{PhaseStarted: &agentv1.PhaseStarted{Phase: agentv1.Phase_PHASE_SWITCH}}},
-				{Time: at(57), Event: &agentv1.DeployEvent_PhaseFinished{PhaseFinished: &agentv1.PhaseFinished{Phase: agentv1.Phase_PHASE_SWITCH, Ok: true, Elapsed: durationpb.New(57 * time.Millisecond)}}},
+			events: []rollout.Event{
+				started(0, rollout.PhaseSwitch),
+				{Time: at(57), Kind: rollout.EventPhaseFinished, Phase: rollout.PhaseSwitch, OK: true, Elapsed: 57 * time.Millisecond},
 				logEv(100, "activating the configuration..."),
-				{Time: at(900), Event: &agentv1.DeployEvent_Warning{Warning: &agentv1.Warning{Message: "rolling back: the unit vanished"}}},
+				{Time: at(900), Kind: rollout.EventWarning, Line: "rolling back: the unit vanished"},
 			},
 			want: []string{"==> switch", "activating the configuration", "switch done in 900ms", "warning: rolling back"},
 		},
 		{
 			name: "a failed switch phase shows at once",
-			events: []*agentv1.DeployEvent{
-				{Time: at(0), Event: &agentv1.DeployEvent_PhaseStarted{PhaseStarted: &agentv1.PhaseStarted{Phase: agentv1.Phase_PHASE_SWITCH}}},
-				{Time: at(5), Event: &agentv1.DeployEvent_PhaseFinished{PhaseFinished: &agentv1.PhaseFinished{Phase: agentv1.Phase_PHASE_SWITCH, Error: "setting the profile"}}},
+			events: []rollout.Event{
+				started(0, rollout.PhaseSwitch),
+				{Time: at(5), Kind: rollout.EventPhaseFinished, Phase: rollout.PhaseSwitch, Error: "setting the profile"},
 			},
 			want: []string{"==> switch", "switch FAILED after 0s: setting the profile"},
 		},
@@ -112,14 +111,14 @@ func TestBatchTableKeepsAlignmentOnLongResults(t *testing.T) {
 	var out bytes.Buffer
 	c := newCLI(IO{Stdout: &out})
 	long := strings.Repeat("health check failed: nginx.service is not active ", 4)
-	runs := []*hostRun{
-		{host: inventory.Host{Name: "alpha"}, logPath: "logs/deploy/switch-alpha.log", duration: time.Second,
-			result: &agentv1.Result{Outcome: agentv1.Outcome_OUTCOME_ROLLED_BACK, Message: long, Generation: 12}},
-		{host: inventory.Host{Name: "a-very-long-host-name-beyond-the-column"}, logPath: "logs/deploy/switch-b.log", duration: 2 * time.Second,
-			result: &agentv1.Result{Outcome: agentv1.Outcome_OUTCOME_CONFIRMED, Generation: 7}},
-		{host: inventory.Host{Name: "gamma"}, err: errors.New("refused")},
-	}
-	c.finishBatch(runs, &deployOpts{})
+	rep := &rollout.Report{Hosts: []*rollout.HostReport{
+		{Host: rollout.Host{Name: "alpha"}, Duration: time.Second,
+			Result: &rollout.Result{Outcome: rollout.OutcomeRolledBack, Message: long, Generation: 12}},
+		{Host: rollout.Host{Name: "a-very-long-host-name-beyond-the-column"}, Duration: 2 * time.Second,
+			Result: &rollout.Result{Outcome: rollout.OutcomeConfirmed, Generation: 7}},
+		{Host: rollout.Host{Name: "gamma"}, Err: errors.New("refused")},
+	}}
+	c.finishBatch(rep, map[string]hostLog{"alpha": {path: "logs/deploy/switch-alpha.log"}, "a-very-long-host-name-beyond-the-column": {path: "logs/deploy/switch-b.log"}})
 	text := out.String()
 	table := text[strings.Index(text, "HOST"):]
 	checkAligned(t, table, "HOST", "RESULT", "GEN", "TIME", "LOG")
@@ -136,9 +135,9 @@ func TestBatchTableKeepsAlignmentOnLongResults(t *testing.T) {
 func TestGenerationListKeepsColumnsOnLongVersions(t *testing.T) {
 	var out bytes.Buffer
 	c := newCLI(IO{Stdout: &out})
-	now := timestamppb.New(time.Date(2026, 11, 25, 23, 9, 0, 0, time.Local))
-	c.printGenerations("yoga", []*agentv1.Generation{
-		{Number: 104, Created: now, Current: true, StorePath: "/nix/store/b-v2", NixosVersion: "26.05.20261125.0123456789abcdef-with-a-very-long-suffix (Vicuna)", DeploymentId: "20261125T230906Z-c6dee5", Result: "confirmed"},
+	now := time.Date(2026, 11, 25, 23, 9, 0, 0, time.Local)
+	c.printGenerations("yoga", []client.Generation{
+		{Number: 104, Created: now, Current: true, StorePath: "/nix/store/b-v2", NixosVersion: "26.05.20261125.0123456789abcdef-with-a-very-long-suffix (Vicuna)", DeploymentID: "20261125T230906Z-c6dee5", Result: "confirmed"},
 		{Number: 9, Created: now, StorePath: "/nix/store/a-good", NixosVersion: "26.05.lab-good (Panther Lab)", Result: "awaiting confirmation"},
 	})
 	checkAligned(t, out.String(), "GEN", "DATE", "CUR", "NIXOS VERSION", "DEPLOYMENT", "RESULT", "STORE PATH")
@@ -158,17 +157,18 @@ func TestRawGRPCErrorsDoNotLeak(t *testing.T) {
 		{status.Error(codes.Internal, `connection error: desc = "transport: something new"`), "yoga: something new"},
 	}
 	for _, tc := range tests {
-		got := rpcError("yoga", tc.err).Error()
+		err := client.AgentError("yoga", tc.err)
+		got := agentExit("yoga", err).Error()
 		if !strings.Contains(got, tc.want) {
-			t.Errorf("rpcError = %q, want %q", got, tc.want)
+			t.Errorf("agentExit = %q, want %q", got, tc.want)
 		}
 		for _, raw := range []string{"desc =", "transport:", "rpc error", `\"`} {
 			if strings.Contains(got, raw) {
-				t.Errorf("rpcError = %q shows gRPC's %q", got, raw)
+				t.Errorf("agentExit = %q shows gRPC's %q", got, raw)
 			}
 		}
-		if s := shortErr(tc.err); strings.Contains(s, "desc =") {
-			t.Errorf("shortErr = %q", s)
+		if s := rollout.ShortError(err); strings.Contains(s, "desc =") {
+			t.Errorf("ShortError = %q", s)
 		}
 	}
 }
@@ -185,7 +185,7 @@ func TestUploadLinesWaitForTheAgent(t *testing.T) {
 	if !strings.Contains(logf.String(), "==> upload") {
 		t.Errorf("the log file lacks the upload line: %q", logf.String())
 	}
-	r.event(&agentv1.DeployEvent{Event: &agentv1.DeployEvent_PhaseStarted{PhaseStarted: &agentv1.PhaseStarted{Phase: agentv1.Phase_PHASE_VALIDATE}}})
+	r.event(rollout.Event{Kind: rollout.EventPhaseStarted, Phase: rollout.PhaseValidate})
 	got := out.String()
 	if i, j := strings.Index(got, "==> upload"), strings.Index(got, "==> validate"); i < 0 || j < i {
 		t.Errorf("upload line not before the first event:\n%s", got)

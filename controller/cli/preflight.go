@@ -5,10 +5,11 @@ import (
 	"flag"
 	"time"
 
+	"github.com/pantheros/panther/controller/client"
 	"github.com/pantheros/panther/controller/inventory"
 	"github.com/pantheros/panther/controller/preflight"
+	"github.com/pantheros/panther/controller/rollout"
 	"github.com/pantheros/panther/internal/nix"
-	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
 )
 
 func (c *CLI) preflightCmd() *command {
@@ -21,6 +22,7 @@ func (c *CLI) preflightCmd() *command {
 		name: "preflight", usage: "preflight [host|@tag...] [--all] [--flake DIR]",
 		short: "Check before deploying: flake evaluates, hosts exist, agents answer, git tree, warnings.",
 		long: `Runs the pre-deployment checklist and prints one row per check:
+  flake.lock complete  every input flake.nix declares is locked (else: run nix flake lock)
   flake evaluates   the flake's nixosConfigurations list evaluates
   git tree clean    uncommitted changes under the flake (listed; a warning only)
   in flake          each selected host is one of nixosConfigurations
@@ -51,7 +53,7 @@ Exit status 0 when no check FAILs, 3 otherwise.`,
 			defer p.close()
 			cl := preflight.New(nix.New(nix.Options{}, c.log), p, preflight.ExecGit{},
 				preflight.Options{PingTimeout: timeout}, c.log)
-			rep := cl.Run(ctx, preflight.Input{FlakeDir: dir, FlakeRef: dir, Inventory: inv, Selectors: args, All: all})
+			rep := cl.Run(ctx, preflight.Input{FlakeDir: dir, FlakeRef: dir, Inventory: inv, Selectors: args, All: all, Lock: c.lockCheck(dir)})
 			code := ExitOK
 			if !rep.OK() {
 				code = ExitFailed
@@ -81,25 +83,22 @@ func (p *statusPinger) Ping(ctx context.Context, addr string) (preflight.Pong, e
 	if p.err != nil {
 		return preflight.Pong{}, p.err
 	}
-	conn, err := p.c.dial(ctx, p.n, addr)
+	// A connection of its own: the first call pays for the connection, a
+	// second one over it is the round trip itself.
+	fl := p.c.fleet(p.n, client.Signer{})
+	defer fl.Close()
+	h := rollout.Host{Name: addr}
+	first, err := fl.Status(ctx, h, statusTimeout)
 	if err != nil {
-		return preflight.Pong{}, err
+		return preflight.Pong{}, agentExit(addr, err)
 	}
-	defer conn.Close()
-	t0 := time.Now()
-	st, err := conn.API.Status(ctx, &agentv1.StatusRequest{})
+	second, err := fl.Status(ctx, h, statusTimeout)
 	if err != nil {
-		return preflight.Pong{}, rpcError(addr, err)
-	}
-	first := time.Since(t0)
-	// A second call over the open connection is the round trip itself.
-	t1 := time.Now()
-	if _, err := conn.API.Status(ctx, &agentv1.StatusRequest{}); err != nil {
-		return preflight.Pong{}, rpcError(addr, err)
+		return preflight.Pong{}, agentExit(addr, err)
 	}
 	return preflight.Pong{
-		RTT: time.Since(t1), Connect: first, AgentVersion: st.AgentVersion,
-		System: st.CurrentStorePath, Generation: st.CurrentGeneration, SystemState: st.SystemState,
+		RTT: second.RTT, Connect: first.RTT, AgentVersion: first.AgentVersion,
+		System: first.CurrentStorePath, Generation: first.CurrentGeneration, SystemState: first.SystemState,
 	}, nil
 }
 

@@ -8,10 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/types/known/timestamppb"
-
-	"github.com/pantheros/panther/controller/inventory"
-	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
+	"github.com/pantheros/panther/controller/rollout"
 )
 
 // TestDetachNeedsNoConfirm: --detach alone is a usage error (a detached
@@ -48,69 +45,17 @@ func TestDeployHelpSaysWhenTheWindowStarts(t *testing.T) {
 	}
 }
 
-// eventStream replays events, then io.EOF.
-type eventStream struct{ evs []*agentv1.DeployEvent }
-
-func (s *eventStream) Recv() (*agentv1.DeployEvent, error) {
-	if len(s.evs) == 0 {
-		return nil, io.EOF
-	}
-	ev := s.evs[0]
-	s.evs = s.evs[1:]
-	return ev, nil
-}
-
-// TestConfirmNodeStartsWhenHealthStarts: the confirm node is started on
-// the health phase's start — after the switch ended, so its key cannot
-// reach a host before the switch cut it off — not on the switch's.
-func TestConfirmNodeStartsWhenHealthStarts(t *testing.T) {
-	t0 := time.Unix(1_800_000_000, 0)
-	var order []string
-	ev := func(ms int, e *agentv1.DeployEvent) *agentv1.DeployEvent {
-		e.Time = timestamppb.New(t0.Add(time.Duration(ms) * time.Millisecond))
-		return e
-	}
-	phase := func(ms int, p agentv1.Phase) *agentv1.DeployEvent {
-		return ev(ms, &agentv1.DeployEvent{Event: &agentv1.DeployEvent_PhaseStarted{PhaseStarted: &agentv1.PhaseStarted{Phase: p}}})
-	}
-	st := &eventStream{evs: []*agentv1.DeployEvent{
-		phase(0, agentv1.Phase_PHASE_SWITCH),
-		ev(10, &agentv1.DeployEvent{Event: &agentv1.DeployEvent_Log{Log: &agentv1.LogLine{Phase: agentv1.Phase_PHASE_SWITCH, Line: "switch-to-configuration switch exited 0: ok"}}}),
-		phase(20, agentv1.Phase_PHASE_HEALTH),
-		ev(30, &agentv1.DeployEvent{Event: &agentv1.DeployEvent_AwaitingConfirmation{AwaitingConfirmation: &agentv1.AwaitingConfirmation{Deadline: timestamppb.New(t0.Add(time.Minute))}}}),
-	}}
-	c := newCLI(IO{Stdout: io.Discard, Stderr: io.Discard})
-	r := &reporter{c: c, host: "alpha", logw: &recorder{lines: &order}}
-	r.onHealth = func() { order = append(order, "START CONFIRM NODE") }
-	f := &followed{}
-	if err := r.follow(st, f); err != nil || f.awaiting == nil {
-		t.Fatalf("follow: %v, awaiting %v", err, f.awaiting)
-	}
-	got := strings.Join(order, "\n")
-	i, j, k := strings.Index(got, "exited 0"), strings.Index(got, "START CONFIRM NODE"), strings.Index(got, "==> health")
-	if i < 0 || j < 0 || k < 0 || !(i < k && k < j) || strings.Count(got, "START CONFIRM NODE") != 1 {
-		t.Errorf("the confirm node must start once, after the switch's exit and as health starts:\n%s", got)
-	}
-}
-
-type recorder struct{ lines *[]string }
-
-func (w *recorder) Write(p []byte) (int, error) {
-	*w.lines = append(*w.lines, strings.TrimSpace(string(p)))
-	return len(p), nil
-}
-
 // TestUnreachedOneLine: a host that could not be reached from a new node
 // and rolled back ends with exit 4 and one line saying so.
 func TestUnreachedOneLine(t *testing.T) {
-	hr := &hostRun{host: inventory.Host{Name: "alpha"}, r: &reporter{unreached: "no answer in time"},
-		result: &agentv1.Result{Outcome: agentv1.Outcome_OUTCOME_ROLLED_BACK, Message: "not confirmed within 15s"}}
+	hr := &rollout.HostReport{Host: rollout.Host{Name: "alpha"}, Unreached: "no answer in time",
+		Result: &rollout.Result{Outcome: rollout.OutcomeRolledBack, Message: "not confirmed within 15s"}}
 	code, what := hostOutcome(hr)
 	want := "could not be reached from a new tailnet node after the switch (no answer in time), and was rolled back: not confirmed within 15s"
 	if code != ExitRolledBack || what != want {
 		t.Errorf("hostOutcome = %d %q, want %d %q", code, what, ExitRolledBack, want)
 	}
-	hr.r.unreached = ""
+	hr.Unreached = ""
 	if _, what := hostOutcome(hr); what != "rolled back (not confirmed within 15s)" {
 		t.Errorf("a plain rollback reads %q", what)
 	}

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/pantheros/panther/controller/client"
-	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
+	"github.com/pantheros/panther/controller/rollout"
 )
 
 func (c *CLI) rollbackCmd() *command {
@@ -61,46 +61,44 @@ it must be confirmed in time or the host returns to where it was.`,
 				}
 				gen = n
 			}
-			host, err := resolveHost(flake, host)
+			h, err := resolveHost(flake, host)
 			if err != nil {
 				return err
 			}
-			n, err := c.connectTailnet(ctx)
-			if err != nil {
-				return err
-			}
-			defer n.close()
 			if list {
-				return c.listGenerations(ctx, n, host)
+				return c.listGenerations(ctx, h)
 			}
-			return c.rollback(ctx, n, host, gen, yes, confirmOpts{window: confirm, noConfirm: noConfirm, detach: detach}, logDir)
+			return c.rollback(ctx, h, gen, yes, rollout.Options{ConfirmTimeout: confirm, NoConfirm: noConfirm, Detach: detach}, logDir)
 		},
 	}
 }
 
-func (c *CLI) listGenerations(ctx context.Context, n *network, host string) error {
-	conn, err := c.dial(ctx, n, host)
+func (c *CLI) listGenerations(ctx context.Context, h rollout.Host) error {
+	n, err := c.connectTailnet(ctx)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	resp, err := conn.API.ListGenerations(ctx, &agentv1.ListGenerationsRequest{})
+	defer n.close()
+	fl := c.fleet(n, client.Signer{})
+	defer fl.Close()
+	gens, err := fl.Generations(ctx, h)
 	if err != nil {
-		return rpcError(host, err)
+		return agentExit(h.Name, err)
 	}
-	c.printGenerations(host, resp.Generations)
+	c.printGenerations(h.Address(), gens)
 	return nil
 }
 
 // printGenerations prints rollback --list: JSON lines, or a table whose
 // columns follow their content.
-func (c *CLI) printGenerations(host string, gens []*agentv1.Generation) {
+func (c *CLI) printGenerations(host string, gens []client.Generation) {
 	if c.g.json {
 		for _, g := range gens {
 			writeJSON(c.io.Stdout, map[string]any{
-				"host": host, "number": g.Number, "created": g.Created.AsTime(), "current": g.Current,
-				"storePath": g.StorePath, "nixosVersion": g.NixosVersion, "deploymentId": g.DeploymentId,
+				"host": host, "number": g.Number, "created": g.Created, "current": g.Current,
+				"storePath": g.StorePath, "nixosVersion": g.NixosVersion, "deploymentId": g.DeploymentID,
 				"result": g.Result, "reason": g.Reason, "failed": g.Failed,
+				"sourceRev": g.SourceRev, "sourceDirty": g.SourceDirty,
 			})
 		}
 		return
@@ -108,7 +106,7 @@ func (c *CLI) printGenerations(host string, gens []*agentv1.Generation) {
 	w := c.io.Stdout
 	tbl := newTable(column{title: "GEN"}, column{title: "DATE"}, column{title: "CUR"}, column{title: "FAILED"},
 		column{title: "NIXOS VERSION", max: 40}, column{title: "DEPLOYMENT", max: 40}, column{title: "RESULT", max: 24},
-		column{title: "STORE PATH"})
+		column{title: "REVISION"}, column{title: "STORE PATH"})
 	for _, g := range gens {
 		cur, failed := "", ""
 		if g.Current {
@@ -117,13 +115,14 @@ func (c *CLI) printGenerations(host string, gens []*agentv1.Generation) {
 		if g.Failed {
 			failed = "x"
 		}
-		tbl.add(fmt.Sprint(g.Number), g.Created.AsTime().Local().Format(time.DateTime), cur, failed,
-			orDash(g.NixosVersion), orDash(g.DeploymentId), orDash(g.Result), g.StorePath)
+		tbl.add(fmt.Sprint(g.Number), g.Created.Local().Format(time.DateTime), cur, failed,
+			orDash(g.NixosVersion), orDash(g.DeploymentID), orDash(g.Result), revision(g.SourceRev, g.SourceDirty), g.StorePath)
 	}
 	tbl.write(w)
 }
 
-func (c *CLI) rollback(ctx context.Context, n *network, host string, gen int64, yes bool, co confirmOpts, logDir string) error {
+func (c *CLI) rollback(ctx context.Context, h rollout.Host, gen int64, yes bool, o rollout.Options, logDir string) error {
+	host := h.Address()
 	s, err := c.signer()
 	if err != nil {
 		return err
@@ -140,51 +139,55 @@ func (c *CLI) rollback(ctx context.Context, n *network, host string, gen int64, 
 			return exitf(ExitFailed, "not rolled back (you said no)")
 		}
 	}
+	n, err := c.connectTailnet(ctx)
+	if err != nil {
+		return err
+	}
+	defer n.close()
 	logf, logPath := c.openLog(logDir, "rollback", host)
 	if logf != nil {
 		defer logf.Close()
 	}
-	r := &reporter{c: c, host: host, logw: logf}
-	conn, err := c.dial(ctx, n, host)
-	if err != nil {
-		return err
+	rd := newRenderer(c, false)
+	if logf != nil {
+		rd.add(host, logf)
 	}
-	defer conn.Close()
-	id := client.NewDeploymentID(time.Now())
-	st, err := conn.Rollback(ctx, s, id, gen, co.window)
-	if err != nil {
-		return rpcError(host, err)
-	}
-	if co.window == 0 {
-		co.window = time.Minute
-	}
-	res, err := c.finishSwitch(ctx, n, r, s, host, id, st, co)
+	fl := c.fleet(n, s)
+	defer fl.Close()
+	// The renderer and the messages name the host as it was dialed.
+	h.Name = host
+	hr := rollout.New(fl, nil, rd, o, c.log).Rollback(ctx, h, gen)
 	if logPath != "" && !c.g.json {
 		fmt.Fprintf(c.io.Stdout, "%s: full log: %s\n", host, logPath)
 	}
+	var err2 error
+	if hr.Err != nil {
+		err2 = agentExit(host, hr.Err)
+	}
 	if c.g.json {
-		c.jsonSummary(host, res, err, logPath)
+		c.jsonSummary(host, hr.Result, err2, logPath)
 	}
-	if err != nil {
-		return err
+	if err2 != nil {
+		return err2
 	}
-	if code := exitFor(res); code != ExitOK {
-		if res.Outcome == agentv1.Outcome_OUTCOME_ROLLED_BACK && r.unreached != "" {
-			return exitf(code, "%s: %s", host, unreachedLine(res.Message, r.unreached))
+	res := hr.Result
+	if code := exitCodes[hr.Verdict()]; code != ExitOK {
+		if res.Outcome == rollout.OutcomeRolledBack && hr.Unreached != "" {
+			return exitf(code, "%s: %s", host, unreachedLine(res.Message, hr.Unreached))
 		}
-		return exitf(code, "%s: %s: %s", host, outcomeName(res.Outcome), res.Message)
+		return exitf(code, "%s: %s: %s", host, res.Outcome, res.Message)
 	}
 	return nil
 }
 
-func (c *CLI) jsonSummary(host string, res *agentv1.Result, err error, logPath string) {
+func (c *CLI) jsonSummary(host string, res *rollout.Result, err error, logPath string) {
 	out := map[string]any{"summary": true, "host": host, "log": logPath}
 	if res != nil {
-		out["outcome"] = outcomeName(res.Outcome)
+		out["outcome"] = res.Outcome.String()
 		out["message"] = res.Message
 		out["storePath"] = res.StorePath
 		out["generation"] = res.Generation
-		out["exitCode"] = exitFor(res)
+		out["exitCode"] = exitCodes[rollout.OutcomeVerdict(res.Outcome)]
 	}
 	if err != nil {
 		out["error"] = err.Error()

@@ -1,39 +1,41 @@
 package cli
 
 import (
-	"strings"
+	"context"
+	"errors"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
-	"github.com/pantheros/panther/internal/tailnet"
+	"github.com/pantheros/panther/controller/rollout"
 )
 
-// rpcError turns an agent's gRPC error into one line and an exit code.
-func rpcError(host string, err error) error {
+// agentExit turns an error about host's agent into one line and an exit
+// code; the kinds come typed from controller/client (rollout.Err…).
+func agentExit(host string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if _, ok := err.(*exitError); ok {
+	var ee *exitError
+	if errors.As(err, &ee) {
 		return err
 	}
-	st, ok := status.FromError(err)
-	if !ok {
+	var ae *rollout.AgentError
+	if !errors.As(err, &ae) {
+		if errors.Is(err, context.Canceled) {
+			return exitf(ExitError, "%s: interrupted", host)
+		}
 		return exitf(ExitError, "%s: %v", host, err)
 	}
-	switch st.Code() {
-	case codes.Unauthenticated:
-		return exitf(ExitRefused, "%s refused the request: %s (is your public key in the agent's trustedKeys? 'pantherctl pubkey' prints it)", host, st.Message())
-	case codes.PermissionDenied:
-		return exitf(ExitRefused, "%s refused the request: %s", host, st.Message())
-	case codes.FailedPrecondition:
-		return exitf(ExitRefused, "%s: %s", host, st.Message())
-	case codes.Unavailable, codes.DeadlineExceeded:
-		// The dialer's error reaches us as text inside gRPC's status.
-		if strings.Contains(st.Message(), "no such host") || strings.Contains(st.Message(), tailnet.ErrUnknownPeer.Error()) {
-			return exitf(ExitError, "%s is not a peer on the tailnet: check the name, or set its tailnetName in panther.json if it differs from the flake's host name", host)
-		}
-		return exitf(ExitError, "cannot reach %s over the tailnet (%s): is the host online and panther-agent running? ('pantherctl status %s')", host, humanRPC(st.Message()), host)
+	msg := ae.Message
+	switch {
+	case errors.Is(err, rollout.ErrUntrusted):
+		return exitf(ExitRefused, "%s refused the request: %s (is your public key in the agent's trustedKeys? 'pantherctl pubkey' prints it)", host, msg)
+	case errors.Is(err, rollout.ErrPrecondition), errors.Is(err, rollout.ErrControlDown):
+		return exitf(ExitRefused, "%s: %s", host, msg)
+	case errors.Is(err, rollout.ErrRefused):
+		return exitf(ExitRefused, "%s refused the request: %s", host, msg)
+	case errors.Is(err, rollout.ErrNotPeer):
+		return exitf(ExitError, "%s is not a peer on the tailnet: check the name, or set its tailnetName in panther.json if it differs from the flake's host name", host)
+	case errors.Is(err, rollout.ErrUnreachable):
+		return exitf(ExitError, "cannot reach %s over the tailnet (%s): is the host online and panther-agent running? ('pantherctl status %s')", host, msg, host)
 	}
-	return exitf(ExitError, "%s: %s", host, humanRPC(st.Message()))
+	return exitf(ExitError, "%s: %s", host, msg)
 }

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/pantheros/panther/controller/client"
 	"github.com/pantheros/panther/internal/tailnet"
 )
 
@@ -31,12 +32,12 @@ func TestRPCErrorNamesUnknownPeer(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := rpcError("ghost", tc.err)
+			err := agentExit("ghost", client.AgentError("ghost", tc.err))
 			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("rpcError = %q, want it to say %q", err, tc.want)
+				t.Errorf("agentExit = %q, want it to say %q", err, tc.want)
 			}
 			if ee, ok := err.(*exitError); !ok || ee.code != ExitError {
-				t.Errorf("rpcError = %#v, want exit code %d", err, ExitError)
+				t.Errorf("agentExit = %#v, want exit code %d", err, ExitError)
 			}
 		})
 	}

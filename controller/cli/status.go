@@ -8,10 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
-
-	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
-
+	"github.com/pantheros/panther/controller/client"
 	"github.com/pantheros/panther/controller/termsafe"
 )
 
@@ -37,10 +34,11 @@ unreachable hosts are reported, not fatal (the exit code is 1 when any was).`,
 				return err
 			}
 			defer n.close()
+			fl := c.fleet(n, client.Signer{})
+			defer fl.Close()
 			type row struct {
 				name string
-				st   *agentv1.StatusResponse
-				rtt  time.Duration
+				st   *client.HostStatus
 				err  error
 			}
 			rows := make([]row, len(hosts))
@@ -49,8 +47,11 @@ unreachable hosts are reported, not fatal (the exit code is 1 when any was).`,
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					st, rtt, err := c.status(ctx, n, h.Addr())
-					rows[i] = row{name: h.Name, st: st, rtt: rtt, err: err}
+					st, err := fl.Status(ctx, rolloutHost(h), statusTimeout)
+					if err != nil {
+						err = agentExit(h.Addr(), err)
+					}
+					rows[i] = row{name: h.Name, st: st, err: err}
 				}()
 			}
 			wg.Wait()
@@ -76,8 +77,8 @@ unreachable hosts are reported, not fatal (the exit code is 1 when any was).`,
 					continue
 				}
 				if c.g.json {
-					b, _ := protojson.Marshal(r.st)
-					fmt.Fprintf(c.io.Stdout, `{"host":%q,"reachable":true,"rttMs":%d,"status":%s}`+"\n", r.name, r.rtt.Milliseconds(), b)
+					b, _ := r.st.MarshalJSON()
+					fmt.Fprintf(c.io.Stdout, `{"host":%q,"reachable":true,"rttMs":%d,"status":%s}`+"\n", r.name, r.st.RTT.Milliseconds(), b)
 					continue
 				}
 				st := r.st
@@ -87,13 +88,16 @@ unreachable hosts are reported, not fatal (the exit code is 1 when any was).`,
 				}
 				pending := "-"
 				if p := st.Pending; p != nil {
-					pending = fmt.Sprintf("%s (%s left)", p.DeploymentId, time.Until(p.Deadline.AsTime()).Round(time.Second))
+					pending = fmt.Sprintf("%s (%s left)", p.DeploymentID, time.Until(p.Deadline).Round(time.Second))
 				}
 				last := "-"
-				if l := st.LastDeployment; l != nil {
-					last = l.DeploymentId + " " + outcomeName(l.Outcome)
+				if l := st.Last; l != nil {
+					last = l.DeploymentID + " " + l.Outcome.String()
+					if r := revision(l.SourceRev, l.SourceDirty); r != "-" {
+						last += " @" + r
+					}
 				}
-				tbl.add(r.name, fmt.Sprintf("yes %dms", r.rtt.Milliseconds()),
+				tbl.add(r.name, fmt.Sprintf("yes %dms", st.RTT.Milliseconds()),
 					fmt.Sprint(st.CurrentGeneration), orDash(st.NixosVersion), orDash(st.SystemState), failed, pending, last)
 			}
 			if !c.g.json {
@@ -107,31 +111,17 @@ unreachable hosts are reported, not fatal (the exit code is 1 when any was).`,
 	}
 }
 
-// status asks one agent for its status and measures the round trip.
-func (c *CLI) status(ctx context.Context, n *network, host string) (*agentv1.StatusResponse, time.Duration, error) {
-	conn, err := c.dial(ctx, n, host)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer conn.Close()
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	t0 := time.Now()
-	st, err := conn.API.Status(cctx, &agentv1.StatusRequest{})
-	if err != nil {
-		return nil, 0, rpcError(host, err)
-	}
-	return st, time.Since(t0), nil
-}
+// statusTimeout bounds one host's status call.
+const statusTimeout = 30 * time.Second
 
-func (c *CLI) printStatus(st *agentv1.StatusResponse) {
+func (c *CLI) printStatus(st *client.HostStatus) {
 	w := c.io.Stdout
 	row := func(k, v string) { fmt.Fprintf(w, "%-14s %s\n", k, termsafe.Line(v)) }
 	row("host", st.Host)
-	row("agent", fmt.Sprintf("%s (up %s)", st.AgentVersion, st.AgentUptime.AsDuration()))
+	row("agent", fmt.Sprintf("%s (up %s)", st.AgentVersion, st.AgentUptime))
 	row("system", orDash(st.CurrentStorePath))
 	row("generation", fmt.Sprintf("%d %s", st.CurrentGeneration, st.NixosVersion))
-	row("uptime", st.Uptime.AsDuration().String())
+	row("uptime", st.Uptime.String())
 	row("state", orDash(st.SystemState))
 	failed := "none"
 	if len(st.FailedUnits) > 0 {
@@ -139,14 +129,19 @@ func (c *CLI) printStatus(st *agentv1.StatusResponse) {
 	}
 	row("failed units", failed)
 	if p := st.Pending; p != nil {
-		left := time.Until(p.Deadline.AsTime()).Round(time.Second)
-		row("pending", fmt.Sprintf("%s awaiting confirmation, %s left (else it rolls back)", p.DeploymentId, left))
+		left := time.Until(p.Deadline).Round(time.Second)
+		row("pending", fmt.Sprintf("%s awaiting confirmation, %s left (else it rolls back)", p.DeploymentID, left))
 	}
-	if l := st.LastDeployment; l != nil {
-		row("last deploy", fmt.Sprintf("%s %s %s %s", l.DeploymentId, outcomeName(l.Outcome), l.Started.AsTime().Local().Format(time.DateTime), l.Message))
-		if l.KeyId != "" {
-			row("signed by key", l.KeyId)
+	if l := st.Last; l != nil {
+		started := l.Started
+		if started.IsZero() {
+			started = time.Unix(0, 0).UTC()
 		}
+		row("last deploy", fmt.Sprintf("%s %s %s %s", l.DeploymentID, l.Outcome, started.Local().Format(time.DateTime), l.Message))
+		if l.KeyID != "" {
+			row("signed by key", l.KeyID)
+		}
+		row("revision", revision(l.SourceRev, l.SourceDirty))
 	}
 }
 
@@ -155,12 +150,4 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-func outcomeName(o agentv1.Outcome) string {
-	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(o.String(), "OUTCOME_")), "_", " ")
-}
-
-func phaseName(p agentv1.Phase) string {
-	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(p.String(), "PHASE_")), "_", "-")
 }

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
+	"github.com/pantheros/panther/controller/rollout"
 )
 
 // switchEnd keeps "switch done in …" until the switch has really ended.
@@ -23,26 +23,26 @@ type switchEnd struct {
 
 // observe says whether to hold ev (not show it now) and what to print
 // before and after it.
-func (s *switchEnd) observe(ev *agentv1.DeployEvent) (hold bool, before, after string) {
-	at := ev.GetTime().AsTime()
-	if ev.GetTime() == nil {
+func (s *switchEnd) observe(ev rollout.Event) (hold bool, before, after string) {
+	at := ev.Time
+	if at.IsZero() {
 		at = time.Now()
 	}
-	switch e := ev.Event.(type) {
-	case *agentv1.DeployEvent_PhaseStarted:
-		if e.PhaseStarted.Phase == agentv1.Phase_PHASE_SWITCH {
+	switch ev.Kind {
+	case rollout.EventPhaseStarted:
+		if ev.Phase == rollout.PhaseSwitch {
 			s.started = at
 		}
-	case *agentv1.DeployEvent_PhaseFinished:
-		if e.PhaseFinished.Phase == agentv1.Phase_PHASE_SWITCH && e.PhaseFinished.Ok {
-			s.holding, s.held = true, e.PhaseFinished.Elapsed.AsDuration()
+	case rollout.EventPhaseFinished:
+		if ev.Phase == rollout.PhaseSwitch && ev.OK {
+			s.holding, s.held = true, ev.Elapsed
 			return true, "", ""
 		}
-	case *agentv1.DeployEvent_Log:
-		if !s.holding || e.Log.Phase != agentv1.Phase_PHASE_SWITCH {
+	case rollout.EventLog:
+		if !s.holding || ev.Phase != rollout.PhaseSwitch {
 			break
 		}
-		if strings.HasPrefix(e.Log.Line, "switch-to-configuration ") && strings.Contains(e.Log.Line, " exited ") {
+		if strings.HasPrefix(ev.Line, "switch-to-configuration ") && strings.Contains(ev.Line, " exited ") {
 			return false, "", s.release(at)
 		}
 		return false, "", "" // activation output: the switch goes on
@@ -59,5 +59,5 @@ func (s *switchEnd) release(at time.Time) string {
 		el = at.Sub(s.started).Round(time.Millisecond)
 	}
 	s.holding = false
-	return fmt.Sprintf("    %s done in %s", phaseName(agentv1.Phase_PHASE_SWITCH), el)
+	return fmt.Sprintf("    %s done in %s", rollout.PhaseSwitch, el)
 }

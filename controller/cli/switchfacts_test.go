@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pantheros/panther/controller/inventory"
-	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
+	"github.com/pantheros/panther/controller/client"
+	"github.com/pantheros/panther/controller/rollout"
 )
 
 // What the agent judged of switch-to-configuration reaches the person: the
@@ -15,23 +15,23 @@ import (
 
 func TestRebootRequiredExitCode(t *testing.T) {
 	t.Parallel()
-	res := &agentv1.Result{Outcome: agentv1.Outcome_OUTCOME_REBOOT_REQUIRED, Message: "not activated"}
-	if got := exitFor(res); got != ExitRebootRequired {
-		t.Errorf("exitFor = %d, want %d", got, ExitRebootRequired)
+	res := &rollout.Result{Outcome: rollout.OutcomeRebootRequired, Message: "not activated"}
+	if got := exitCodes[rollout.OutcomeVerdict(res.Outcome)]; got != ExitRebootRequired {
+		t.Errorf("exit code = %d, want %d", got, ExitRebootRequired)
 	}
-	code, what := hostOutcome(&hostRun{result: res})
+	code, what := hostOutcome(&rollout.HostReport{Result: res})
 	if code != ExitRebootRequired || !strings.Contains(what, "NOT activated") || !strings.Contains(what, "reboot required") {
 		t.Errorf("hostOutcome = %d %q", code, what)
 	}
 	var out bytes.Buffer
 	c := &CLI{io: IO{Stdout: &out}}
-	err := c.finishBatch([]*hostRun{{host: inventory.Host{Name: "alpha"}, result: res}}, &deployOpts{})
+	err := c.finishBatch(&rollout.Report{Hosts: []*rollout.HostReport{{Host: rollout.Host{Name: "alpha"}, Result: res}}}, nil)
 	if ee, ok := err.(*exitError); !ok || ee.code != ExitRebootRequired {
 		t.Errorf("finishBatch = %v, want exit %d", err, ExitRebootRequired)
 	}
 	// A worse outcome on another host wins.
-	err = c.finishBatch([]*hostRun{{host: inventory.Host{Name: "alpha"}, result: res},
-		{host: inventory.Host{Name: "beta"}, result: &agentv1.Result{Outcome: agentv1.Outcome_OUTCOME_ROLLED_BACK}}}, &deployOpts{})
+	err = c.finishBatch(&rollout.Report{Hosts: []*rollout.HostReport{{Host: rollout.Host{Name: "alpha"}, Result: res},
+		{Host: rollout.Host{Name: "beta"}, Result: &rollout.Result{Outcome: rollout.OutcomeRolledBack}}}}, nil)
 	if ee, ok := err.(*exitError); !ok || ee.code != ExitRolledBack {
 		t.Errorf("finishBatch = %v, want exit %d", err, ExitRolledBack)
 	}
@@ -42,14 +42,14 @@ func TestSummaryShowsSwitchFacts(t *testing.T) {
 	var out bytes.Buffer
 	c := &CLI{io: IO{Stdout: &out}}
 	r := &reporter{c: c, host: "alpha"}
-	r.event(&agentv1.DeployEvent{Event: &agentv1.DeployEvent_Summary{Summary: &agentv1.Summary{
+	r.event(rollout.Event{Kind: rollout.EventSummary, Summary: &rollout.Summary{
 		NewStorePath: "/nix/store/new", WouldStop: []string{"panther-agent.service"}, WouldNotStop: []string{"keep.service"},
 		WouldRestartSystemd: true, RebootRequired: []string{"kernel", "initrd"},
 		NotActivatable: "its switch inhibitors refused a live switch", StopsAgent: "dry-activate would stop panther-agent.service",
-	}}})
-	r.event(&agentv1.DeployEvent{Event: &agentv1.DeployEvent_Result{Result: &agentv1.Result{
-		Outcome: agentv1.Outcome_OUTCOME_CONFIRMED, RebootRequired: []string{"kernel"}, PreviouslyFailedUnits: []string{"old.service"},
-	}}})
+	}})
+	r.event(rollout.Event{Kind: rollout.EventResult, Result: &rollout.Result{
+		Outcome: rollout.OutcomeConfirmed, RebootRequired: []string{"kernel"}, PreviouslyFailedUnits: []string{"old.service"},
+	}})
 	for _, want := range []string{
 		"would NOT stop (changed): keep.service", "would restart systemd",
 		"reboot required: the new kernel, initrd differ", "cannot be activated live (its switch inhibitors refused", "--boot",
@@ -64,11 +64,11 @@ func TestSummaryShowsSwitchFacts(t *testing.T) {
 
 func TestPromptNotes(t *testing.T) {
 	t.Parallel()
-	runs := []*hostRun{
-		{host: inventory.Host{Name: "a"}, summary: &agentv1.Summary{NotActivatable: "dry-activate exited 100"}},
-		{host: inventory.Host{Name: "b"}, summary: &agentv1.Summary{RebootRequired: []string{"kernel"}}},
-		{host: inventory.Host{Name: "c"}, summary: &agentv1.Summary{StopsAgent: "the new system has no panther-agent.service"}},
-		{host: inventory.Host{Name: "d"}, summary: &agentv1.Summary{}},
+	runs := []*rollout.HostReport{
+		{Host: rollout.Host{Name: "a"}, Summary: &rollout.Summary{NotActivatable: "dry-activate exited 100"}},
+		{Host: rollout.Host{Name: "b"}, Summary: &rollout.Summary{RebootRequired: []string{"kernel"}}},
+		{Host: rollout.Host{Name: "c"}, Summary: &rollout.Summary{StopsAgent: "the new system has no panther-agent.service"}},
+		{Host: rollout.Host{Name: "d"}, Summary: &rollout.Summary{}},
 	}
 	notes := strings.Join(rebootNotes(runs, false), "\n")
 	for _, want := range []string{"a: cannot be activated live (dry-activate exited 100): it only becomes the boot default",
@@ -87,9 +87,12 @@ func TestPromptNotes(t *testing.T) {
 
 func TestForceIsInTheSignedIntent(t *testing.T) {
 	t.Parallel()
-	b := &batch{o: &deployOpts{force: true}}
-	in := b.intent(&hostRun{host: inventory.Host{Name: "a"}}, agentv1.Action_ACTION_SWITCH, "/nix/store/x")
-	if !in.Force {
-		t.Error("--force is not in the intent")
+	o := &deployOpts{force: true}
+	if !o.rolloutOptions().Force {
+		t.Error("--force is not in the core's options")
+	}
+	in := client.IntentToProto("a", rollout.Intent{Action: rollout.ActionSwitch, Force: true})
+	if !in.GetForce() {
+		t.Error("--force is not in the signed intent")
 	}
 }

@@ -7,11 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/types/known/durationpb"
-
 	"github.com/pantheros/panther/controller/buildall"
-	"github.com/pantheros/panther/controller/inventory"
-	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
+	"github.com/pantheros/panther/controller/client"
+	"github.com/pantheros/panther/controller/rollout"
 )
 
 // hostile is agent text that tries to drive the operator's terminal: set
@@ -35,13 +33,13 @@ func assertNoTerminalCommands(t *testing.T, what, out string) {
 }
 
 func TestReporterEscapesAgentText(t *testing.T) {
-	events := []*agentv1.DeployEvent{
-		{Event: &agentv1.DeployEvent_Log{Log: &agentv1.LogLine{Line: hostile}}},
-		{Event: &agentv1.DeployEvent_Warning{Warning: &agentv1.Warning{Message: hostile}}},
-		{Event: &agentv1.DeployEvent_PhaseFinished{PhaseFinished: &agentv1.PhaseFinished{Phase: agentv1.Phase_PHASE_SWITCH, Error: hostile, Elapsed: durationpb.New(time.Second)}}},
-		{Event: &agentv1.DeployEvent_Health{Health: &agentv1.HealthResult{Name: hostile, Detail: hostile}}},
-		{Event: &agentv1.DeployEvent_Summary{Summary: &agentv1.Summary{NewStorePath: hostile, NewVersion: hostile, WouldRestart: []string{hostile}}}},
-		{Event: &agentv1.DeployEvent_Result{Result: &agentv1.Result{Outcome: agentv1.Outcome_OUTCOME_FAILED, Message: hostile, RecoveryCommands: []string{hostile}}}},
+	events := []rollout.Event{
+		{Kind: rollout.EventLog, Line: hostile},
+		{Kind: rollout.EventWarning, Line: hostile},
+		{Kind: rollout.EventPhaseFinished, Phase: rollout.PhaseSwitch, Error: hostile, Elapsed: time.Second},
+		{Kind: rollout.EventHealth, Health: &rollout.HealthCheck{Name: hostile, Detail: hostile}},
+		{Kind: rollout.EventSummary, Summary: &rollout.Summary{NewStorePath: hostile, NewVersion: hostile, WouldRestart: []string{hostile}}},
+		{Kind: rollout.EventResult, Result: &rollout.Result{Outcome: rollout.OutcomeFailed, Message: hostile, RecoveryCommands: []string{hostile}}},
 	}
 	for _, ev := range events {
 		var out, logw bytes.Buffer
@@ -59,11 +57,11 @@ func TestReporterEscapesAgentText(t *testing.T) {
 func TestResultTableEscapesAgentText(t *testing.T) {
 	var out, errw bytes.Buffer
 	c := &CLI{io: IO{Stdout: &out, Stderr: &errw}}
-	runs := []*hostRun{{
-		host:   inventory.Host{Name: "alpha"},
-		result: &agentv1.Result{Outcome: agentv1.Outcome_OUTCOME_FAILED, Message: hostile},
-	}}
-	err := c.finishBatch(runs, &deployOpts{})
+	rep := &rollout.Report{Hosts: []*rollout.HostReport{{
+		Host:   rollout.Host{Name: "alpha"},
+		Result: &rollout.Result{Outcome: rollout.OutcomeFailed, Message: hostile},
+	}}}
+	err := c.finishBatch(rep, nil)
 	assertNoTerminalCommands(t, "result table", out.String())
 	if err == nil {
 		t.Fatal("a failed host gave no error")
@@ -79,10 +77,10 @@ func TestResultTableEscapesAgentText(t *testing.T) {
 func TestStatusEscapesAgentText(t *testing.T) {
 	var out bytes.Buffer
 	c := &CLI{io: IO{Stdout: &out}}
-	c.printStatus(&agentv1.StatusResponse{
+	c.printStatus(&client.HostStatus{
 		Host: hostile, AgentVersion: hostile, CurrentStorePath: hostile, NixosVersion: hostile,
 		SystemState: hostile, FailedUnits: []string{hostile},
-		LastDeployment: &agentv1.DeploymentInfo{DeploymentId: hostile, Message: hostile},
+		Last: &client.Deployment{DeploymentID: hostile, Message: hostile},
 	})
 	assertNoTerminalCommands(t, "status", out.String())
 }

@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -19,13 +18,15 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/pantheros/panther/controller/rollout"
+	"github.com/pantheros/panther/internal/defaults"
 	"github.com/pantheros/panther/internal/signing"
 	"github.com/pantheros/panther/internal/tailnet"
 	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
 )
 
 // IntentLifetime is how long a signed intent stays valid.
-const IntentLifetime = 5 * time.Minute
+const IntentLifetime = defaults.IntentLifetime
 
 // Signer turns intents into signed envelopes.
 type Signer struct {
@@ -61,11 +62,7 @@ func (s Signer) Sign(in *agentv1.Intent) (*agentv1.SignedEnvelope, error) {
 }
 
 // NewDeploymentID returns a sortable, unique deployment id.
-func NewDeploymentID(now time.Time) string {
-	b := make([]byte, 3)
-	rand.Read(b)
-	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
-}
+func NewDeploymentID(now time.Time) string { return rollout.NewDeploymentID(now) }
 
 // Conn is a connection to one agent.
 type Conn struct {
@@ -139,31 +136,21 @@ type Stream interface {
 	Recv() (*agentv1.DeployEvent, error)
 }
 
-type deployStream struct {
-	s agentv1.AgentService_DeployClient
+// eventMsg is a response message that carries one deploy event; the
+// Deploy, Rollback and Watch streams all send one.
+type eventMsg interface {
+	GetEvent() *agentv1.DeployEvent
 }
 
-func (d deployStream) Recv() (*agentv1.DeployEvent, error) {
-	m, err := d.s.Recv()
-	return m.GetEvent(), err
-}
-
-type rollbackStream struct {
-	s agentv1.AgentService_RollbackClient
-}
-
-func (d rollbackStream) Recv() (*agentv1.DeployEvent, error) {
-	m, err := d.s.Recv()
-	return m.GetEvent(), err
-}
-
-type watchStream struct {
-	s agentv1.AgentService_WatchClient
-}
-
-func (d watchStream) Recv() (*agentv1.DeployEvent, error) {
-	m, err := d.s.Recv()
-	return m.GetEvent(), err
+// recvEvents adapts any of the three event streams to one receive func.
+func recvEvents[M eventMsg](st interface{ Recv() (M, error) }) func() (*agentv1.DeployEvent, error) {
+	return func() (*agentv1.DeployEvent, error) {
+		m, err := st.Recv()
+		if err != nil {
+			return nil, err
+		}
+		return m.GetEvent(), nil
+	}
 }
 
 // Deploy starts a signed deployment and returns its event stream.
@@ -175,7 +162,10 @@ func (c *Conn) Deploy(ctx context.Context, s Signer, in *agentv1.Intent) (Stream
 	}
 	return watch(ctx, func(ctx context.Context) (func() (*agentv1.DeployEvent, error), error) {
 		st, err := c.API.Deploy(ctx, &agentv1.DeployRequest{Envelope: env})
-		return deployStream{st}.Recv, err
+		if err != nil {
+			return nil, err
+		}
+		return recvEvents(st), nil
 	})
 }
 
@@ -191,7 +181,10 @@ func (c *Conn) Rollback(ctx context.Context, s Signer, id string, generation int
 	}
 	return watch(ctx, func(ctx context.Context) (func() (*agentv1.DeployEvent, error), error) {
 		st, err := c.API.Rollback(ctx, &agentv1.RollbackRequest{Envelope: env})
-		return rollbackStream{st}.Recv, err
+		if err != nil {
+			return nil, err
+		}
+		return recvEvents(st), nil
 	})
 }
 
@@ -199,7 +192,10 @@ func (c *Conn) Rollback(ctx context.Context, s Signer, id string, generation int
 func (c *Conn) Watch(ctx context.Context, id string) (Stream, error) {
 	return watch(ctx, func(ctx context.Context) (func() (*agentv1.DeployEvent, error), error) {
 		st, err := c.API.Watch(ctx, &agentv1.WatchRequest{DeploymentId: id})
-		return watchStream{st}.Recv, err
+		if err != nil {
+			return nil, err
+		}
+		return recvEvents(st), nil
 	})
 }
 

@@ -15,6 +15,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/pantheros/panther/internal/hostname"
 )
 
 // FileName is the inventory file at the flake root.
@@ -83,6 +85,14 @@ func Load(flakeDir string) (*Inventory, error) {
 		return nil, fmt.Errorf("%s: %w", FileName, err)
 	}
 	for name, h := range inv.Hosts {
+		if err := hostname.CheckAttr(name); err != nil {
+			return nil, fmt.Errorf("%s: hosts: %w", FileName, err)
+		}
+		if h.TailnetName != "" {
+			if err := hostname.CheckTailnet(h.TailnetName); err != nil {
+				return nil, fmt.Errorf("%s: hosts.%s.tailnetName: %w", FileName, name, err)
+			}
+		}
 		h.Name = name
 		inv.Hosts[name] = h
 	}
@@ -136,6 +146,9 @@ func (inv *Inventory) Select(flakeHosts []string, selectors []string, all bool) 
 				return nil, fmt.Errorf("no host has the tag %q (tags: %s)", tag, strings.Join(inv.tags(), ", "))
 			}
 			continue
+		}
+		if err := hostname.CheckAttr(sel); err != nil {
+			return nil, err
 		}
 		if flakeHosts != nil && !slices.Contains(flakeHosts, sel) {
 			return nil, fmt.Errorf("%q is not in the flake's nixosConfigurations (hosts: %s)", sel, strings.Join(flakeHosts, ", "))

@@ -87,3 +87,31 @@ func TestLoadErrors(t *testing.T) {
 		t.Error("bad duration accepted")
 	}
 }
+
+// Host names follow the one rule of internal/hostname, in panther.json and
+// on the command line, before anything is dialed or uploaded.
+func TestHostNamesAreChecked(t *testing.T) {
+	for _, tc := range []struct {
+		name, json string
+	}{
+		{"host key with a leading dash", `{"hosts": {"-web": {}}}`},
+		{"host key with a dot", `{"hosts": {"web.example": {}}}`},
+		{"tailnetName with a space", `{"hosts": {"web": {"tailnetName": "we b"}}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := Load(write(t, tc.json)); err == nil {
+				t.Errorf("Load accepted %s", tc.json)
+			}
+		})
+	}
+	inv, err := Load(write(t, `{"hosts": {"1web": {"tailnetName": "web-1.tail.example"}}}`))
+	if err != nil {
+		t.Fatalf("a leading digit and a dotted tailnetName are fine: %v", err)
+	}
+	if _, err := inv.Select(nil, []string{"-rf"}, false); err == nil {
+		t.Error("Select accepted the host name -rf")
+	}
+	if hs, err := inv.Select(nil, []string{"1web"}, false); err != nil || hs[0].Addr() != "web-1.tail.example" {
+		t.Errorf("Select(1web) = %v, %v", hs, err)
+	}
+}

@@ -47,6 +47,7 @@ const (
 	CheckInFlake   = "in flake"
 	CheckReachable = "agent reachable"
 	CheckWarnings  = "config.warnings"
+	CheckLock      = "flake.lock complete"
 )
 
 // Check is one row of the checklist.
@@ -126,6 +127,10 @@ type Input struct {
 	Inventory *inventory.Inventory
 	Selectors []string // host names and @tags
 	All       bool     // every host of the flake
+	// Lock, if set, checks that flake.lock locks every input flake.nix
+	// declares (see internal/flakeinputs); when it fails the flake is not
+	// evaluated (nix would fetch the unlocked input).
+	Lock func(ctx context.Context) error
 }
 
 // Report is the checklist's result.
@@ -156,8 +161,14 @@ func (cl *Checklist) Run(ctx context.Context, in Input) Report {
 		inv = &inventory.Inventory{Hosts: map[string]inventory.Host{}}
 	}
 
-	flakeHosts, err := cl.eval.Hosts(ctx, in.FlakeRef)
-	if err != nil {
+	var flakeHosts []string
+	err := lockCheck(ctx, &rep, in.Lock)
+	if err == nil {
+		flakeHosts, err = cl.eval.Hosts(ctx, in.FlakeRef)
+	}
+	if errors.Is(err, errLockFailed) {
+		rep.Checks = append(rep.Checks, Check{Name: CheckFlake, Status: Skip, Detail: "flake.lock is incomplete"})
+	} else if err != nil {
 		rep.Checks = append(rep.Checks, Check{Name: CheckFlake, Status: Fail, Detail: oneLine(err)})
 		flakeHosts = nil
 	} else {
@@ -191,6 +202,22 @@ func (cl *Checklist) Run(ctx context.Context, in Input) Report {
 		rep.Checks = append(rep.Checks, r...)
 	}
 	return rep
+}
+
+// errLockFailed: the lock check failed (its row says why).
+var errLockFailed = errors.New("flake.lock incomplete")
+
+// lockCheck adds the flake.lock row when lock is set.
+func lockCheck(ctx context.Context, rep *Report, lock func(context.Context) error) error {
+	if lock == nil {
+		return nil
+	}
+	if err := lock(ctx); err != nil {
+		rep.Checks = append(rep.Checks, Check{Name: CheckLock, Status: Fail, Detail: oneLine(err)})
+		return errLockFailed
+	}
+	rep.Checks = append(rep.Checks, Check{Name: CheckLock, Status: OK, Detail: "every declared input is locked"})
+	return nil
 }
 
 func (cl *Checklist) gitCheck(ctx context.Context, dir string) Check {

@@ -86,6 +86,9 @@ func (s Store) Put(ctx context.Context, digest string, r io.Reader, lim Limits) 
 	if got := formatDigest(h); got != digest {
 		return "", fmt.Errorf("store put %s: received %s: %w", digest, got, ErrDigestMismatch)
 	}
+	if err := seal(tree, final+treeSuffix); err != nil {
+		return "", fmt.Errorf("store put %s: %w", digest, err)
+	}
 	if err := os.Rename(tree, final); err != nil {
 		if s.Has(digest) {
 			return final, nil // a concurrent Put of the same digest won
@@ -141,8 +144,7 @@ func (s Store) Prune(keep int, protect ...string) ([]string, error) {
 	for len(trees) > keep {
 		t := trees[0]
 		trees = trees[1:]
-		p, _ := s.Path(t.digest)
-		if err := os.RemoveAll(p); err != nil {
+		if err := s.Remove(t.digest); err != nil {
 			return removed, fmt.Errorf("store prune %s: %w", t.digest, err)
 		}
 		removed = append(removed, t.digest)

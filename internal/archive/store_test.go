@@ -63,7 +63,7 @@ func TestStorePut(t *testing.T) {
 			if p != want || !s.Has(tt.digest) {
 				t.Fatalf("Put = %s, Has = %v; want %s", p, s.Has(tt.digest), want)
 			}
-			if got := listTree(t, p); !slices.Equal(got, []string{"flake.nix -rw-r--r-- {}", "l -> flake.nix"}) {
+			if got := listTree(t, p); !slices.Equal(got, []string{"flake.nix -r--r--r-- {}", "l -> flake.nix"}) {
 				t.Errorf("stored tree: %q", got)
 			}
 			// A second Put of a present tree reads nothing.
@@ -169,8 +169,8 @@ func TestStoreCleanStaging(t *testing.T) {
 		t.Fatalf("CleanStaging = %d, %v; want 2", n, err)
 	}
 	entries, _ := os.ReadDir(s.Dir)
-	if len(entries) != 1 || !s.Has(d) {
-		t.Errorf("left %v, want only the stored tree", entries)
+	if len(entries) != 2 || !s.Has(d) || s.Verify(d) != nil {
+		t.Errorf("left %v, want only the stored tree and its record", entries)
 	}
 	if n, err := (Store{Dir: filepath.Join(s.Dir, "missing")}).CleanStaging(); n != 0 || err != nil {
 		t.Errorf("CleanStaging of a missing store = %d, %v", n, err)
@@ -198,5 +198,47 @@ func TestParseDigest(t *testing.T) {
 				t.Errorf("ParseDigest(%q) = %v", tt.in, err)
 			}
 		})
+	}
+}
+
+// TestStoreVerifyCatchesRootWrites: the agent runs as root, which the
+// read-only mode bits of a stored tree do not stop; Verify notices any
+// change (a flake.lock written into it, a file changed or removed).
+func TestStoreVerifyCatchesRootWrites(t *testing.T) {
+	for _, change := range []func(dir string) error{
+		func(dir string) error { return os.WriteFile(filepath.Join(dir, "flake.lock"), []byte("{}"), 0o644) },
+		func(dir string) error { return os.WriteFile(filepath.Join(dir, "flake.nix"), []byte("{ }"), 0o644) },
+		func(dir string) error { return os.Remove(filepath.Join(dir, "flake.nix")) },
+		func(dir string) error { return os.Chmod(filepath.Join(dir, "flake.nix"), 0o755) },
+	} {
+		s := Store{Dir: t.TempDir()}
+		var buf bytes.Buffer
+		src := t.TempDir()
+		if err := os.WriteFile(filepath.Join(src, "flake.nix"), []byte("{ outputs = _: { }; }"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p, err := Pack(context.Background(), src, &buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir, err := s.Put(context.Background(), p.Digest, bytes.NewReader(buf.Bytes()), Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Verify(p.Digest); err != nil {
+			t.Fatalf("fresh tree: %v", err)
+		}
+		if info, _ := os.Stat(filepath.Join(dir, "flake.nix")); info.Mode().Perm()&0o222 != 0 {
+			t.Errorf("stored file is writable: %v", info.Mode())
+		}
+		if err := change(dir); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Verify(p.Digest); !errors.Is(err, ErrModified) {
+			t.Fatalf("after a change: %v, want ErrModified", err)
+		}
+		if err := s.Remove(p.Digest); err != nil || s.Has(p.Digest) {
+			t.Fatalf("Remove: %v", err)
+		}
 	}
 }

@@ -4,20 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"regexp"
+
+	"github.com/pantheros/panther/internal/hostname"
 )
 
-// hostRE is what Hosts may return and Warnings/Toplevel accept: a name that
-// needs no quoting in a flake attribute path (a leading digit is fine
-// there, as in NixOS's networking.hostName; a leading "-" would read as an
-// option), at most 128 bytes.
-var hostRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_-]{0,127}$`)
-
 // CheckHost returns ErrBadHost unless host can be used as an attribute of
-// nixosConfigurations without quoting. It is the one rule for flake host
-// names: the agent's config (flakeHost) and the deploy engine both use it.
+// nixosConfigurations without quoting: the rule of package hostname, which
+// the agent's config (flakeHost), the deploy engine and the controller's
+// inventory share.
 func CheckHost(host string) error {
-	if !hostRE.MatchString(host) {
+	if err := hostname.CheckAttr(host); err != nil {
 		return fmt.Errorf("%q: %w", host, ErrBadHost)
 	}
 	return nil
@@ -110,6 +106,10 @@ func (n *Nix) evalJSON(ctx context.Context, v any, installable string, args ...s
 	if err != nil {
 		return err
 	}
+	return jsonUnmarshal(out, v)
+}
+
+func jsonUnmarshal(out []byte, v any) error {
 	if err := json.Unmarshal(out, v); err != nil {
 		return fmt.Errorf("%w: eval json: %v", ErrParse, err)
 	}

@@ -63,6 +63,11 @@ func TestRealBuildAndEval(t *testing.T) {
 		t.Errorf("NixOSVersion = %q, %v", v, err)
 	}
 
+	sizes, err := n.ClosureSizes(ctx, out, "")
+	if err != nil || sizes[out] <= 0 || len(sizes) != 1 {
+		t.Errorf("ClosureSizes(%s) = %v, %v; want one positive size", out, sizes, err)
+	}
+
 	var lines []string
 	_, err = n.Build(ctx, top("gamma"), func(l string) { lines = append(lines, l) })
 	var ne *nix.Error

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"strings"
@@ -43,6 +44,10 @@ type Options struct {
 	Nix string
 	// NixEnv is the nix-env binary. Default (""): "nix-env" from PATH.
 	NixEnv string
+	// NixStore is the nix-store binary (restore, dump, validity of store
+	// paths: the locked inputs, see inputs.go). Default (""): "nix-store"
+	// from PATH.
+	NixStore string
 	// ExtraConfig are nix.conf lines appended to NIX_CONFIG after
 	// "extra-experimental-features = nix-command flakes", e.g. "sandbox = false"
 	// or "substituters =" in tests. Default: none.
@@ -66,6 +71,7 @@ type Options struct {
 // Nix runs nix commands. It is safe for concurrent use.
 type Nix struct {
 	nix, nixEnv string
+	nixStore    string
 	storeArgs   []string // "--store <ProfileStore>" for nix-env, or none
 	env         []string
 	runner      Runner
@@ -81,6 +87,7 @@ func New(opts Options, log hclog.Logger) *Nix {
 	n := &Nix{
 		nix:       opts.Nix,
 		nixEnv:    opts.NixEnv,
+		nixStore:  opts.NixStore,
 		runner:    opts.Runner,
 		tailLines: opts.TailLines,
 		log:       log.Named("nix"),
@@ -90,6 +97,9 @@ func New(opts Options, log hclog.Logger) *Nix {
 	}
 	if n.nixEnv == "" {
 		n.nixEnv = "nix-env"
+	}
+	if n.nixStore == "" {
+		n.nixStore = "nix-store"
 	}
 	if n.runner == nil {
 		n.runner = ExecRunner{}
@@ -164,6 +174,20 @@ func (e *Error) Summary() string {
 // stderr lines go to onLine (may be nil), the debug log at trace level, and
 // the tail kept for *Error.
 func (n *Nix) run(ctx context.Context, argv []string, onLine func(string)) ([]byte, error) {
+	var stdout bytes.Buffer
+	err := n.runIO(ctx, argv, nil, &stdout, onLine)
+	return stdout.Bytes(), err
+}
+
+// runTo is run with stdout streamed to w.
+func (n *Nix) runTo(ctx context.Context, argv []string, onLine func(string), stdout io.Writer) error {
+	return n.runIO(ctx, argv, nil, stdout, onLine)
+}
+
+// runIO is run with the process's standard input and output given: stdin
+// may be nil, stdout receives what the command prints.
+func (n *Nix) runIO(ctx context.Context, argv []string, stdin io.Reader, stdout io.Writer, onLine func(string)) error {
+	argv = n.lockArgv(argv)
 	log := n.log.With("argv", strings.Join(argv, " "))
 	log.Debug("running")
 	start := time.Now()
@@ -176,8 +200,7 @@ func (n *Nix) run(ctx context.Context, argv []string, onLine func(string)) ([]by
 			onLine(line)
 		}
 	}}
-	var stdout bytes.Buffer
-	err := n.runner.Run(ctx, Cmd{Argv: argv, Env: n.env, Stdout: &stdout, Stderr: lw})
+	err := n.runner.Run(ctx, Cmd{Argv: argv, Env: n.env, Stdout: stdout, Stderr: lw, Stdin: stdin})
 	lw.flush()
 	if err != nil {
 		code := -1
@@ -190,10 +213,10 @@ func (n *Nix) run(ctx context.Context, argv []string, onLine func(string)) ([]by
 		}
 		e := &Error{Argv: argv, ExitCode: code, StderrTail: tail.String(), Err: err}
 		log.Debug("failed", "duration", time.Since(start), "exit_code", code, "error", err)
-		return stdout.Bytes(), e
+		return e
 	}
 	log.Debug("done", "duration", time.Since(start))
-	return stdout.Bytes(), nil
+	return nil
 }
 
 // maxLine bounds one stderr line kept in memory; longer ones are cut.

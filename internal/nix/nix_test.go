@@ -101,21 +101,21 @@ func TestCommands(t *testing.T) {
 				return n.Build(context.Background(), "path:/f#nixosConfigurations.a.config.system.build.toplevel", nil)
 			},
 			want:  "/nix/store/abc-x",
-			calls: []string{"nix build --json --no-link -L path:/f#nixosConfigurations.a.config.system.build.toplevel"},
+			calls: []string{"nix build --json --no-link -L path:/f#nixosConfigurations.a.config.system.build.toplevel --no-update-lock-file --no-write-lock-file"},
 		},
 		{
 			name:    "hosts",
 			respond: ok(`["alpha","beta"]`),
 			call:    func(n *Nix) (any, error) { return n.Hosts(context.Background(), "path:/f") },
 			want:    []string{"alpha", "beta"},
-			calls:   []string{"nix eval --json path:/f#nixosConfigurations --apply builtins.attrNames"},
+			calls:   []string{"nix eval --json path:/f#nixosConfigurations --apply builtins.attrNames --no-update-lock-file --no-write-lock-file"},
 		},
 		{
 			name:    "warnings",
 			respond: ok(`["w1","w2"]`),
 			call:    func(n *Nix) (any, error) { return n.Warnings(context.Background(), "path:/f", "web-1") },
 			want:    []string{"w1", "w2"},
-			calls:   []string{"nix eval --json path:/f#nixosConfigurations.web-1.config.warnings"},
+			calls:   []string{"nix eval --json path:/f#nixosConfigurations.web-1.config.warnings --no-update-lock-file --no-write-lock-file"},
 		},
 		{
 			name:    "diff closures",
@@ -248,7 +248,7 @@ func TestErrors(t *testing.T) {
 			wantCode:  1,
 			wantTail:  "line 30\nerror: builder for '/nix/store/x.drv' failed with exit code 1",
 			wantLines: 20,
-			wantMsg:   "nix build --json --no-link -L path:/f#x: exit status 1: error: builder for '/nix/store/x.drv' failed",
+			wantMsg:   "nix build --json --no-link -L path:/f#x --no-update-lock-file --no-write-lock-file: exit status 1: error: builder for '/nix/store/x.drv' failed",
 		},
 		{
 			name:     "nix missing",

@@ -15,6 +15,7 @@ type Cmd struct {
 	Env    []string  // the whole environment, KEY=value
 	Stdout io.Writer // receives standard output
 	Stderr io.Writer // receives standard error
+	Stdin  io.Reader // standard input; nil: none
 }
 
 // Runner runs processes for Nix. ExecRunner is the real one; FakeRunner
@@ -41,7 +42,7 @@ func (r ExecRunner) Run(ctx context.Context, c Cmd) error {
 	}
 	cmd := exec.CommandContext(ctx, c.Argv[0], c.Argv[1:]...)
 	cmd.Env = c.Env
-	cmd.Stdout, cmd.Stderr = c.Stdout, c.Stderr
+	cmd.Stdout, cmd.Stderr, cmd.Stdin = c.Stdout, c.Stderr, c.Stdin
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error {
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)

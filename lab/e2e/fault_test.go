@@ -140,8 +140,10 @@ func ftGroups() []ftGroup {
 				{name: "dry-activate", variant: nixtest.SlowDry, at: ftAtLog, line: ftDryStarted, fault: ftKillCtl,
 					end: ftPrevious, state: journal.StateFailed, phase: "dry-activate", reason: "the controller went away during dry-activate", exit: -1,
 					within: nixtest.SlowDryDelay - time.Second},
+				// The agent awaits approval past the controller's death,
+				// until its approval timeout (the window here).
 				{name: "prompt", variant: nixtest.GoodV2, prompt: true, at: ftAtPrompt, fault: ftKillCtl,
-					end: ftPrevious, state: journal.StateDryActivated, phase: "dry-activate", reason: "nothing changed", exit: -1},
+					end: ftPrevious, state: journal.StateNotApproved, phase: "approve", reason: "not approved within 8s; nothing was changed", exit: -1},
 				{name: "switch", variant: nixtest.SlowSwitch, at: ftAtLog, line: ftSwitchPaused, fault: ftKillCtl,
 					end: ftPrevious, state: journal.StateRolledBack, phase: "confirm", reason: "not confirmed within 8s", exit: -1, deadman: true},
 				{name: "confirm window", variant: nixtest.SlowSwitch, at: ftAtWindow, line: ftSwitchPaused, fault: ftKillCtl,
@@ -350,6 +352,8 @@ func (x *ftFleet) run(t *testing.T, g ftGroup, tc ftCase) ftOutcome {
 	args := []string{"deploy", "alpha", "--json", "--confirm-timeout", g.window.String(), "--flake", f.Flake}
 	if !tc.prompt {
 		args = append(args, "--yes")
+	} else {
+		args = append(args, "--approval-timeout", g.window.String())
 	}
 	p := ftStartCtl(t, f, tc.prompt, args...)
 
@@ -484,7 +488,7 @@ func (x *ftFleet) run(t *testing.T, g ftGroup, tc ftCase) ftOutcome {
 // ftFinalStates are the states a deployment ends in.
 func ftFinalStates() []journal.State {
 	return []journal.State{journal.StateBuilt, journal.StateDryActivated, journal.StateBootScheduled,
-		journal.StateConfirmed, journal.StateRolledBack, journal.StateFailed, journal.StateManual}
+		journal.StateConfirmed, journal.StateRolledBack, journal.StateFailed, journal.StateManual, journal.StateNotApproved}
 }
 
 // ftWantRecord checks the journal record and the log of a finished

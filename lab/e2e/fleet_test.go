@@ -616,9 +616,10 @@ func (x *flFleet) logs(t *testing.T) {
 	}
 }
 
-// prompt: without --yes, on a terminal, pantherctl dry-activates every
-// host, asks once for the whole batch, and switches exactly the hosts it
-// named in the question to the store paths they dry-activated.
+// prompt: without --yes, on a terminal, pantherctl sends every host its
+// switch, which stops after dry-activate awaiting approval, asks once for
+// the whole batch, and approves exactly the hosts it named in the question
+// with the store paths they dry-activated: one deployment per host.
 func (x *flFleet) prompt(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -655,25 +656,23 @@ func (x *flFleet) prompt(t *testing.T) {
 				t.Errorf("want the one question %q, got %d questions:\n%s", tc.ask, n, r.Stderr)
 			}
 			added := x.added(t, before)
+			// One deployment per host: the switch dry-activated, awaited
+			// the answer and went on (issue 13 item 2).
 			for _, h := range []string{"alpha", "beta"} {
 				recs := added[h]
-				if len(recs) == 0 || recs[0].Action != "dry-activate" {
-					t.Errorf("%s: want a dry-activation first, got %+v", h, recs)
+				if len(recs) != 1 || recs[0].Action != "switch" {
+					t.Errorf("%s: want one switch deployment, got %+v", h, recs)
 					continue
 				}
 				want, switched := tc.states[h]
 				if !switched {
-					if len(recs) != 1 || recs[0].State != journal.StateFailed {
-						t.Errorf("%s: want only a failed dry-activation, got %d deployments, first %s", h, len(recs), recs[0].State)
+					if recs[0].State != journal.StateFailed {
+						t.Errorf("%s: want a switch that failed to dry-activate, got %s", h, recs[0].State)
 					}
 					continue
 				}
-				if len(recs) != 2 || recs[1].State != want {
-					t.Errorf("%s: want the dry-activation and a %s switch, got %d deployments\n%s", h, want, len(recs), r)
-					continue
-				}
-				if recs[1].NewPath != recs[0].NewPath {
-					t.Errorf("%s switched to %s, not the %s it dry-activated", h, recs[1].NewPath, recs[0].NewPath)
+				if recs[0].State != want || !recs[0].AwaitApproval || recs[0].ApprovedBy == "" {
+					t.Errorf("%s: want one approved %s switch, got %s (approved by %q)\n%s", h, want, recs[0].State, recs[0].ApprovedBy, r)
 				}
 			}
 			for _, h := range []string{"gamma", "delta"} {

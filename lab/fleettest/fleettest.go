@@ -111,6 +111,9 @@ type Options struct {
 	// variants no-agent and stops-agent mean something. Default false: the
 	// hosts start with no system, no profile and the agent unit in /etc.
 	InitialGeneration bool
+	// Files are written into every host (path → content) before it boots,
+	// e.g. a key file its AgentConfig names; default none.
+	Files map[string]string
 }
 
 // Fleet is a running test fleet.
@@ -242,6 +245,9 @@ func (f *Fleet) boot(name string) *Host {
 		ServicePackages: agentServicePackages,
 		Files:           map[string]string{"/etc/panther/agent.json": string(cfg)},
 		BootTimeout:     f.opts.BootTimeout,
+	}
+	for p, c := range f.opts.Files {
+		opts.Files[p] = c
 	}
 	var initial string
 	if f.opts.InitialGeneration {

@@ -74,6 +74,15 @@ const (
 	RebootSwitch = "reboot-switch"
 )
 
+// Traced is as good-v2, and every evaluation of its host prints
+// TraceLine + the host name on nix's stderr (builtins.trace): a test counts
+// the evaluations of a deploy in the agent's deployment log. Variants does
+// not list it.
+const (
+	Traced    = "traced"
+	TraceLine = "trace: panther-lab: evaluating "
+)
+
 // Agent variants: as good, with the agent unit of the flake (SetAgentUnit)
 // run with arguments added to its ExecStart, so that a switch changes the
 // agent's unit and the new agent runs another command line. Variants does
@@ -135,6 +144,18 @@ const (
 	// SwitchLock is the lock every switch-to-configuration run takes (a
 	// non-blocking flock: exit 11 when it is held).
 	SwitchLock = "/run/nixos/switch-to-configuration.lock"
+)
+
+// Variants with a package in the closure (lab-tool): tool-v1 has
+// lab-tool ToolV1 (16 KiB), tool-v2 lab-tool ToolV2 (48 KiB) and lab-hello
+// changed, so a switch from one to the other shows a package version
+// change with its size and a restart. Variants does not list them.
+const (
+	ToolV1Variant = "tool-v1"
+	ToolV2Variant = "tool-v2"
+	ToolPackage   = "lab-tool"
+	ToolV1        = "1.0"
+	ToolV2        = "1.1"
 )
 
 // Variants returns every variant name but the slow ones, sorted.

@@ -199,6 +199,49 @@ func goals() []goal {
 			metric: "MB/rss-max", max: 80, unit: "MB"},
 		{num: "6", what: "agent idle CPU over 60 s", bench: "BenchmarkAgentIdle",
 			metric: "%cpu", max: 1, unit: "%"},
+		// Issue 12 item 3 and issue 13 item 8 (lab/e2e/approve_bench_test.go).
+		{num: "12.3", what: "flake evaluations per `deploy --yes` (largest run)", bench: "BenchmarkPromptedDeploy",
+			metric: "evals/yes-deploy-max", max: 1},
+		{num: "12.3", what: "flake evaluations per prompted deploy, answered y (largest run)", bench: "BenchmarkPromptedDeploy",
+			metric: "evals/prompted-deploy-max", max: 1},
+		{num: "13.8", what: "prompted deploy: \"y\" → switched, over the switch step alone (a `--yes` deploy's dry-activate summary → switched; difference of medians)", bench: "BenchmarkPromptedDeploy",
+			metric: "ms-over-switch", max: 200, unit: "ms", measured: "ms/y-to-switched", basis: "ms/switch-alone"},
+		{num: "12.4", what: "16 agents, one identical system (≥ 2 s CPU): builds performed with the fleet cache (counted from the agents' logs)", bench: "BenchmarkFleetCache",
+			metric: "builds", max: 1, unit: "", note: func(r *results) string {
+				if v, ok := r.get("BenchmarkFleetCache", "builds-baseline"); ok {
+					return fmt.Sprintf("%.0f builds with one build per host", v)
+				}
+				return ""
+			}},
+		{num: "12.4", what: "16 agents: wall with the fleet cache vs one build per host (`--build-on none`), same run", bench: "BenchmarkFleetCache",
+			metric: "x-baseline", max: 0.35, unit: "x", measured: "ms/fleet-cache", basis: "ms/one-build-per-host", note: func(r *results) string {
+				mean, ok1 := r.get("BenchmarkFleetCache", "bytes/host-mean")
+				mx, ok2 := r.get("BenchmarkFleetCache", "bytes/host-max")
+				if ok1 && ok2 {
+					return fmt.Sprintf("over the tailnet per substituting host: %.0f bytes mean, %.0f max", mean, mx)
+				}
+				return ""
+			}},
+		{num: "12.6", what: "1,000 simulated agents: pantherctl peak RSS added per host (largest of every --jobs)", bench: "BenchmarkSimFleet",
+			metric: "MB/rss-per-host-max", max: 1, unit: "MB", note: func(r *results) string {
+				if v, ok := r.get("BenchmarkSimFleet", "MB/peak-rss-added-max"); ok {
+					return fmt.Sprintf("%.0f MB for the fleet", v)
+				}
+				return ""
+			}},
+		{num: "12.6", what: "1,000 simulated agents: wall vs the model ceil(N/jobs) × one host, --jobs 25 and 100 (worst median ratio)", bench: "BenchmarkSimFleet",
+			metric: "x-latency-model-max", max: 1.2, unit: "x"},
+		{num: "12.6", what: "1,000 simulated agents: wall vs max(ceil(N/jobs) × one host, N × CPU per host / cores), every --jobs (worst median ratio)", bench: "BenchmarkSimFleet",
+			metric: "x-model-max", max: 1.2, unit: "x"},
+		{num: "12", what: "flake with a 50 MB locked input, first deploy to 2 agents: input bytes per agent vs the input's NAR size (uploaded once per agent)", bench: "BenchmarkInputs50MB",
+			metric: "x-nar-first", max: 1, unit: "x", measured: "MB/agent-first", basis: "MB/nar", note: func(r *results) string {
+				if v, ok := r.get("BenchmarkInputs50MB", "uploads/agent-first-max"); ok {
+					return fmt.Sprintf("%.0f upload(s) per agent", v)
+				}
+				return ""
+			}},
+		{num: "12", what: "the same flake deployed again: input bytes sent (all agents, largest run)", bench: "BenchmarkInputs50MB",
+			metric: "bytes/second-max", max: 0, unit: "bytes"},
 	}
 }
 
@@ -325,6 +368,8 @@ func (r *results) report() string {
 	r.fanOut(&b)
 	r.upload(&b)
 	r.idle(&b)
+	r.simFleet(&b)
+	r.fleetCache(&b)
 	r.all(&b)
 	return b.String()
 }
@@ -616,6 +661,25 @@ func (r *results) upload(b *strings.Builder) {
 	b.WriteString("\n")
 }
 
+// fleetCache explains the fleet cache figures (issue 12 item 4).
+func (r *results) fleetCache(b *strings.Builder) {
+	const bench = "BenchmarkFleetCache"
+	if r.metrics[bench] == nil {
+		return
+	}
+	b.WriteString("## 12.4 Build once per closure: 16 agents, one system\n\n")
+	b.WriteString("From `BenchmarkFleetCache` (lab/e2e/cache_bench_test.go): 16 sandboxed agents with `fleetCache` set deploy `--build-only --jobs 16` one identical system whose builder burns ≈ 2.7 s of CPU, " +
+		"first with `--build-on none` (every host builds: today's behaviour), then with the fleet cache (the first host builds, the others substitute it from its tailnet cache through a forwarder on 127.0.0.1, checked by nix against the fleet key). " +
+		"Builds are counted from the agents' deployment logs (the builder prints a marker line), bytes from the agents' own substitution lines.\n\n")
+	b.WriteString("| | one build per host | fleet cache |\n|---|---:|---:|\n")
+	fmt.Fprintf(b, "| builds performed | %s | %s |\n", trim(r.val(bench, "builds-baseline")), trim(r.val(bench, "builds")))
+	fmt.Fprintf(b, "| wall time of the deploy | %s ms | %s ms |\n", r.ms(bench, "ms/one-build-per-host"), r.ms(bench, "ms/fleet-cache"))
+	fmt.Fprintf(b, "| bytes over the tailnet per substituting host (mean / max) | 0 | %s / %s |\n\n", trim(r.val(bench, "bytes/host-mean")), trim(r.val(bench, "bytes/host-max")))
+	b.WriteString("Where the rest of the time likely goes (an estimate, not measured per phase): once the build is shared, each host still runs its own nix processes — the host check and warnings evaluation, " +
+		"one more evaluation for the out path it asks its peers about (until the single evaluation of issue 12 item 3 yields it), and the `nix copy --from` — " +
+		"and the builder's cache runs one `nix store dump-path` per substituting host. On two shared cores those ~50 short nix processes, not the build, then set the wall time.\n\n")
+}
+
 func (r *results) idle(b *strings.Builder) {
 	const bench = "BenchmarkAgentIdle"
 	if r.metrics[bench] == nil {
@@ -668,4 +732,41 @@ func trim(v float64) string {
 		return strconv.FormatFloat(v, 'f', 0, 64)
 	}
 	return strconv.FormatFloat(v, 'g', 4, 64)
+}
+
+// simFleet is the breakdown of BenchmarkSimFleet (issue 12 item 6).
+func (r *results) simFleet(b *strings.Builder) {
+	const bench = "BenchmarkSimFleet"
+	if r.metrics[bench] == nil {
+		return
+	}
+	n, _ := r.get(bench, "hosts")
+	h, _ := r.get(bench, "ms/host")
+	fmt.Fprintf(b, "## 12.6 Controller scale: %.0f simulated agents\n\n", n)
+	b.WriteString("lab/simfleet: the real `pantherctl deploy --yes` orchestration runs in the benchmark's process against fake agents served by a child process, one gRPC server per host on loopback (scripted phases of 350 ms per host in all, no nix, no tailnet, no signature checks), reached through `cli.IO.Dialer`; the confirm goes over the same dialer. One host's deploy time h is a one-host deploy (median of 5). The latency model is ceil(N/jobs) × h: hosts are the bottleneck. When many hosts run at once the machine's cores are: every host costs c of CPU (pantherctl's and the fake agents', both on this machine), so the wall cannot drop below N × c / cores, cores being those other processes left free during the run (the machine is shared; from /proc/stat); the full model is the larger of the two. Medians over the runs.\n\n")
+	fmt.Fprintf(b, "h = %.0f ms", h)
+	if c, ok := r.get(bench, "ms-cpu/host"); ok {
+		fmt.Fprintf(b, "; c = %.2f ms of CPU per host", c)
+		if ctl, ok := r.get(bench, "ms-cpu-ctl/host"); ok {
+			fmt.Fprintf(b, " (pantherctl %.2f ms)", ctl)
+		}
+	}
+	if v, ok := r.get(bench, "cores-left"); ok {
+		fmt.Fprintf(b, "; %.2f cores left by other processes", v)
+	}
+	if l, ok := r.get(bench, "load1"); ok {
+		fmt.Fprintf(b, "; load average %.1f at the end", l)
+	}
+	b.WriteString(".\n\n| --jobs | wall | ceil(N/jobs) × h | wall / latency model | wall / full model |\n|---:|---:|---:|---:|---:|\n")
+	for _, jobs := range []int{25, 100, 250, 1000} {
+		wall, ok := r.get(bench, fmt.Sprintf("ms/jobs-%d", jobs))
+		if !ok {
+			continue
+		}
+		lat, _ := r.get(bench, fmt.Sprintf("x-latency-model-jobs-%d", jobs))
+		full, _ := r.get(bench, fmt.Sprintf("x-model-jobs-%d", jobs))
+		rounds := math.Ceil(n / float64(jobs))
+		fmt.Fprintf(b, "| %d | %.0f ms | %.0f ms | %.2f× | %.2f× |\n", jobs, wall, rounds*h, lat, full)
+	}
+	b.WriteString("\n")
 }

@@ -28,11 +28,24 @@
       extra = unit "lab-extra.service" ./units/lab-extra.service;
       base = [ hello greeter ];
 
+      # labTool <version> <KiB>: a package in the system's closure (the
+      # toplevel's sw/lab-packages refers to it), so that diff-closures
+      # shows "lab-tool: <old> → <new>" with a size change.
+      labTool = version: kib: derivation {
+        name = "lab-tool-${version}";
+        system = lab.system;
+        builder = "/bin/sh";
+        args = [ "-c" "/usr/bin/head -c ${toString (kib * 1024)} /dev/zero >$out" ];
+      };
+
       # Every variant: the units it installs plus what makes it special
       # (features: lab behaviours of switch-to-configuration.sh).
       variants = {
         good = { units = base; };
         good-v2 = { units = [ helloV2 greeter ]; };
+        # As good-v2; every evaluation of the host prints TraceLine on
+        # stderr (builtins.trace), so a test counts the evaluations.
+        traced = { units = [ helloV2 greeter ]; trace = true; };
         no-restart = { units = [ helloV3 greeter ]; };
         build-fail = { units = base; failBuild = true; };
         eval-error = { units = base; evalError = true; };
@@ -75,6 +88,10 @@
         slow-build = { units = base; delays.buildDelay = 8; };
         slow-dry = { units = base; delays.dryDelay = 8; };
         slow-switch = { units = base; delays.switchDelay = 4; };
+        # A package in the closure: lab-tool 1.0 (16 KiB), then 1.1 (48 KiB)
+        # with lab-hello changed (the fleet diff's packages and units).
+        tool-v1 = { units = base; packages = [ (labTool "1.0" 16) ]; };
+        tool-v2 = { units = [ helloV2 greeter ]; packages = [ (labTool "1.1" 48) ]; };
       };
 
       toplevel = host: variant: salt: v:
@@ -106,7 +123,7 @@
             specialisationUnits = v.specialisationUnits or [ ];
             agentUnit = lab.agentUnit or "";
             agentMode = v.agent or "keep";
-          } // extra);
+          } // extra // (if v ? packages then { inherit (v) packages; } else { }));
           # Print the warnings as NixOS does when the toplevel is forced
           # (foldl' is strict, so they come out in list order).
           warn = x: w: builtins.trace "warning: ${w}" x;
@@ -121,8 +138,9 @@
           variant = if salted == null then spec else builtins.elemAt salted 0;
           salt = if salted == null then "" else builtins.elemAt salted 1;
           v = variants.${variant} or (throw "panther lab: host ${name} has unknown variant ${variant}");
+          traced = x: if v.trace or false then builtins.trace "panther-lab: evaluating ${name}" x else x;
         in
-        {
+        traced {
           config = {
             networking.hostName = name;
             system.nixos.version = "26.05.lab-${variant}";

@@ -37,6 +37,10 @@ const (
 	AgentService_ListDeployments_FullMethodName = "/panther.agent.v1.AgentService/ListDeployments"
 	AgentService_Logs_FullMethodName            = "/panther.agent.v1.AgentService/Logs"
 	AgentService_Watch_FullMethodName           = "/panther.agent.v1.AgentService/Watch"
+	AgentService_Approve_FullMethodName         = "/panther.agent.v1.AgentService/Approve"
+	AgentService_Decline_FullMethodName         = "/panther.agent.v1.AgentService/Decline"
+	AgentService_HasInputs_FullMethodName       = "/panther.agent.v1.AgentService/HasInputs"
+	AgentService_UploadInput_FullMethodName     = "/panther.agent.v1.AgentService/UploadInput"
 )
 
 // AgentServiceClient is the client API for AgentService service.
@@ -78,6 +82,26 @@ type AgentServiceClient interface {
 	// Watch streams a deployment's events from now until it ends; a controller
 	// uses it to reattach after the agent restarted during a switch.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
+	// Approve lets a deployment that awaits approval (a switch or boot whose
+	// intent set await_approval) go on from its dry-activate to the switch. The
+	// signed intent names the deployment and the exact store path that was
+	// dry-activated; any other path is refused (FailedPrecondition) and the
+	// deployment keeps waiting. The deployment's events go on on its Deploy
+	// stream (or Watch): no second evaluation, build or dry-activate.
+	Approve(ctx context.Context, in *ApproveRequest, opts ...grpc.CallOption) (*ApproveResponse, error)
+	// Decline ends a deployment that awaits approval with nothing changed
+	// (outcome NOT_APPROVED). It must be signed like Approve.
+	Decline(ctx context.Context, in *DeclineRequest, opts ...grpc.CallOption) (*DeclineResponse, error)
+	// HasInputs tells which of the given locked flake inputs (store paths)
+	// the agent's nix store lacks, so each input is uploaded only to the
+	// agents that need it.
+	HasInputs(ctx context.Context, in *HasInputsRequest, opts ...grpc.CallOption) (*HasInputsResponse, error)
+	// UploadInput streams one locked flake input as a NAR (nix-store --dump).
+	// The first message carries a signed ACTION_UPLOAD intent whose inputs
+	// name exactly this input (store path, NAR hash and size); the agent adds
+	// it to its nix store only when the bytes hash to that NAR hash and the
+	// resulting store path is the signed one.
+	UploadInput(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[UploadInputRequest, UploadInputResponse], error)
 }
 
 type agentServiceClient struct {
@@ -227,6 +251,49 @@ func (c *agentServiceClient) Watch(ctx context.Context, in *WatchRequest, opts .
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AgentService_WatchClient = grpc.ServerStreamingClient[WatchResponse]
 
+func (c *agentServiceClient) Approve(ctx context.Context, in *ApproveRequest, opts ...grpc.CallOption) (*ApproveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApproveResponse)
+	err := c.cc.Invoke(ctx, AgentService_Approve_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentServiceClient) Decline(ctx context.Context, in *DeclineRequest, opts ...grpc.CallOption) (*DeclineResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeclineResponse)
+	err := c.cc.Invoke(ctx, AgentService_Decline_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentServiceClient) HasInputs(ctx context.Context, in *HasInputsRequest, opts ...grpc.CallOption) (*HasInputsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HasInputsResponse)
+	err := c.cc.Invoke(ctx, AgentService_HasInputs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentServiceClient) UploadInput(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[UploadInputRequest, UploadInputResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AgentService_ServiceDesc.Streams[5], AgentService_UploadInput_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[UploadInputRequest, UploadInputResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_UploadInputClient = grpc.ClientStreamingClient[UploadInputRequest, UploadInputResponse]
+
 // AgentServiceServer is the server API for AgentService service.
 // All implementations must embed UnimplementedAgentServiceServer
 // for forward compatibility.
@@ -266,6 +333,26 @@ type AgentServiceServer interface {
 	// Watch streams a deployment's events from now until it ends; a controller
 	// uses it to reattach after the agent restarted during a switch.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
+	// Approve lets a deployment that awaits approval (a switch or boot whose
+	// intent set await_approval) go on from its dry-activate to the switch. The
+	// signed intent names the deployment and the exact store path that was
+	// dry-activated; any other path is refused (FailedPrecondition) and the
+	// deployment keeps waiting. The deployment's events go on on its Deploy
+	// stream (or Watch): no second evaluation, build or dry-activate.
+	Approve(context.Context, *ApproveRequest) (*ApproveResponse, error)
+	// Decline ends a deployment that awaits approval with nothing changed
+	// (outcome NOT_APPROVED). It must be signed like Approve.
+	Decline(context.Context, *DeclineRequest) (*DeclineResponse, error)
+	// HasInputs tells which of the given locked flake inputs (store paths)
+	// the agent's nix store lacks, so each input is uploaded only to the
+	// agents that need it.
+	HasInputs(context.Context, *HasInputsRequest) (*HasInputsResponse, error)
+	// UploadInput streams one locked flake input as a NAR (nix-store --dump).
+	// The first message carries a signed ACTION_UPLOAD intent whose inputs
+	// name exactly this input (store path, NAR hash and size); the agent adds
+	// it to its nix store only when the bytes hash to that NAR hash and the
+	// resulting store path is the signed one.
+	UploadInput(grpc.ClientStreamingServer[UploadInputRequest, UploadInputResponse]) error
 	mustEmbedUnimplementedAgentServiceServer()
 }
 
@@ -305,6 +392,18 @@ func (UnimplementedAgentServiceServer) Logs(*LogsRequest, grpc.ServerStreamingSe
 }
 func (UnimplementedAgentServiceServer) Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error {
 	return status.Error(codes.Unimplemented, "method Watch not implemented")
+}
+func (UnimplementedAgentServiceServer) Approve(context.Context, *ApproveRequest) (*ApproveResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Approve not implemented")
+}
+func (UnimplementedAgentServiceServer) Decline(context.Context, *DeclineRequest) (*DeclineResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Decline not implemented")
+}
+func (UnimplementedAgentServiceServer) HasInputs(context.Context, *HasInputsRequest) (*HasInputsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method HasInputs not implemented")
+}
+func (UnimplementedAgentServiceServer) UploadInput(grpc.ClientStreamingServer[UploadInputRequest, UploadInputResponse]) error {
+	return status.Error(codes.Unimplemented, "method UploadInput not implemented")
 }
 func (UnimplementedAgentServiceServer) mustEmbedUnimplementedAgentServiceServer() {}
 func (UnimplementedAgentServiceServer) testEmbeddedByValue()                      {}
@@ -468,6 +567,67 @@ func _AgentService_Watch_Handler(srv interface{}, stream grpc.ServerStream) erro
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AgentService_WatchServer = grpc.ServerStreamingServer[WatchResponse]
 
+func _AgentService_Approve_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApproveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).Approve(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_Approve_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).Approve(ctx, req.(*ApproveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AgentService_Decline_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeclineRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).Decline(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_Decline_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).Decline(ctx, req.(*DeclineRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AgentService_HasInputs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HasInputsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).HasInputs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_HasInputs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).HasInputs(ctx, req.(*HasInputsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AgentService_UploadInput_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(AgentServiceServer).UploadInput(&grpc.GenericServerStream[UploadInputRequest, UploadInputResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_UploadInputServer = grpc.ClientStreamingServer[UploadInputRequest, UploadInputResponse]
+
 // AgentService_ServiceDesc is the grpc.ServiceDesc for AgentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -495,6 +655,18 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "ListDeployments",
 			Handler:    _AgentService_ListDeployments_Handler,
 		},
+		{
+			MethodName: "Approve",
+			Handler:    _AgentService_Approve_Handler,
+		},
+		{
+			MethodName: "Decline",
+			Handler:    _AgentService_Decline_Handler,
+		},
+		{
+			MethodName: "HasInputs",
+			Handler:    _AgentService_HasInputs_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -521,6 +693,11 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Watch",
 			Handler:       _AgentService_Watch_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "UploadInput",
+			Handler:       _AgentService_UploadInput_Handler,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "panther/agent/v1/agent.proto",

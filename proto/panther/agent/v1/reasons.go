@@ -13,3 +13,13 @@ const (
 	// it. It may clear before the deadline: pantherctl retries.
 	ReasonControlPlaneDown = "CONTROL_PLANE_DOWN"
 )
+
+// Reasons of Approve and Decline refusals (both FailedPrecondition).
+const (
+	// ReasonApprovalPathMismatch: an Approve named a store path other than
+	// the one the deployment dry-activated; it keeps waiting.
+	ReasonApprovalPathMismatch = "APPROVAL_PATH_MISMATCH"
+	// ReasonNotAwaitingApproval: the deployment is not (or no longer)
+	// awaiting approval: it timed out, was declined, or never asked.
+	ReasonNotAwaitingApproval = "NOT_AWAITING_APPROVAL"
+)
