@@ -43,7 +43,7 @@ buildGo126Module {
   # it offline from the Go module cache (go mod vendor into a scratch
   # directory, then nix hash path). nixos-module's TestVendorHashMatchesGoMod
   # fails when this line is stale.
-  vendorHash = "sha256-jT/K0Ue7cHCIotUHR4Axtu9qDK8bcDEKXodaPf/hifo=";
+  vendorHash = "sha256-AzN+SvlNFkTZ9eDGPyPFG6JeC8QrsPYFJS5jS32Fh04=";
 
   subPackages = [ subPackages.${command} ];
   env.CGO_ENABLED = "0";

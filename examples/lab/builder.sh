@@ -9,7 +9,8 @@
 # the system installs as is with mode keep, not at all with none, and with
 # mode stops changed and without its X- lines, so that a switch would stop
 # it, and with a mode args:<arguments> with these arguments added to its
-# ExecStart), failBuild, buildDelay, dryDelay, switchDelay, webServer, salt.
+# ExecStart), failBuild, buildDelay, dryDelay, switchDelay, webServer, salt,
+# packages (store paths the system refers to in sw/lab-packages).
 export PATH=/usr/bin:/bin
 set -eu
 
@@ -46,6 +47,9 @@ toplevel() {
 	printf '%s\n' "${runnerNetns:-}" >"$dir/lab/runner-netns"
 	printf '%s\n' "${dryDelay:-0}" >"$dir/lab/dry-delay"
 	printf '%s\n' "${switchDelay:-0}" >"$dir/lab/switch-delay"
+	if [ -n "${packages:-}" ]; then
+		printf '%s\n' $packages >"$dir/sw/lab-packages"
+	fi
 	for f in ${features:-}; do
 		: >"$dir/lab/$f"
 	done
