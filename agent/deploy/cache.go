@@ -113,7 +113,7 @@ func (d *deployment) beforeBuild(ctx context.Context, req Request, installable s
 	rollout := req.RolloutID
 	logf := func(format string, args ...any) { d.logf(PhaseBuild, "fleet cache: "+format, args...) }
 	c.Evaluating(rollout)
-	out, err := c.OutPath(ctx, installable)
+	out, err := d.outPath(ctx, c, installable)
 	if err != nil {
 		c.Done(rollout, "", false)
 		logf("cannot evaluate the out path (%v); building here", err)
@@ -153,4 +153,13 @@ func (d *deployment) beforeBuild(ctx context.Context, req Request, installable s
 
 func byteCount(n int64) string {
 	return fmt.Sprintf("%d bytes", n)
+}
+
+// outPath is the system's out path: the deploy's one evaluation knew it
+// already; only an engine without it evaluates the installable again.
+func (d *deployment) outPath(ctx context.Context, c FleetCache, installable string) (string, error) {
+	if d.eval != nil && d.eval.OutPath != "" {
+		return d.eval.OutPath, nil
+	}
+	return c.OutPath(ctx, installable)
 }

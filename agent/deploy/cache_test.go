@@ -80,15 +80,15 @@ func TestFleetCacheHook(t *testing.T) {
 	}{
 		{"no rollout: untouched", &fakeCache{}, nil, false, nil, ""},
 		{"first peer builds", &fakeCache{}, []string{testHost, "b"}, false,
-			[]string{"evaluating r", "outpath", "building r", "done r"}, ""},
+			[]string{"evaluating r", "building r", "done r"}, ""},
 		{"substitutes from the peer that has it", &fakeCache{peer: "a"}, []string{"a", testHost}, false,
-			[]string{"evaluating r", "outpath", "choose", "building r", "substitute a", "done r"}, "a"},
+			[]string{"evaluating r", "choose", "building r", "substitute a", "done r"}, "a"},
 		{"no peer has it: builds", &fakeCache{}, []string{"a", testHost}, false,
-			[]string{"evaluating r", "outpath", "choose", "building r", "done r"}, ""},
+			[]string{"evaluating r", "choose", "building r", "done r"}, ""},
 		{"substitution fails: builds", &fakeCache{peer: "a", subErr: errors.New("hash mismatch")}, []string{"a", testHost}, false,
-			[]string{"evaluating r", "outpath", "choose", "building r", "substitute a", "done r"}, ""},
-		{"out path fails: builds", &fakeCache{outErr: errors.New("eval")}, []string{"a", testHost}, false,
-			[]string{"evaluating r", "outpath", "failed r"}, ""},
+			[]string{"evaluating r", "choose", "building r", "substitute a", "done r"}, ""},
+		{"the deploy's one evaluation gives the out path: the cache evaluates nothing", &fakeCache{outErr: errors.New("evaluated twice")}, []string{"a", testHost}, false,
+			[]string{"evaluating r", "choose", "building r", "done r"}, ""},
 		{"switch of the dry-activated path: untouched", &fakeCache{peer: "a"}, []string{"a", testHost}, true, nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
