@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -52,6 +53,9 @@ type upperLayer struct {
 // net is nil without a network namespace.
 func (u upperLayer) prepare(opts Options, net *network) error {
 	if err := u.writeFile("/etc/hostname", opts.Name+"\n", 0o644); err != nil {
+		return err
+	}
+	if err := u.snapshotNixDB(); err != nil {
 		return err
 	}
 	if net != nil {
@@ -295,4 +299,89 @@ func (u upperLayer) mkdirAll(dir string) error {
 		return fmt.Errorf("chmod %s: %w", dir, err)
 	}
 	return nil
+}
+
+// nixDBDir is the machine's nix database (SQLite in WAL mode).
+const nixDBDir = "/nix/var/nix/db"
+
+// snapshotNixDB gives the sandbox a nix database of its own before its
+// first boot, loaded from one consistent dump of the machine's (`nix-store
+// --dump-db` reads it in one transaction) into an opaque directory of the
+// upper layer. Left to the overlay, db.sqlite, its -wal and -shm were
+// copied up one by one at the sandbox's first write of each while nix on
+// the machine (other tests building) kept writing the lower files: the
+// sandbox's nix then read a mix of two states ("database disk image is
+// malformed", or a source path registered with another path's references).
+// The sandbox sees the machine's store paths registered until this moment;
+// later ones are its own business, as on a real host. Without nix on the
+// machine there is nothing to snapshot.
+func (u upperLayer) snapshotNixDB() error {
+	dst := filepath.Join(u.dir, nixDBDir)
+	if _, err := os.Lstat(dst); err == nil {
+		return nil // taken before an earlier boot: the sandbox's own since
+	}
+	if _, err := os.Stat(filepath.Join(nixDBDir, "db.sqlite")); err != nil {
+		return nil
+	}
+	nixStore, err := exec.LookPath("nix-store")
+	if err != nil {
+		return nil
+	}
+	// Into a staging state directory first, so that a snapshot cut short
+	// is taken again at the next boot.
+	stage := filepath.Join(u.dir, "nix/var/panther-db-snapshot")
+	_ = os.RemoveAll(stage)
+	if err := os.MkdirAll(stage, 0o755); err != nil {
+		return fmt.Errorf("snapshot the nix database: %w", err)
+	}
+	defer os.RemoveAll(stage)
+	env := nixEnv(os.Environ())
+	dump := exec.Command(nixStore, "--dump-db")
+	dump.Env = env
+	load := exec.Command(nixStore, "--load-db")
+	load.Env = append(env, "NIX_STATE_DIR="+stage)
+	pipe, err := dump.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	load.Stdin = pipe
+	var dumpErr, loadErr strings.Builder
+	dump.Stderr, load.Stderr = &dumpErr, &loadErr
+	if err := dump.Start(); err != nil {
+		return fmt.Errorf("snapshot the nix database: %w", err)
+	}
+	lerr := load.Run()
+	derr := dump.Wait()
+	if derr != nil {
+		return fmt.Errorf("snapshot the nix database: nix-store --dump-db: %v: %s", derr, strings.TrimSpace(dumpErr.String()))
+	}
+	if lerr != nil {
+		return fmt.Errorf("snapshot the nix database: nix-store --load-db: %v: %s", lerr, strings.TrimSpace(loadErr.String()))
+	}
+	if err := u.mkdirAll(filepath.Dir(nixDBDir)); err != nil {
+		return err
+	}
+	if err := os.Rename(filepath.Join(stage, "db"), dst); err != nil {
+		return fmt.Errorf("snapshot the nix database: %w", err)
+	}
+	// Opaque: none of the machine's db files (its -wal, -shm) shows through.
+	if err := syscall.Setxattr(dst, "trusted.overlay.opaque", []byte("y"), 0); err != nil {
+		return fmt.Errorf("make %s opaque: %w", nixDBDir, err)
+	}
+	return nil
+}
+
+// nixEnv is environ for the nix-store calls above: a machine without a
+// nixbld group (Debian's nix-bin as root) needs build-users-group unset.
+func nixEnv(environ []string) []string {
+	out := make([]string, 0, len(environ)+1)
+	conf := ""
+	for _, kv := range environ {
+		if v, ok := strings.CutPrefix(kv, "NIX_CONFIG="); ok {
+			conf = v + "\n"
+			continue
+		}
+		out = append(out, kv)
+	}
+	return append(out, "NIX_CONFIG="+conf+"build-users-group =")
 }

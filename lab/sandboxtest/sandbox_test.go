@@ -279,6 +279,61 @@ func TestOverlaySharesHostFilesButNotWrites(t *testing.T) {
 	}
 }
 
+// TestNixDBIsASnapshot: the sandbox's nix database is its own, loaded
+// from the machine's before the first boot. A path the machine registers
+// before the boot is valid inside; one it registers afterwards is not
+// (its files show through the lower layer, its registration does not), and
+// none of the machine's database files shows through (on the old overlay
+// view the late path was valid inside until the sandbox's first write, and
+// the machine's writes could tear the sandbox's copy).
+func TestNixDBIsASnapshot(t *testing.T) {
+	if _, err := exec.LookPath("nix-store"); err != nil {
+		if os.Getenv("PANTHER_REQUIRE_INTEGRATION") != "" {
+			t.Fatal("nix-store not installed")
+		}
+		t.Skip("nix not installed")
+	}
+	t.Parallel()
+	add := func(name string) string {
+		t.Helper()
+		src := filepath.Join(t.TempDir(), name+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+		if err := os.WriteFile(src, []byte(name+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("nix-store", "--add", src)
+		cmd.Env = append(os.Environ(), "NIX_CONFIG=build-users-group =")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("nix-store --add on the machine: %v", err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	valid := func(s *sandboxtest.Sandbox, p string) bool {
+		cmd := s.Command(t.Context(), "nix-store", "--check-validity", p)
+		cmd.Env = append(cmd.Env, "NIX_CONFIG=build-users-group =")
+		return cmd.Run() == nil
+	}
+	early := add("sandboxtest-early")
+	s := sandboxtest.Boot(t, sandboxtest.Options{})
+	late := add("sandboxtest-late")
+	if !valid(s, early) {
+		t.Errorf("%s, registered on the machine before the boot, is not valid inside", early)
+	}
+	if valid(s, late) {
+		t.Errorf("%s, registered on the machine after the boot, is valid inside: the sandbox reads the machine's database", late)
+	}
+	for _, f := range []string{"db.sqlite-wal", "db.sqlite-shm"} {
+		if _, err := os.Stat(filepath.Join("/nix/var/nix/db", f)); err == nil {
+			if _, err := os.Stat(s.Path("/nix/var/nix/db/" + f)); err == nil && !valid(s, early) {
+				t.Errorf("the machine's %s shows through", f)
+			}
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(s.StateDir(), "upper", "nix/var/nix/db/db.sqlite")); err != nil || fi.Size() == 0 {
+		t.Errorf("no database of its own in the upper layer: %v", err)
+	}
+}
+
 func TestExecCancelKillsCommand(t *testing.T) {
 	t.Parallel()
 	s := sandboxtest.Boot(t, sandboxtest.Options{})
