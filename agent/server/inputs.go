@@ -81,32 +81,14 @@ func (s *Server) UploadInput(stream agentv1.AgentService_UploadInputServer) (err
 		return status.Errorf(codes.InvalidArgument, "an input upload intent names exactly one input, this one names %d", len(in.Inputs))
 	}
 	fi := inputFromProto(in.Inputs[0])
-	pr, pw := io.Pipe()
-	var received int64
-	go func() {
-		for {
-			m, err := stream.Recv()
-			if err == io.EOF {
-				pw.Close()
-				return
-			}
-			if err != nil {
-				pw.CloseWithError(err)
-				return
-			}
-			received += int64(len(m.GetChunk()))
-			if _, err := pw.Write(m.GetChunk()); err != nil {
-				return
-			}
-		}
-	}()
+	pr, received := chunkReader(stream.Recv)
 	_, err = s.c.Inputs.Add(ctx, fi, pr)
 	pr.CloseWithError(errors.New("upload ended"))
 	if err != nil {
 		s.c.Log.Warn("input upload refused", "input", fi.Name, "path", fi.StorePath, "error", err)
 		return inputStatus(err)
 	}
-	return stream.SendAndClose(&agentv1.UploadInputResponse{StorePath: fi.StorePath, BytesReceived: received})
+	return stream.SendAndClose(&agentv1.UploadInputResponse{StorePath: fi.StorePath, BytesReceived: received.Load()})
 }
 
 func inputFromProto(p *agentv1.FlakeInput) flakeinputs.Input {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -182,25 +183,7 @@ func (s *Server) UploadSource(stream agentv1.AgentService_UploadSourceServer) (e
 	if err != nil {
 		return err
 	}
-	pr, pw := io.Pipe()
-	var received int64
-	go func() {
-		for {
-			m, err := stream.Recv()
-			if err == io.EOF {
-				pw.Close()
-				return
-			}
-			if err != nil {
-				pw.CloseWithError(err)
-				return
-			}
-			received += int64(len(m.GetChunk()))
-			if _, err := pw.Write(m.GetChunk()); err != nil {
-				return
-			}
-		}
-	}()
+	pr, received := chunkReader(stream.Recv)
 	p, err := s.c.Sources.Put(ctx, in.SourceDigest, pr, s.c.Limits)
 	pr.CloseWithError(errors.New("upload ended"))
 	if err != nil {
@@ -208,7 +191,7 @@ func (s *Server) UploadSource(stream agentv1.AgentService_UploadSourceServer) (e
 		return toStatus(err)
 	}
 	s.c.Log.Info("source stored", "digest", in.SourceDigest, "path", p)
-	return stream.SendAndClose(&agentv1.UploadSourceResponse{Digest: in.SourceDigest, BytesReceived: received})
+	return stream.SendAndClose(&agentv1.UploadSourceResponse{Digest: in.SourceDigest, BytesReceived: received.Load()})
 }
 
 func (s *Server) flakeRef(ctx context.Context, in *agentv1.Intent) (string, error) {
@@ -495,3 +478,28 @@ const (
 	followPollMax   = 2 * time.Second
 	followIdleLimit = time.Hour
 )
+
+// chunkReader turns the chunk messages of an upload stream into a reader;
+// received counts the bytes that arrived.
+func chunkReader[M interface{ GetChunk() []byte }](recv func() (M, error)) (*io.PipeReader, *atomic.Int64) {
+	pr, pw := io.Pipe()
+	received := new(atomic.Int64)
+	go func() {
+		for {
+			m, err := recv()
+			if err == io.EOF {
+				pw.Close()
+				return
+			}
+			if err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+			received.Add(int64(len(m.GetChunk())))
+			if _, err := pw.Write(m.GetChunk()); err != nil {
+				return
+			}
+		}
+	}()
+	return pr, received
+}

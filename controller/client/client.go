@@ -108,27 +108,39 @@ func (c *Conn) Upload(ctx context.Context, s Signer, digest string, r io.Reader)
 	if err := stream.Send(&agentv1.UploadSourceRequest{Msg: &agentv1.UploadSourceRequest_Envelope{Envelope: env}}); err != nil {
 		return 0, err
 	}
-	buf := make([]byte, 256<<10)
-	var sent int64
-	for {
-		n, rerr := r.Read(buf)
-		if n > 0 {
-			if err := stream.Send(&agentv1.UploadSourceRequest{Msg: &agentv1.UploadSourceRequest_Chunk{Chunk: append([]byte(nil), buf[:n]...)}}); err != nil {
-				break // the server ended the stream; CloseAndRecv has its reason
-			}
-			sent += int64(n)
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return sent, rerr
-		}
+	sent, err := sendChunks(r, func(chunk []byte) error {
+		return stream.Send(&agentv1.UploadSourceRequest{Msg: &agentv1.UploadSourceRequest_Chunk{Chunk: chunk}})
+	})
+	if err != nil {
+		return sent, err
 	}
 	if _, err := stream.CloseAndRecv(); err != nil {
 		return sent, err
 	}
 	return sent, nil
+}
+
+// sendChunks sends r through send in chunks of 256 KiB and returns the
+// bytes sent. A failed send ends it without an error: the server ended
+// the stream, and the caller's CloseAndRecv has its reason.
+func sendChunks(r io.Reader, send func(chunk []byte) error) (int64, error) {
+	buf := make([]byte, 256<<10)
+	var sent int64
+	for {
+		n, rerr := r.Read(buf)
+		if n > 0 {
+			if err := send(append([]byte(nil), buf[:n]...)); err != nil {
+				return sent, nil
+			}
+			sent += int64(n)
+		}
+		if rerr == io.EOF {
+			return sent, nil
+		}
+		if rerr != nil {
+			return sent, rerr
+		}
+	}
 }
 
 // Stream is a server stream of deploy events.

@@ -40,22 +40,11 @@ func (c *Conn) UploadInput(ctx context.Context, s Signer, in *agentv1.FlakeInput
 		}
 		return 0, err
 	}
-	buf := make([]byte, 256<<10)
-	var sent int64
-	for {
-		n, rerr := r.Read(buf)
-		if n > 0 {
-			if err := stream.Send(&agentv1.UploadInputRequest{Msg: &agentv1.UploadInputRequest_Chunk{Chunk: append([]byte(nil), buf[:n]...)}}); err != nil {
-				break // the server ended the stream; CloseAndRecv has its reason
-			}
-			sent += int64(n)
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return sent, rerr
-		}
+	sent, err := sendChunks(r, func(chunk []byte) error {
+		return stream.Send(&agentv1.UploadInputRequest{Msg: &agentv1.UploadInputRequest_Chunk{Chunk: chunk}})
+	})
+	if err != nil {
+		return sent, err
 	}
 	if _, err := stream.CloseAndRecv(); err != nil {
 		return sent, err

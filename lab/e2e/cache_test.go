@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -112,35 +111,7 @@ func cacheFleetWith(t testing.TB, hosts []string, boot time.Duration) (*fleettes
 			"startWait":     "60s",
 		}},
 	})
-	var wg sync.WaitGroup
-	for _, h := range f.Hosts {
-		wg.Add(1)
-		go func() { defer wg.Done(); privateNixDB(t, h) }()
-	}
-	wg.Wait()
 	return f, key
-}
-
-// privateNixDB gives the host a nix database of its own, loaded from a
-// dump of the one it sees. A sandbox's /nix/var/nix/db is the machine's
-// through the overlay's lower layer until nix in the sandbox writes it; a
-// machine whose nix writes its database meanwhile (other tests building)
-// leaves the sandbox a torn copy ("database disk image is malformed").
-// These tests run many nix calls per host over minutes.
-func privateNixDB(t testing.TB, h *fleettest.Host) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	script := `set -e
-export NIX_CONFIG="build-users-group ="
-nix-store --dump-db > /root/panther-db.dump
-rm -rf /nix/var/nix/db
-mkdir -p /nix/var/nix/db
-nix-store --load-db < /root/panther-db.dump
-rm /root/panther-db.dump`
-	if out, err := h.SB.Exec(ctx, "/bin/sh", "-c", script); err != nil {
-		t.Fatalf("%s: private nix database: %v\n%s", h.Name, err, out)
-	}
 }
 
 // buildLogs runs a --build-only deploy of hosts and returns each host's
