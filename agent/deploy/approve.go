@@ -161,3 +161,9 @@ func (d *deployment) approvalInterrupted(rebooted bool) {
 	}
 	d.finish(journal.StateNotApproved, what+" while the deployment awaited approval; nothing was changed (deploy again)")
 }
+
+// awaitsApproval reports whether r is a deployment waiting for Approve:
+// still running, in phase approve, with a deadline.
+func awaitsApproval(r *journal.Record) bool {
+	return r.State == journal.StateRunning && r.Phase == string(PhaseApprove) && !r.ApprovalDeadline.IsZero()
+}

@@ -12,8 +12,11 @@ type Status struct {
 	CurrentGeneration int64
 	Version           string
 	Pending           *journal.Record // awaiting confirmation, if any
-	Active            string          // deployment holding the lock, if any
-	Last              *journal.Record // newest deployment, if any
+	// Approving is the deployment awaiting approval (running, in phase
+	// approve, until its ApprovalDeadline), if any.
+	Approving *journal.Record
+	Active    string          // deployment holding the lock, if any
+	Last      *journal.Record // newest deployment, if any
 }
 
 // Status reports the running system and the deployments in flight.
@@ -27,9 +30,11 @@ func (e *Engine) Status(ctx context.Context) Status {
 	if recs, err := e.j.List(); err == nil && len(recs) > 0 {
 		st.Last = recs[0]
 		for _, r := range recs {
-			if r.State == journal.StateAwaiting {
+			if r.State == journal.StateAwaiting && st.Pending == nil {
 				st.Pending = r
-				break
+			}
+			if awaitsApproval(r) && st.Approving == nil {
+				st.Approving = r
 			}
 		}
 	}

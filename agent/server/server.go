@@ -374,6 +374,8 @@ func (s *Server) Status(ctx context.Context, _ *agentv1.StatusRequest) (*agentv1
 	}
 	if p := st.Pending; p != nil {
 		resp.Pending = &agentv1.PendingDeployment{DeploymentId: p.ID, Deadline: timestamppb.New(p.Deadline), NewStorePath: p.NewPath}
+	} else if p := st.Approving; p != nil {
+		resp.Pending = &agentv1.PendingDeployment{DeploymentId: p.ID, Deadline: timestamppb.New(p.ApprovalDeadline), NewStorePath: p.NewPath, AwaitingApproval: true}
 	}
 	if st.Last != nil {
 		resp.LastDeployment = recordToProto(st.Last)

@@ -88,7 +88,7 @@ unreachable hosts are reported, not fatal (the exit code is 1 when any was).`,
 				}
 				pending := "-"
 				if p := st.Pending; p != nil {
-					pending = fmt.Sprintf("%s (%s left)", p.DeploymentID, time.Until(p.Deadline).Round(time.Second))
+					pending = pendingCell(p)
 				}
 				last := "-"
 				if l := st.Last; l != nil {
@@ -111,6 +111,26 @@ unreachable hosts are reported, not fatal (the exit code is 1 when any was).`,
 	}
 }
 
+// pendingCell is the status table's PENDING cell for p.
+func pendingCell(p *client.Pending) string {
+	if p.AwaitingApproval {
+		return fmt.Sprintf("%s awaiting approval until %s", p.DeploymentID, p.Deadline.Local().Format(time.TimeOnly))
+	}
+	return fmt.Sprintf("%s (%s left)", p.DeploymentID, time.Until(p.Deadline).Round(time.Second))
+}
+
+// pendingLine is the one-host status's "pending" line for p: a deployment
+// awaiting approval (stopped after dry-activate, nothing changed yet) or
+// confirmation (switched, rolls back at the deadline).
+func pendingLine(p *client.Pending) string {
+	left := time.Until(p.Deadline).Round(time.Second)
+	if p.AwaitingApproval {
+		return fmt.Sprintf("%s awaiting approval until %s, %s left (else it ends with nothing changed)",
+			p.DeploymentID, p.Deadline.Local().Format(time.DateTime), left)
+	}
+	return fmt.Sprintf("%s awaiting confirmation, %s left (else it rolls back)", p.DeploymentID, left)
+}
+
 // statusTimeout bounds one host's status call.
 const statusTimeout = 30 * time.Second
 
@@ -129,8 +149,7 @@ func (c *CLI) printStatus(st *client.HostStatus) {
 	}
 	row("failed units", failed)
 	if p := st.Pending; p != nil {
-		left := time.Until(p.Deadline).Round(time.Second)
-		row("pending", fmt.Sprintf("%s awaiting confirmation, %s left (else it rolls back)", p.DeploymentID, left))
+		row("pending", pendingLine(p))
 	}
 	if l := st.Last; l != nil {
 		started := l.Started

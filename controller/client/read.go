@@ -25,7 +25,7 @@ type HostStatus struct {
 	Uptime            time.Duration
 	SystemState       string
 	FailedUnits       []string
-	// Pending is the deployment awaiting confirmation, if any.
+	// Pending is the deployment awaiting confirmation or approval, if any.
 	Pending *Pending
 	// Last is the newest deployment, if any.
 	Last *Deployment
@@ -38,11 +38,14 @@ type HostStatus struct {
 // MarshalJSON is the status in the agent API's JSON mapping.
 func (s *HostStatus) MarshalJSON() ([]byte, error) { return s.wire, nil }
 
-// Pending is a deployment awaiting confirmation.
+// Pending is a deployment awaiting confirmation (Deadline: when it rolls
+// back) or, with AwaitingApproval, approval (Deadline: when it ends with
+// nothing changed).
 type Pending struct {
-	DeploymentID string
-	Deadline     time.Time
-	NewStorePath string
+	DeploymentID     string
+	Deadline         time.Time
+	NewStorePath     string
+	AwaitingApproval bool
 }
 
 // Deployment is one deployment the agent keeps.
@@ -109,7 +112,7 @@ func (f *Fleet) Status(ctx context.Context, host rollout.Host, timeout time.Dura
 		Last: deploymentFromProto(st.GetLastDeployment()), RTT: time.Since(t0),
 	}
 	if p := st.GetPending(); p != nil {
-		out.Pending = &Pending{DeploymentID: p.GetDeploymentId(), Deadline: timeOf(p.GetDeadline(), p.GetDeadline() != nil), NewStorePath: p.GetNewStorePath()}
+		out.Pending = &Pending{DeploymentID: p.GetDeploymentId(), Deadline: timeOf(p.GetDeadline(), p.GetDeadline() != nil), NewStorePath: p.GetNewStorePath(), AwaitingApproval: p.GetAwaitingApproval()}
 	}
 	out.wire, _ = protojson.Marshal(st)
 	return out, nil

@@ -2509,7 +2509,8 @@ type StatusResponse struct {
 	// systemd's SystemState: running, degraded, starting, ...
 	SystemState string   `protobuf:"bytes,7,opt,name=system_state,json=systemState,proto3" json:"system_state,omitempty"`
 	FailedUnits []string `protobuf:"bytes,8,rep,name=failed_units,json=failedUnits,proto3" json:"failed_units,omitempty"`
-	// Set while a deployment awaits confirmation.
+	// Set while a deployment awaits confirmation, or approval (then
+	// awaiting_approval is set).
 	Pending        *PendingDeployment   `protobuf:"bytes,9,opt,name=pending,proto3" json:"pending,omitempty"`
 	LastDeployment *DeploymentInfo      `protobuf:"bytes,10,opt,name=last_deployment,json=lastDeployment,proto3" json:"last_deployment,omitempty"`
 	AgentUptime    *durationpb.Duration `protobuf:"bytes,11,opt,name=agent_uptime,json=agentUptime,proto3" json:"agent_uptime,omitempty"`
@@ -2625,12 +2626,17 @@ func (x *StatusResponse) GetAgentUptime() *durationpb.Duration {
 }
 
 type PendingDeployment struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	DeploymentId  string                 `protobuf:"bytes,1,opt,name=deployment_id,json=deploymentId,proto3" json:"deployment_id,omitempty"`
-	Deadline      *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=deadline,proto3" json:"deadline,omitempty"`
-	NewStorePath  string                 `protobuf:"bytes,3,opt,name=new_store_path,json=newStorePath,proto3" json:"new_store_path,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	DeploymentId string                 `protobuf:"bytes,1,opt,name=deployment_id,json=deploymentId,proto3" json:"deployment_id,omitempty"`
+	Deadline     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	NewStorePath string                 `protobuf:"bytes,3,opt,name=new_store_path,json=newStorePath,proto3" json:"new_store_path,omitempty"`
+	// Set when the deployment awaits approval (stopped after dry-activate,
+	// nothing changed): deadline is then when it ends unapproved, with
+	// nothing changed; otherwise it awaits confirmation and deadline is
+	// when it rolls back.
+	AwaitingApproval bool `protobuf:"varint,4,opt,name=awaiting_approval,json=awaitingApproval,proto3" json:"awaiting_approval,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *PendingDeployment) Reset() {
@@ -2682,6 +2688,13 @@ func (x *PendingDeployment) GetNewStorePath() string {
 		return x.NewStorePath
 	}
 	return ""
+}
+
+func (x *PendingDeployment) GetAwaitingApproval() bool {
+	if x != nil {
+		return x.AwaitingApproval
+	}
+	return false
 }
 
 type DeploymentInfo struct {
@@ -3707,11 +3720,12 @@ const file_panther_agent_v1_agent_proto_rawDesc = "" +
 	"\apending\x18\t \x01(\v2#.panther.agent.v1.PendingDeploymentR\apending\x12I\n" +
 	"\x0flast_deployment\x18\n" +
 	" \x01(\v2 .panther.agent.v1.DeploymentInfoR\x0elastDeployment\x12<\n" +
-	"\fagent_uptime\x18\v \x01(\v2\x19.google.protobuf.DurationR\vagentUptime\"\x96\x01\n" +
+	"\fagent_uptime\x18\v \x01(\v2\x19.google.protobuf.DurationR\vagentUptime\"\xc3\x01\n" +
 	"\x11PendingDeployment\x12#\n" +
 	"\rdeployment_id\x18\x01 \x01(\tR\fdeploymentId\x126\n" +
 	"\bdeadline\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12$\n" +
-	"\x0enew_store_path\x18\x03 \x01(\tR\fnewStorePath\"\xef\x03\n" +
+	"\x0enew_store_path\x18\x03 \x01(\tR\fnewStorePath\x12+\n" +
+	"\x11awaiting_approval\x18\x04 \x01(\bR\x10awaitingApproval\"\xef\x03\n" +
 	"\x0eDeploymentInfo\x12#\n" +
 	"\rdeployment_id\x18\x01 \x01(\tR\fdeploymentId\x120\n" +
 	"\x06action\x18\x02 \x01(\x0e2\x18.panther.agent.v1.ActionR\x06action\x123\n" +
