@@ -7,9 +7,7 @@ package agent
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -30,71 +28,6 @@ import (
 	"github.com/pantheros/panther/internal/version"
 	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
 )
-
-// Run runs panther-agent with args (without the program name) and returns
-// the process exit code.
-func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	usage := func() {
-		fmt.Fprintln(stderr, `panther-agent applies signed NixOS deployments on this host, over the tailnet.
-
-Usage:
-  panther-agent run --config FILE [flags]   serve the agent API on the tailnet
-  panther-agent check-config --config FILE  validate a config file and print it with defaults
-  panther-agent version                     print the version
-  panther-agent man                         print the man page (roff)
-
-Run 'panther-agent run --help' for the flags; each overrides the config file.`)
-	}
-	if len(args) == 0 {
-		usage()
-		return 2
-	}
-	switch args[0] {
-	case "version", "--version":
-		fmt.Fprintln(stdout, "panther-agent "+version.Version)
-		return 0
-	case "-h", "--help", "help":
-		usage()
-		return 0
-	case "man":
-		if err := writeManPage(stdout); err != nil {
-			fmt.Fprintf(stderr, "panther-agent: %v\n", err)
-			return 1
-		}
-		return 0
-	case "run", "check-config":
-	default:
-		fmt.Fprintf(stderr, "panther-agent: unknown command %q\n", args[0])
-		usage()
-		return 2
-	}
-	fs := flag.NewFlagSet("panther-agent "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath, flags := runFlags(fs)
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	cfg, err := flags.Load(*cfgPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "panther-agent: %v\n", err)
-		return 1
-	}
-	if args[0] == "check-config" {
-		fmt.Fprintf(stdout, "%+v\n", *cfg)
-		return 0
-	}
-	log := hclog.New(&hclog.LoggerOptions{
-		Name: "panther-agent", Level: hclog.LevelFromString(cfg.LogLevel), JSONFormat: cfg.LogJSON, Output: stderr,
-	})
-	if err := serve(ctx, cfg, log); err != nil {
-		log.Error("agent stopped", "error", err)
-		return 1
-	}
-	return 0
-}
 
 // serve runs the agent until ctx ends.
 func serve(ctx context.Context, cfg *config.Config, log hclog.Logger) error {

@@ -16,17 +16,17 @@ func runFlags(fs *flag.FlagSet) (*string, *config.Flags) {
 	return cfgPath, config.RegisterFlags(fs)
 }
 
-// writeManPage writes panther-agent(8), generated from the same flag
-// definitions as 'panther-agent run --help'.
+// writeManPage writes panther-agent(8), generated from the same commands
+// and flag definitions as Run and 'panther-agent run --help'.
 func writeManPage(w io.Writer) error {
 	p := manpage.New("panther-agent", "8", "panther "+version.Version, "panther manual")
 	p.Section("name").Para("panther-agent - apply signed NixOS deployments on this host, over the tailnet")
-	p.Section("synopsis").Literal(
-		"panther-agent run --config FILE [flags]",
-		"panther-agent check-config --config FILE [flags]",
-		"panther-agent version",
-		"panther-agent man",
-	)
+	cmds := commands(io.Discard, io.Discard).Subcommands
+	var syn []string
+	for _, c := range cmds {
+		syn = append(syn, c.ShortUsage)
+	}
+	p.Section("synopsis").Literal(syn...)
 	p.Section("description").Para(`panther-agent is the NixOS service (services.panther-agent) that deploys this host's
 configuration when a trusted panther controller, pantherctl(1), asks over the tailnet. It verifies
 the signed request, builds the host's flake locally, dry-activates, switches in a transient
@@ -36,10 +36,9 @@ It listens on its tailnet node only (tsnet), never on the host's interfaces: the
 port (default 7443) and, when metrics.port is set, a Prometheus endpoint (GET /metrics) for the
 same peers. Result hooks (resultHooks) run a command and/or POST a webhook on each final result.`)
 	p.Section("commands")
-	p.Item("run", "Serve the agent API on the tailnet until stopped.")
-	p.Item("check-config", "Validate the config file (with flags applied) and print it with defaults.")
-	p.Item("version", "Print the version.")
-	p.Item("man", "Print this man page.")
+	for _, c := range cmds {
+		p.Item(c.Name, c.ShortHelp)
+	}
 	p.Section("options").Para("Each flag overrides the config file's key of the same meaning. Health checks, metrics and result hooks can only be set in the file.")
 	fs := flag.NewFlagSet("panther-agent run", flag.ContinueOnError)
 	runFlags(fs)
