@@ -152,6 +152,11 @@ func ParseGenerations(out string, loc *time.Location) ([]Generation, error) {
 		if err != nil || num < 0 || f[0][0] == '+' {
 			return nil, fmt.Errorf("%w: generations line %d %q: bad number", ErrParse, i+1, line)
 		}
+		// time.Parse takes a fraction of a second after the seconds (",1",
+		// ".5") even when the layout has none; nix-env never prints one.
+		if strings.ContainsAny(f[2], ".,") {
+			return nil, fmt.Errorf("%w: generations line %d %q: bad time", ErrParse, i+1, line)
+		}
 		created, err := time.ParseInLocation("2006-01-02 15:04:05", f[1]+" "+f[2], loc)
 		if err != nil {
 			return nil, fmt.Errorf("%w: generations line %d %q: %v", ErrParse, i+1, line, err)
