@@ -142,7 +142,9 @@ func parseVersions(s string) ([]string, error) {
 		switch {
 		case v == "ε":
 			vs[i] = ""
-		case v == "" || v == "∅" || strings.Contains(v, " → ") || sizeRE.MatchString(v):
+		// A version is never blank nor padded: the line is trimmed, so
+		// such a version would not read back as itself.
+		case strings.TrimSpace(v) != v || v == "" || v == "∅" || strings.Contains(v, " → ") || sizeRE.MatchString(v):
 			return nil, fmt.Errorf("bad version %q", v)
 		}
 	}
