@@ -13,12 +13,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 
 	"github.com/pantheros/panther/controller/client"
+	"github.com/pantheros/panther/internal/archive"
 	"github.com/pantheros/panther/internal/flakeinputs"
 	"github.com/pantheros/panther/internal/nix"
 	agentv1 "github.com/pantheros/panther/proto/panther/agent/v1"
@@ -71,7 +70,7 @@ func Prepare(ctx context.Context, n *nix.Nix, dir, mode string) (*Set, error) {
 		return nil, err
 	}
 	s := &Set{Fetch: mode == Fetch, n: n, dumps: map[string]*dump{}}
-	s.Rev, s.Dirty = gitRevision(ctx, abs)
+	s.Rev, s.Dirty = archive.ExecGit{}.Revision(ctx, abs)
 	if n == nil {
 		if mode == Ship && lockHasInputs(abs) {
 			return nil, fmt.Errorf("%w: shipping the locked inputs of %s needs it (or pass --inputs fetch)", ErrNoNix, abs)
@@ -204,31 +203,4 @@ func (s *Set) Close() {
 			d.f.Close()
 		}
 	}
-}
-
-// gitRevision is HEAD of the git checkout holding dir and whether tracked
-// files have uncommitted changes; "" when dir is not in a git checkout.
-func gitRevision(ctx context.Context, dir string) (string, bool) {
-	rev, err := git(ctx, dir, "rev-parse", "--verify", "HEAD")
-	if err != nil {
-		return "", false
-	}
-	st, err := git(ctx, dir, "status", "--porcelain", "--untracked-files=no")
-	if err != nil {
-		return rev, true
-	}
-	return rev, st != ""
-}
-
-func git(ctx context.Context, dir string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "git", append([]string{"-C", dir}, args...)...)
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "GIT_") {
-			env = append(env, kv)
-		}
-	}
-	cmd.Env = env
-	out, err := cmd.Output()
-	return strings.TrimSpace(string(out)), err
 }

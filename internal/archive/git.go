@@ -62,6 +62,22 @@ func (g ExecGit) TopLevel(ctx context.Context, dir string) (string, error) {
 	return top, nil
 }
 
+// Revision returns HEAD of the work tree that contains dir and whether its
+// tracked files have uncommitted changes; "" when dir is in no git
+// checkout (or HEAD has no commit yet).
+func (g ExecGit) Revision(ctx context.Context, dir string) (rev string, dirty bool) {
+	out, err := g.run(ctx, dir, "rev-parse", "--verify", "HEAD")
+	if err != nil {
+		return "", false
+	}
+	rev = strings.TrimSpace(string(out))
+	st, err := g.run(ctx, dir, "status", "--porcelain", "--untracked-files=no")
+	if err != nil {
+		return rev, true
+	}
+	return rev, strings.TrimSpace(string(st)) != ""
+}
+
 // LsFiles implements Git.
 func (g ExecGit) LsFiles(ctx context.Context, root string, args ...string) ([]string, error) {
 	out, err := g.run(ctx, root, append([]string{"ls-files", "-z"}, args...)...)
